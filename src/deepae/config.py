@@ -1,0 +1,166 @@
+"""Configuration as data: what the network looks like and how it is trained.
+
+Both dataclasses are frozen, carry the article's values as defaults, and check themselves
+on construction, so a bad value fails early with a `ConfigError` that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from deepae.errors import ConfigError
+
+# Activations the model knows, by name; the model maps each to a torch module.
+ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh", "leaky_relu", "elu", "gelu")
+LOSSES = ("bce", "mse")
+OPTIMIZERS = ("adam", "adamw", "adagrad", "adadelta", "sgd", "rmsprop")
+SCHEDULES = ("constant", "onecycle", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+ENGINES = ("auto", "fused", "autograd")
+
+# Keras' default learning rate for each optimizer, so `--optimizer adagrad` behaves as
+# `compile(optimizer='adagrad')` would in the article's code (keras.optimizers defaults).
+DEFAULT_LR = {
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "adagrad": 1e-3,
+    "adadelta": 1e-3,
+    "sgd": 1e-2,
+    "rmsprop": 1e-3,
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A dense autoencoder: input -> hidden... -> latent -> hidden... -> input."""
+
+    input_size: int = 784  # 28 * 28 MNIST pixels, flattened as in the article
+    hidden_sizes: tuple[int, ...] = (32,)  # encoder hidden layers, input side first
+    latent_size: int = 2  # 2-D so every code is a point on a plane
+    hidden_activation: str = "relu"  # the article's Dense(32, activation='relu')
+    latent_activation: str = "relu"  # the article's; 'linear' cannot die (see README)
+    output_activation: str = "sigmoid"  # pixels live in [0, 1]
+    # None mirrors hidden_sizes (the article's decoder); a tuple sets them, latent side first.
+    decoder_hidden_sizes: tuple[int, ...] | None = None
+    batch_norm: bool = False  # BatchNorm after each hidden Dense (not in the article)
+    image_shape: tuple[int, ...] = (28, 28)  # how decoded vectors are shown as images
+
+    def __post_init__(self) -> None:
+        # Accept lists (JSON, CLI) but store tuples so the config stays hashable and frozen.
+        for name in ("hidden_sizes", "decoder_hidden_sizes", "image_shape"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        _check_sizes("input_size", (self.input_size,))
+        _check_sizes("hidden_sizes", self.hidden_sizes)
+        _check_sizes("latent_size", (self.latent_size,))
+        if self.decoder_hidden_sizes is not None:
+            _check_sizes("decoder_hidden_sizes", self.decoder_hidden_sizes)
+        for name in ("hidden_activation", "latent_activation"):
+            _check_choice(name, getattr(self, name), ACTIVATIONS)
+        _check_choice("output_activation", self.output_activation, ("sigmoid", "linear"))
+        _check_sizes("image_shape", self.image_shape)
+        pixels = 1
+        for n in self.image_shape:
+            pixels *= n
+        if pixels != self.input_size:
+            raise ConfigError(
+                f"image_shape {self.image_shape} has {pixels} pixels but input_size is "
+                f"{self.input_size}; give an image shape whose product is the input size"
+            )
+
+    @property
+    def decoder_sizes(self) -> tuple[int, ...]:
+        """Decoder hidden sizes, latent side first."""
+        if self.decoder_hidden_sizes is not None:
+            return self.decoder_hidden_sizes
+        return tuple(reversed(self.hidden_sizes))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fit: the defaults are Keras' `compile(loss='binary_crossentropy',
+    optimizer='adam')` + `fit(epochs=10)` as used in the article."""
+
+    loss: str = "bce"  # mean binary cross-entropy over pixels and samples, as Keras'
+    optimizer: str = "adam"
+    lr: float | None = None  # None: Keras' default for the optimizer (DEFAULT_LR)
+    batch_size: int = 32  # Keras' fit default
+    epochs: int = 10  # the article's
+    seed: int = 0  # drives initialisation and shuffling; same seed on CPU -> same bits
+    device: str = "auto"  # 'auto' takes CUDA when available
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Keras' Adam defaults
+    eps: float = 1e-7  # Keras' epsilon for Adam/Adagrad/Adadelta/RMSprop (PyTorch: 1e-8)
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # SGD only; Keras' default
+    schedule: str = "constant"  # learning-rate schedule over the whole run
+    shuffle: bool = True  # reshuffle every epoch, as Keras' fit does
+    engine: str = "auto"  # 'fused' = hand-written backward (fast), 'autograd' = reference
+    validate: bool = True  # evaluate the validation set after every epoch
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.adam_betas, tuple):
+            object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("engine", self.engine, ENGINES)
+        _check_sizes("batch_size", (self.batch_size,))
+        _check_sizes("epochs", (self.epochs,))
+        if self.lr is not None and not (self.lr > 0 and self.lr < float("inf")):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        for name in ("eps", "weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if not all(0 <= b < 1 for b in self.adam_betas) or len(self.adam_betas) != 2:
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate in force: `lr`, or Keras' default for the optimizer."""
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build `cls` from a dict, refusing unknown keys with a clear error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} field(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**data)
+    except TypeError as e:  # a wrong type that the checks above did not catch
+        raise ConfigError(f"invalid {cls.__name__}: {e}") from None
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    """`dataclasses.replace` that ignores None values (unset command-line options)."""
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _check_sizes(name: str, values: tuple[int, ...]) -> None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name} must be positive integers, got {values!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+__all__ = ["ModelConfig", "TrainConfig", "to_dict", "from_dict", "replace"]

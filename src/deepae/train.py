@@ -1,0 +1,282 @@
+"""Training: the Keras `fit` loop of the article, on one of two engines.
+
+- `fused` (default where it applies): hand-written forward/backward (`deepae.engine`), all
+  parameters in one flat tensor, one optimizer kernel per step.
+- `autograd`: the ordinary PyTorch loop, for every model (BatchNorm, other activations).
+
+Both see the same batches in the same order: the shuffle of epoch `e` comes from a CPU
+generator seeded with (seed, e), so it does not depend on the device, and a resumed run
+draws exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from deepae import engine as fused
+from deepae.config import TrainConfig
+from deepae.errors import ConfigError, DeepAEError
+from deepae.model import AutoencoderNet
+
+
+class TrainingDiverged(DeepAEError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based, as Keras prints it
+    loss: float  # mean training loss over the epoch's batches (Keras' running mean)
+    val_loss: float | None
+    seconds: float  # wall time of the epoch, validation included
+    train_seconds: float  # the training steps alone
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint needs besides the weights."""
+
+    epoch: int = 0  # epochs completed
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer of `cfg`, with Keras' defaults for epsilon and learning rate."""
+    lr, eps, wd = cfg.learning_rate, cfg.eps, cfg.weight_decay
+    # fused=True runs Adam as one kernel per tensor; supported on CPU and CUDA float32.
+    table: dict[str, Callable[[], torch.optim.Optimizer]] = {
+        "adam": lambda: torch.optim.Adam(
+            params, lr=lr, betas=cfg.adam_betas, eps=eps, weight_decay=wd, fused=True
+        ),
+        "adamw": lambda: torch.optim.AdamW(
+            params, lr=lr, betas=cfg.adam_betas, eps=eps, weight_decay=wd, fused=True
+        ),
+        # Keras' Adagrad starts its accumulator at 0.1 (keras.optimizers.Adagrad).
+        "adagrad": lambda: torch.optim.Adagrad(
+            params, lr=lr, eps=eps, weight_decay=wd, initial_accumulator_value=0.1
+        ),
+        # Keras' Adadelta: rho 0.95, lr 1e-3 (Keras >= 2.3).
+        "adadelta": lambda: torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=eps, weight_decay=wd),
+        "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd),
+        # Keras' RMSprop: rho 0.9.
+        "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=eps, weight_decay=wd),
+    }
+    return table[cfg.optimizer]()
+
+
+def make_schedule(opt, cfg: TrainConfig, total_steps: int):
+    """A per-step learning-rate scheduler, or None for a constant rate."""
+    if cfg.schedule == "onecycle":
+        # Smith & Topin's one-cycle policy with PyTorch's defaults (warm-up 30%, lr/25 start).
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.learning_rate, total_steps=total_steps
+        )
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    return None
+
+
+class Trainer:
+    """Owns the optimizer and the engine for one net; `fit` drives it epoch by epoch."""
+
+    def __init__(self, net: AutoencoderNet, cfg: TrainConfig, n_train: int):
+        if cfg.loss == "bce" and net.config.output_activation != "sigmoid":
+            raise ConfigError("loss bce needs output_activation sigmoid; use --loss mse")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.net = net.to(self.device)
+        self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+        use_fused = cfg.engine == "fused" or (
+            cfg.engine == "auto" and fused.supports(net, cfg.loss)
+        )
+        if use_fused and not fused.supports(net, cfg.loss):
+            raise ConfigError(
+                "--engine fused supports plain dense stacks (relu/linear/sigmoid/tanh, no "
+                "batch norm); use --engine autograd"
+            )
+        self.engine = fused.FusedDenseEngine(net, cfg.loss) if use_fused else None
+        params = [self.engine.flat] if self.engine else list(net.parameters())
+        self.opt = make_optimizer(params, cfg, self.device)
+        self.schedule = make_schedule(self.opt, cfg, self.steps_per_epoch * cfg.epochs)
+        self.loss_fn = _loss_fn(cfg.loss, net.config.output_activation == "sigmoid")
+
+    @property
+    def engine_name(self) -> str:
+        return "fused" if self.engine else "autograd"
+
+    def train_epoch(self, x: torch.Tensor, epoch: int, progress: bool = False) -> float:
+        """One pass over x (N, D) on the device; returns the mean loss. `epoch` is 0-based."""
+        from tqdm.auto import tqdm
+
+        n, dim = x.shape
+        bs = self.cfg.batch_size
+        order = _epoch_order(n, self.cfg, epoch).to(self.device)
+        losses = torch.zeros(self.steps_per_epoch, device=self.device)  # summed loss per step
+        batch = torch.empty(0, device=self.device)
+        self.net.train()
+        bar = tqdm(total=self.steps_per_epoch, disable=not progress, leave=False, unit="step")
+        check_every = 100  # a finite-loss check costs a device sync, so not every step
+        for step in range(self.steps_per_epoch):
+            idx = order[step * bs : (step + 1) * bs]
+            if batch.shape[0] != idx.shape[0]:
+                batch = x.new_empty(idx.shape[0], dim)
+            torch.index_select(x, 0, idx, out=batch)  # (B, D)
+            losses[step] = self._step(batch)
+            if step % check_every == check_every - 1 or step == self.steps_per_epoch - 1:
+                _check_finite(losses, step, check_every, epoch)
+                bar.update(min(check_every, step + 1 - bar.n))
+        bar.close()
+        return losses.sum().item() / (n * dim)
+
+    def _step(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.engine is not None:
+            loss_sum = self.engine.loss_and_grad(batch)
+            _optimizer_step(self.opt)
+        else:
+            logits = self.net.logits(batch)  # (B, D)
+            loss = self.loss_fn(logits, batch)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            loss_sum = loss.detach() * batch.numel()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss_sum
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, chunk: int = 4096) -> float:
+        """Mean loss over x (N, D), in inference mode (BatchNorm uses running stats)."""
+        self.net.eval()
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        for i in range(0, x.shape[0], chunk):
+            xb = x[i : i + chunk]
+            total += self.loss_fn(self.net.logits(xb), xb).double() * xb.numel()
+        return total.item() / x.numel()
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.opt.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state.get("schedule") is not None:
+            self.schedule.load_state_dict(state["schedule"])
+
+
+def fit(
+    trainer: Trainer,
+    x_train: torch.Tensor,
+    x_val: torch.Tensor | None = None,
+    *,
+    state: TrainState | None = None,
+    on_epoch_end: Callable[[EpochRecord, TrainState], None] | None = None,
+    progress: bool = False,
+) -> TrainState:
+    """Train for the remaining epochs of `trainer.cfg`; x_* are float (N, D) in [0, 1].
+
+    `state` continues a resumed run; `on_epoch_end` is called after each epoch (printing,
+    checkpoints). Returns the final state with the full history.
+    """
+    state = state or TrainState()
+    x_train = x_train.to(trainer.device)
+    x_val = x_val.to(trainer.device) if x_val is not None else None
+    for epoch in range(state.epoch, trainer.cfg.epochs):
+        start = time.perf_counter()
+        loss = trainer.train_epoch(x_train, epoch, progress=progress)
+        train_seconds = time.perf_counter() - start
+        val = trainer.evaluate(x_val) if x_val is not None and trainer.cfg.validate else None
+        record = EpochRecord(epoch + 1, loss, val, time.perf_counter() - start, train_seconds)
+        state.history.append(record)
+        state.epoch = epoch + 1
+        if on_epoch_end is not None:
+            on_epoch_end(record, state)
+    return state
+
+
+def format_epoch(record: EpochRecord, epochs: int) -> str:
+    """Keras' epoch line: `Epoch 3/10 - 0.6s - loss: 0.2133 - val_loss: 0.2098`."""
+    line = f"Epoch {record.epoch}/{epochs} - {record.seconds:.1f}s - loss: {record.loss:.4f}"
+    if record.val_loss is not None:
+        line += f" - val_loss: {record.val_loss:.4f}"
+    return line
+
+
+@torch.no_grad()
+def dead_latent_fractions(codes: torch.Tensor) -> list[float]:
+    """Per latent unit, the fraction of samples whose code is exactly 0: codes (N, latent).
+
+    With a ReLU latent a unit that is 0 for (almost) every sample is dead: its gradient is
+    0 too, so it never comes back and the 2-D plot collapses onto a line.
+    """
+    return (codes == 0).double().mean(0).tolist()
+
+
+def _epoch_order(n: int, cfg: TrainConfig, epoch: int) -> torch.Tensor:
+    if not cfg.shuffle:
+        return torch.arange(n)
+    # A fresh CPU generator per (seed, epoch): device-independent and resumable.
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def _optimizer_step(opt: torch.optim.Optimizer) -> None:
+    # Adam on the fused engine calls the fused kernel directly: torch.optim's step() wraps
+    # it in ~25 us of Python bookkeeping per call, more than the kernel itself costs here.
+    # The state tensors are the optimizer's own, so checkpoints stay in torch's format;
+    # tests/test_train.py checks this step against torch.optim.Adam bit for bit.
+    group = opt.param_groups[0]
+    if not isinstance(opt, torch.optim.Adam) or group["amsgrad"] or group["maximize"]:
+        opt.step()
+        return
+    (p,) = group["params"]
+    state = opt.state[p]
+    if not state:
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        state["exp_avg"] = torch.zeros_like(p)
+        state["exp_avg_sq"] = torch.zeros_like(p)
+    state["step"] += 1
+    kernel = torch._fused_adamw_ if isinstance(opt, torch.optim.AdamW) else torch._fused_adam_
+    beta1, beta2 = group["betas"]
+    kernel(
+        [p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+        amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+    )  # fmt: skip
+
+
+def _check_finite(losses: torch.Tensor, step: int, window: int, epoch: int) -> None:
+    start = max(0, step - window + 1)
+    bad = torch.nonzero(~torch.isfinite(losses[start : step + 1]))
+    if len(bad):
+        i = start + int(bad[0])
+        raise TrainingDiverged(
+            f"the loss became {losses[i].item()} at epoch {epoch + 1}, step {i + 1}; "
+            "lower --lr or check the data for extreme values"
+        )
+
+
+def _loss_fn(name: str, sigmoid_out: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    # Both take logits: BCE from logits is stable, and equals Keras' binary_crossentropy on
+    # a sigmoid output (Keras recovers the logits from the sigmoid for this reason).
+    if name == "bce":
+        return nn.functional.binary_cross_entropy_with_logits
+    if sigmoid_out:
+        return lambda logits, x: nn.functional.mse_loss(torch.sigmoid(logits), x)
+    return nn.functional.mse_loss
