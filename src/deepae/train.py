@@ -252,6 +252,7 @@ def _optimizer_step(opt: torch.optim.Optimizer) -> None:
         state["exp_avg"] = torch.zeros_like(p)
         state["exp_avg_sq"] = torch.zeros_like(p)
     state["step"] += 1
+    opt._opt_called = True  # what Optimizer.step records, so lr schedulers see a step
     kernel = torch._fused_adamw_ if isinstance(opt, torch.optim.AdamW) else torch._fused_adam_
     beta1, beta2 = group["betas"]
     kernel(

@@ -1,0 +1,90 @@
+"""The Python API: numpy in, numpy out, against a NumPy forward pass as the oracle."""
+
+import numpy as np
+import pytest
+
+from deepae import Autoencoder
+from deepae.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def ae(mnist):
+    model = Autoencoder(latent_activation="linear", epochs=1, seed=0)
+    model.fit(mnist.x_train[:1000], validation_data=mnist.x_test[:200], verbose=0)
+    return model
+
+
+def numpy_forward(ae, x):
+    """The article's encoder in plain NumPy: relu(relu(x W1 + b1) W2 + b2), linear latent."""
+    w = {k: v.detach().numpy().astype(np.float64) for k, v in ae.net.state_dict().items()}
+    h = np.maximum(x @ w["encoder.0.weight"].T + w["encoder.0.bias"], 0)
+    return h @ w["encoder.2.weight"].T + w["encoder.2.bias"]
+
+
+def test_fit_returns_keras_like_history(mnist):
+    model = Autoencoder(epochs=2)
+    history = model.fit(mnist.x_train[:640], validation_data=mnist.x_test[:64], verbose=0)
+    assert [r.epoch for r in history] == [1, 2]
+    assert all(r.loss > 0 and r.val_loss > 0 for r in history)
+
+
+def test_encode_equals_a_numpy_forward_pass(ae, mnist):
+    z = ae.encode(mnist.x_train[:50])
+    assert z.shape == (50, 2) and z.dtype == np.float32
+    expected = numpy_forward(ae, mnist.x_train[:50].reshape(50, 784) / 255.0)
+    np.testing.assert_allclose(z, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_uint8_images_and_flat_floats_encode_alike(ae, mnist):
+    x = mnist.x_train[:20]
+    np.testing.assert_array_equal(ae.encode(x), ae.encode(x.reshape(20, 784) / np.float32(255)))
+
+
+def test_decode_and_reconstruct_shapes(ae, mnist):
+    images = ae.decode([[0.0, 5.0], [3.0, 1.0]])
+    assert images.shape == (2, 28, 28) and images.dtype == np.float32
+    assert ((images >= 0) & (images <= 1)).all()
+    assert ae.decode([0.5, 0.5]).shape == (1, 28, 28)
+    rec = ae.reconstruct(mnist.x_test[:10])
+    assert rec.shape == (10, 28, 28)
+    np.testing.assert_allclose(rec, ae.decode(ae.encode(mnist.x_test[:10])), atol=1e-6)
+
+
+def test_decode_is_deterministic_and_batch_independent(ae):
+    z = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    np.testing.assert_array_equal(ae.decode(z), ae.decode(z))
+    # other batch sizes pick other matmul kernels: equal up to float32 rounding
+    np.testing.assert_allclose(ae.decode(z, batch_size=7)[:50], ae.decode(z[:50]), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[[1.0, 2.0, 3.0]], [[np.nan, 0.0]], [[[1.0, 2.0]]]])
+def test_bad_codes_are_refused(ae, bad):
+    with pytest.raises(ConfigError, match="codes must be"):
+        ae.decode(bad)
+
+
+def test_bad_images_are_refused(ae):
+    with pytest.raises(ConfigError, match="784"):
+        ae.encode(np.zeros((2, 10, 10), np.uint8))
+    with pytest.raises(DataError):
+        ae.encode(np.full((2, 784), 2.0, np.float32))  # outside [0, 1]
+    with pytest.raises(ConfigError, match="unknown option"):
+        Autoencoder(hiden_sizes=(3,))
+
+
+def test_save_and_load_round_trip_is_bit_exact(ae, mnist, tmp_path):
+    ae.save(tmp_path / "m")
+    again = Autoencoder.load(tmp_path / "m")
+    assert again.model_config == ae.model_config
+    assert again.train_config == ae.train_config
+    for (k, a), (_, b) in zip(
+        ae.net.state_dict().items(), again.net.state_dict().items(), strict=True
+    ):
+        assert np.array_equal(a.numpy(), b.numpy()), k
+    np.testing.assert_array_equal(again.encode(mnist.x_test[:100]), ae.encode(mnist.x_test[:100]))
+
+
+def test_summary_prints_and_returns_the_table(capsys):
+    text = Autoencoder().summary()
+    assert capsys.readouterr().out.strip() == text.strip()
+    assert "dense_4 (Dense)" in text and "25872" in text

@@ -1,0 +1,134 @@
+"""The command line, end to end: one real training run on MNIST that every other command
+then reads, and each command's error paths (one line on stderr, exit code 2)."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from deepae.cli import main
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, mnist):
+    """`deepae train` for one epoch on the real data; returns the run folder."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    code = main(["train", "--runs-dir", str(runs_dir), "--name", "t", "--epochs", "1",
+                 "--no-progress", "--latent-activation", "linear"])  # fmt: skip
+    assert code == 0
+    return runs_dir / "t"
+
+
+def run_cli(*args):
+    """The real console entry point in a subprocess: exit code, stdout, stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepae.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_train_writes_the_run_folder(run, mnist, capsys):
+    names = {p.name for p in run.iterdir()}
+    expected = {"config.json", "model.safetensors", "history.csv", "metrics.json"}
+    assert expected | {"latent.png", "reconstructions.png", "loss.png"} <= names
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1"]
+    assert set(rows[0]) == {"epoch", "loss", "val_loss", "seconds"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["loss"] == pytest.approx(float(rows[0]["loss"]), abs=1e-6)
+    assert len(metrics["dead_latent_fractions"]) == 2
+    assert metrics["data"]["name"] == "mnist"
+    assert metrics["engine"] == "fused"
+
+
+def test_figures_have_the_expected_size(run):
+    # The article's 13 x 10 inch scatter, at 100 dpi; ten columns of digits over two rows.
+    assert imread(run / "latent.png").shape[:2] == (1000, 1300)
+    assert imread(run / "reconstructions.png").shape[:2] == (460, 2000)
+    assert imread(run / "loss.png").shape[:2] == (450, 700)
+
+
+def test_encode_to_csv_and_npy(run, mnist, tmp_path, capsys):
+    assert main(["encode", str(run), "--out", str(tmp_path / "z.npy"), "--split", "test"]) == 0
+    z = np.load(tmp_path / "z.npy")
+    assert z.shape == (10_000, 2)
+    assert main(["encode", str(run), "--out", str(tmp_path / "z.csv"), "--split", "test"]) == 0
+    with open(tmp_path / "z.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["label"]) for r in rows[:5]] == list(mnist.y_test[:5])
+    np.testing.assert_allclose([float(rows[3]["z1"])], [z[3, 1]], rtol=1e-6)
+
+
+def test_decode_points_to_png_and_npy(run, tmp_path):
+    assert main(["decode", str(run), "0,5", "-1.5,2", "--out", str(tmp_path / "d.npy")]) == 0
+    images = np.load(tmp_path / "d.npy")
+    assert images.shape == (2, 28, 28)
+    from deepae import Autoencoder
+
+    np.testing.assert_array_equal(images, Autoencoder.load(run).decode([[0, 5], [-1.5, 2]]))
+    assert main(["decode", str(run), "0,5", "--out", str(tmp_path / "d.png")]) == 0
+    assert imread(tmp_path / "d.png").shape[:2] == (230, 400)
+
+
+def test_reconstruct_and_plot(run, tmp_path):
+    out = tmp_path / "r.png"
+    assert main(["reconstruct", str(run), "--indices", "0-4", "--out", str(out)]) == 0
+    assert imread(out).shape[:2] == (460, 1000)  # five columns
+    (run / "latent.png").unlink()
+    assert main(["plot", str(run)]) == 0
+    assert (run / "latent.png").exists()
+
+
+def test_summary_command(run, capsys):
+    assert main(["summary"]) == 0
+    assert "Total params: 51,154" in capsys.readouterr().out
+    assert main(["summary", "--hidden-sizes", "64", "--latent-size", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"Total params: {784 * 64 + 64 + 64 * 3 + 3 + 3 * 64 + 64 + 64 * 784 + 784:,}" in out
+    assert main(["summary", str(run)]) == 0
+    assert "51,154" in capsys.readouterr().out
+
+
+def test_help_needs_no_torch():
+    code = "import sys, deepae.cli; deepae.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["train", "summary", "encode", "decode", "reconstruct",
+                                     "plot", "data"])  # fmt: skip
+def test_every_command_has_help(command):
+    code, out, _ = run_cli(command, "--help")
+    assert code == 0
+    assert "usage: deepae " + command in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode", "{missing}"], "no run folder"),
+        (["decode", "{run}", "1,x"], "not 2 comma-separated finite numbers"),
+        (["decode", "{run}", "1,2,3"], "not 2 comma-separated"),
+        (["decode", "{run}", "1,2", "--out", "{tmp}/x.txt"], "use a .png or .npy"),
+        (["reconstruct", "{run}", "--indices", "59990-60005"], "out of range"),
+        (["reconstruct", "{run}", "--indices", "5-2"], "--indices"),
+        (["train", "--epochs", "0", "--runs-dir", "{tmp}"], "epochs must be positive"),
+        (["train", "--optimizer", "nadam", "--runs-dir", "{tmp}"], "optimizer must be one of"),
+        (["train", "--epochs", "ten"], "invalid int value"),
+        (["train", "--runs-dir", "{runs}", "--name", "t"], "already exists"),
+        (["train", "--data-dir", "{tmp}/nothing", "--runs-dir", "{tmp}"], "nothing"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run, tmp_path, args, message):
+    fill = {"run": run, "runs": run.parent, "tmp": tmp_path, "missing": tmp_path / "nope"}
+    code, out, err = run_cli(*[a.format(**fill) for a in args])
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err

@@ -1,0 +1,130 @@
+"""Training: the optimizer step against torch.optim, learning on real MNIST,
+reproducibility, both engines agreeing, divergence detection, the dead-latent check."""
+
+import pytest
+import torch
+
+from deepae import train
+from deepae.config import ModelConfig, TrainConfig
+from deepae.data import flatten_images
+from deepae.errors import ConfigError
+from deepae.model import build
+
+
+@pytest.fixture(scope="module")
+def subset(mnist):
+    """2,000 real training images and 500 test images, float (N, 784)."""
+    x = torch.from_numpy(flatten_images(mnist.x_train[:2000]))
+    v = torch.from_numpy(flatten_images(mnist.x_test[:500]))
+    return x, v
+
+
+def trained(x, v, *, model=None, **train_options):
+    net = build(model or ModelConfig(), seed=train_options.get("seed", 0))
+    cfg = TrainConfig(device="cpu", **train_options)
+    trainer = train.Trainer(net, cfg, len(x))
+    state = train.fit(trainer, x, v)
+    return net, trainer, state
+
+
+def test_direct_adam_step_equals_torch_optim_bit_for_bit():
+    torch.manual_seed(0)
+    p_ref = torch.nn.Parameter(torch.randn(1000))
+    p_ours = torch.nn.Parameter(p_ref.detach().clone())
+    kwargs = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7, "fused": True}
+    ref = torch.optim.Adam([p_ref], **kwargs)
+    ours = torch.optim.Adam([p_ours], **kwargs)
+    for _ in range(5):
+        g = torch.randn(1000)
+        p_ref.grad, p_ours.grad = g.clone(), g.clone()
+        ref.step()
+        train._optimizer_step(ours)
+        assert torch.equal(p_ref, p_ours)
+    # and the state is torch's own, so a checkpoint of either is interchangeable
+    assert torch.equal(ref.state[p_ref]["exp_avg_sq"], ours.state[p_ours]["exp_avg_sq"])
+    assert ref.state[p_ref]["step"].item() == ours.state[p_ours]["step"].item() == 5
+
+
+def test_training_lowers_the_loss_on_real_digits(subset):
+    x, v = subset
+    net = build(ModelConfig(latent_activation="linear"), seed=0)
+    trainer = train.Trainer(net, TrainConfig(device="cpu", epochs=3), len(x))
+    before = trainer.evaluate(v)
+    state = train.fit(trainer, x, v)
+    losses = [r.loss for r in state.history]
+    assert before == pytest.approx(0.693, abs=0.02)  # sigmoid(~0) against pixels
+    assert losses[0] > losses[1] > losses[2]
+    assert state.history[-1].val_loss < before - 0.2
+
+
+def test_same_seed_gives_bit_identical_weights_and_history(subset):
+    x, v = subset
+    a, _, sa = trained(x, v, epochs=2, seed=5)
+    b, _, sb = trained(x, v, epochs=2, seed=5)
+    c, _, _ = trained(x, v, epochs=2, seed=6)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb)
+    assert [(r.loss, r.val_loss) for r in sa.history] == [(r.loss, r.val_loss) for r in sb.history]
+    assert not torch.equal(a.encoder[0].weight, c.encoder[0].weight)
+
+
+@pytest.mark.parametrize("options", [{}, {"schedule": "onecycle"}, {"optimizer": "sgd"}])
+def test_fused_and_autograd_engines_follow_the_same_path(subset, options):
+    x, v = subset
+    fused, tf, sf = trained(x[:640], v, epochs=1, engine="fused", **options)
+    plain, ta, sa = trained(x[:640], v, epochs=1, engine="autograd", **options)
+    assert (tf.engine_name, ta.engine_name) == ("fused", "autograd")
+    assert sf.history[0].loss == pytest.approx(sa.history[0].loss, rel=1e-5)
+    for pf, pa in zip(fused.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(pf, pa, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_models_train_on_autograd(subset):
+    x, v = subset
+    model = ModelConfig(hidden_sizes=(64,), batch_norm=True, latent_activation="linear")
+    _, trainer, state = trained(x, v, model=model, epochs=2, batch_size=64)
+    assert trainer.engine_name == "autograd"
+    assert state.history[1].val_loss < state.history[0].val_loss
+
+
+@pytest.mark.parametrize("engine", ["fused", "autograd"])
+def test_divergence_names_the_epoch_and_step(subset, engine):
+    x, v = subset
+    x = x.clone()
+    x[100, 5] = float("nan")  # without shuffling, sample 100 is in step 4 (96-127)
+    with pytest.raises(train.TrainingDiverged, match=r"nan at epoch 1, step 4;"):
+        trained(x, v, epochs=1, shuffle=False, engine=engine)
+
+
+def test_fused_engine_refuses_what_it_cannot_train(subset):
+    x, v = subset
+    with pytest.raises(ConfigError, match="--engine autograd"):
+        trained(x, v, model=ModelConfig(batch_norm=True), engine="fused")
+    with pytest.raises(ConfigError, match="bce needs"):
+        trained(x, v, model=ModelConfig(output_activation="linear"))
+
+
+def test_dead_latent_fractions_by_hand():
+    codes = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    assert train.dead_latent_fractions(codes) == [0.75, 0.5]
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    cfg = TrainConfig(seed=1)
+    a, b = train._epoch_order(100, cfg, 0), train._epoch_order(100, cfg, 0)
+    assert torch.equal(a, b)
+    assert torch.equal(a.sort().values, torch.arange(100))
+    assert not torch.equal(a, train._epoch_order(100, cfg, 1))  # reshuffled every epoch
+    assert torch.equal(train._epoch_order(5, TrainConfig(shuffle=False), 3), torch.arange(5))
+
+
+def test_epoch_line_reads_like_keras():
+    record = train.EpochRecord(3, 0.21334, 0.20981, 0.62, 0.5)
+    assert train.format_epoch(record, 10) == "Epoch 3/10 - 0.6s - loss: 0.2133 - val_loss: 0.2098"
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.resolve_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        train.resolve_device("cuda")
