@@ -129,7 +129,10 @@ class Trainer:
         losses = torch.zeros(self.steps_per_epoch, device=self.device)  # summed loss per step
         batch = torch.empty(0, device=self.device)
         self.net.train()
-        bar = tqdm(total=self.steps_per_epoch, disable=not progress, leave=False, unit="step")
+        # disable=None: a bar only on a terminal, never in logs
+        bar = tqdm(
+            total=self.steps_per_epoch, disable=None if progress else True, leave=False, unit="step"
+        )
         check_every = 100  # a finite-loss check costs a device sync, so not every step
         for step in range(self.steps_per_epoch):
             idx = order[step * bs : (step + 1) * bs]
