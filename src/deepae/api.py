@@ -56,28 +56,25 @@ class Autoencoder:
         verbose: int = 1,
         progress: bool | None = None,
         on_epoch_end: Callable[[train.EpochRecord, train.TrainState], None] | None = None,
+        stop: Callable[[], bool] | None = None,
         **train_options: Any,
     ) -> list[train.EpochRecord]:
         """Train on images x: uint8 (N, H, W) or float (N, D) in [0, 1]. Labels are never
         needed. `verbose=1` prints Keras' epoch lines and shows a progress bar (`progress`
         overrides the bar alone); `train_options`
         override `TrainConfig` fields for this model (epochs=, batch_size=, lr=, ...).
+        Calling fit again continues training (up to the new `epochs`); `stop()` is polled
+        before each step to end early (`self.train_state.interrupted` then says so).
         Returns the history, one record per epoch."""
         unknown = sorted(set(train_options) - _TRAIN_FIELDS)
         if unknown:
             raise ConfigError(f"unknown training option(s) {', '.join(unknown)}")
         self.train_config = cfg.replace(self.train_config, **train_options)
         x_train = self._as_input(x, "x")
-        x_val = (
-            self._as_input(validation_data, "validation_data")
-            if validation_data is not None
-            else None
-        )
-        if self.trainer is None or self.trainer.cfg != self.train_config:
-            state = self.trainer.state_dict() if self.trainer else None
-            self.trainer = train.Trainer(self.net, self.train_config, len(x_train))
-            if state is not None and self.train_state.epoch:
-                self.trainer.load_state_dict(state)
+        x_val = None
+        if validation_data is not None:
+            x_val = self._as_input(validation_data, "validation_data")
+        trainer = self.trainer_for(len(x_train))
 
         def report(record: train.EpochRecord, state: train.TrainState) -> None:
             if verbose:
@@ -86,11 +83,21 @@ class Autoencoder:
                 on_epoch_end(record, state)
 
         self.train_state = train.fit(
-            self.trainer, x_train, x_val, state=self.train_state,
-            on_epoch_end=report, progress=verbose > 0 if progress is None else progress,
+            trainer, x_train, x_val, state=self.train_state, on_epoch_end=report,
+            progress=verbose > 0 if progress is None else progress, stop=stop,
         )  # fmt: skip
         self.history = self.train_state.history
         return self.history
+
+    def trainer_for(self, n_train: int) -> train.Trainer:
+        """The trainer (optimizer state included) for `n_train` images; built on first use
+        and rebuilt, keeping the optimizer state, when the training config changed."""
+        trainer = self.trainer
+        if trainer is None or trainer.cfg != self.train_config or trainer.n_train != n_train:
+            self.trainer = train.Trainer(self.net, self.train_config, n_train)
+            if trainer is not None and self.train_state.epoch:
+                self.trainer.load_state_dict(trainer.state_dict())
+        return self.trainer
 
     # -- the verbs ----------------------------------------------------------------------
 

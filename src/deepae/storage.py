@@ -35,7 +35,12 @@ def save_model(folder: str | Path, net: AutoencoderNet, train_config: TrainConfi
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     data = save_safetensors(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
     fsio.write_bytes(folder / WEIGHTS_FILE, data)
-    fsio.write_json(folder / CONFIG_FILE, config_dict(net.config, train_config))
+    save_config(folder, net.config, train_config)
+
+
+def save_config(folder: str | Path, model: ModelConfig, train: TrainConfig) -> None:
+    """Write config.json alone: a run writes it first, so even a crash is resumable."""
+    fsio.write_json(Path(folder) / CONFIG_FILE, config_dict(model, train))
 
 
 def config_dict(model: ModelConfig, train: TrainConfig) -> dict[str, Any]:

@@ -40,10 +40,13 @@ class EpochRecord:
 
 @dataclass
 class TrainState:
-    """Everything a checkpoint needs besides the weights."""
+    """Where training stands: everything a checkpoint needs besides weights and optimizer."""
 
     epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed within epoch `epoch` (> 0 only when interrupted)
     history: list[EpochRecord] = field(default_factory=list)
+    partial_losses: torch.Tensor | None = None  # (steps_per_epoch,) of an unfinished epoch
+    interrupted: bool = False  # fit() returned early because `stop()` said so
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,6 +103,7 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.net = net.to(self.device)
+        self.n_train = n_train
         self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
         use_fused = cfg.engine == "fused" or (
             cfg.engine == "auto" and fused.supports(net, cfg.loss)
@@ -119,32 +123,54 @@ class Trainer:
     def engine_name(self) -> str:
         return "fused" if self.engine else "autograd"
 
-    def train_epoch(self, x: torch.Tensor, epoch: int, progress: bool = False) -> float:
-        """One pass over x (N, D) on the device; returns the mean loss. `epoch` is 0-based."""
+    def train_epoch(
+        self,
+        x: torch.Tensor,
+        epoch: int,
+        progress: bool = False,
+        *,
+        start_step: int = 0,
+        losses: torch.Tensor | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> tuple[int, torch.Tensor]:
+        """Steps `start_step`.. of epoch `epoch` (0-based) over x (N, D) on the device.
+
+        Returns (steps completed, per-step summed losses (steps_per_epoch,)): all steps
+        unless `stop()` turned true, checked before each step, so a resumed epoch can pick
+        up at exactly the next batch. `losses` carries the sums of an interrupted epoch.
+        """
         from tqdm.auto import tqdm
 
         n, dim = x.shape
         bs = self.cfg.batch_size
         order = _epoch_order(n, self.cfg, epoch).to(self.device)
-        losses = torch.zeros(self.steps_per_epoch, device=self.device)  # summed loss per step
+        if losses is None:
+            losses = torch.zeros(self.steps_per_epoch, device=self.device)
+        losses = losses.to(self.device)
         batch = torch.empty(0, device=self.device)
         self.net.train()
         # disable=None: a bar only on a terminal, never in logs
         bar = tqdm(
-            total=self.steps_per_epoch, disable=None if progress else True, leave=False, unit="step"
-        )
+            total=self.steps_per_epoch, initial=start_step, disable=None if progress else True,
+            leave=False, unit="step",
+        )  # fmt: skip
         check_every = 100  # a finite-loss check costs a device sync, so not every step
-        for step in range(self.steps_per_epoch):
+        step = start_step
+        while step < self.steps_per_epoch:
+            if stop is not None and stop():
+                break
             idx = order[step * bs : (step + 1) * bs]
             if batch.shape[0] != idx.shape[0]:
                 batch = x.new_empty(idx.shape[0], dim)
             torch.index_select(x, 0, idx, out=batch)  # (B, D)
             losses[step] = self._step(batch)
-            if step % check_every == check_every - 1 or step == self.steps_per_epoch - 1:
-                _check_finite(losses, step, check_every, epoch)
-                bar.update(min(check_every, step + 1 - bar.n))
+            step += 1
+            if step % check_every == 0 or step == self.steps_per_epoch:
+                _check_finite(losses, step - 1, check_every, epoch)
+                bar.update(step - bar.n)
         bar.close()
-        return losses.sum().item() / (n * dim)
+        _check_finite(losses, step - 1, check_every, epoch)
+        return step, losses
 
     def _step(self, batch: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:
@@ -191,23 +217,34 @@ def fit(
     state: TrainState | None = None,
     on_epoch_end: Callable[[EpochRecord, TrainState], None] | None = None,
     progress: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainState:
     """Train for the remaining epochs of `trainer.cfg`; x_* are float (N, D) in [0, 1].
 
-    `state` continues a resumed run; `on_epoch_end` is called after each epoch (printing,
-    checkpoints). Returns the final state with the full history.
+    `state` continues a resumed run, mid-epoch included; `on_epoch_end` is called after
+    each epoch (printing, checkpoints); `stop()` is polled before every step, and when it
+    turns true fit returns at once with `state.interrupted` set. Returns the final state.
     """
     state = state or TrainState()
+    state.interrupted = False
     x_train = x_train.to(trainer.device)
     x_val = x_val.to(trainer.device) if x_val is not None else None
+    n_values = x_train.numel()
     for epoch in range(state.epoch, trainer.cfg.epochs):
         start = time.perf_counter()
-        loss = trainer.train_epoch(x_train, epoch, progress=progress)
+        steps, losses = trainer.train_epoch(
+            x_train, epoch, progress=progress,
+            start_step=state.step, losses=state.partial_losses, stop=stop,
+        )  # fmt: skip
+        if steps < trainer.steps_per_epoch:
+            state.step, state.partial_losses, state.interrupted = steps, losses, True
+            return state
+        loss = losses.sum().item() / n_values  # Keras' running mean over the epoch
         train_seconds = time.perf_counter() - start
         val = trainer.evaluate(x_val) if x_val is not None and trainer.cfg.validate else None
         record = EpochRecord(epoch + 1, loss, val, time.perf_counter() - start, train_seconds)
         state.history.append(record)
-        state.epoch = epoch + 1
+        state.epoch, state.step, state.partial_losses = epoch + 1, 0, None
         if on_epoch_end is not None:
             on_epoch_end(record, state)
     return state
