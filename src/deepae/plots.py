@@ -60,10 +60,11 @@ def plot_image_grid(
     *,
     titles: Sequence[str] | None = None,
     row_labels: Sequence[str] | None = None,
+    tile_inches: float = 2.0,
 ) -> Figure:
     """Rows of images, each (N, H, W) uint8 or [0, 1] float; titles above the first row."""
     n = len(rows[0])
-    fig = Figure(figsize=(max(2.0 * n, 4.0), 2.3 * len(rows)))
+    fig = Figure(figsize=(max(tile_inches * n, 4.0), (tile_inches + 0.3) * len(rows)))
     axes = fig.subplots(len(rows), n, squeeze=False)
     for r, images in enumerate(rows):
         for i in range(n):
@@ -96,6 +97,60 @@ def plot_loss(epochs: Sequence[int], loss: Sequence[float], val_loss: Sequence |
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_manifold(
+    images: np.ndarray,
+    us: np.ndarray,
+    vs: np.ndarray,
+    *,
+    axis_labels: tuple[str, str] = ("z[0]", "z[1]"),
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """The decoder's view of the plane: images (R, C, H, W) decoded at the grid points
+    (us[c], vs[R - 1 - r]) (row 0 on top, as `deepae.latent.decode_grid` returns them),
+    tiled into one picture whose axis ticks are latent coordinates."""
+    fig, ax = _figure_and_axes(ax, (10, 10))
+    # Grid steps; 1 where an axis has no extent (a single value, or a 1-D latent space).
+    du = (us[-1] - us[0]) / (len(us) - 1) if len(us) > 1 and us[-1] > us[0] else 1.0
+    dv = (vs[-1] - vs[0]) / (len(vs) - 1) if len(vs) > 1 and vs[-1] > vs[0] else 1.0
+    # Each tile is centred on its grid point: the extent reaches half a step beyond the ends.
+    extent = (us[0] - du / 2, us[-1] + du / 2, vs[0] - dv / 2, vs[-1] + dv / 2)
+    ax.imshow(
+        tile_images(images), cmap="gray", vmin=0, vmax=images_max(images),
+        extent=extent, aspect="auto", interpolation="nearest",
+    )  # fmt: skip
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title or f"decoded {len(vs)} x {len(us)} grid")
+    fig.tight_layout()
+    return fig
+
+
+def plot_interpolation(
+    starts: np.ndarray,
+    decoded: np.ndarray,
+    ends: np.ndarray,
+    *,
+    row_labels: Sequence[str] | None = None,
+) -> Figure:
+    """One row per pair: the original start image (P, H, W), the images decoded along the
+    straight line between the two codes (P, steps, H, W), and the original end image."""
+    steps = decoded.shape[1]
+    scale = images_max(starts)
+    rows = [
+        np.concatenate([starts[i][None] / scale, decoded[i], ends[i][None] / scale])
+        for i in range(len(decoded))
+    ]  # each (steps + 2, H, W) in [0, 1]
+    titles = ["original", *(f"t={t:.2g}" for t in np.linspace(0, 1, steps)), "original"]
+    return plot_image_grid(rows, titles=titles, row_labels=row_labels, tile_inches=1.2)
+
+
+def tile_images(images: np.ndarray) -> np.ndarray:
+    """Images (R, C, H, W) -> one picture (R * H, C * W); image [r, c] at rows r*H..."""
+    rows, cols, h, w = images.shape
+    return images.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
 
 
 def images_max(images: np.ndarray) -> float:
