@@ -74,3 +74,24 @@ def test_a_planted_pickle_is_refused_and_never_executed(saved, tmp_path):
     assert not marker.exists()
     pickle.loads(pickle.dumps(_Payload(marker))).close()  # the payload is live: it does fire
     assert marker.exists()
+
+
+LIAR = b'{"w": {"dtype": "F32", "shape": [9999, 9999], "data_offsets": [0, 399920004]}}'
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",  # empty
+        b"\x00" * 7,  # shorter than the 8-byte header length
+        (2**60).to_bytes(8, "little") + b"{}",  # a header length that lies (would be 1 EiB)
+        (10).to_bytes(8, "little") + b'{"a": 1}  ',  # a header that is JSON but not tensors
+        len(LIAR).to_bytes(8, "little") + LIAR + bytes(16),  # offsets past the end of the file
+    ],
+    ids=["empty", "short", "length-lie", "foreign-json", "offset-lie"],
+)
+def test_weights_whose_header_lies(saved, blob):
+    (saved / "model.safetensors").write_bytes(blob)
+    with pytest.raises(RunError, match="not a readable safetensors file") as err:
+        Autoencoder.load(saved)
+    assert "\n" not in str(err.value)

@@ -23,6 +23,7 @@ _EXPORTS = {
     "ModelConfig": "deepae.config",
     "TrainConfig": "deepae.config",
     "load_mnist": "deepae.data",
+    "load_dataset": "deepae.datasets",
     "DeepAEError": "deepae.errors",
     "DataError": "deepae.errors",
     "RunError": "deepae.errors",
@@ -38,6 +39,7 @@ __all__ = [
     "RunError",
     "TrainConfig",
     "__version__",
+    "load_dataset",
     "load_mnist",
 ]
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from deepae.api import Autoencoder
     from deepae.config import ModelConfig, TrainConfig
     from deepae.data import load_mnist
+    from deepae.datasets import load_dataset
     from deepae.errors import ConfigError, DataError, DeepAEError, RunError
 
 

@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -132,16 +133,22 @@ DATASETS = {
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == is ambiguous
 class LoadedData:
-    """A verified dataset: uint8 images (N, H, W), uint8 labels (N,), and where it came from."""
+    """A dataset: images (N, H, W), labels (N,) or None, and where it came from.
+
+    Images are uint8 (0-255), or float32 in [0, 1] for float arrays loaded by
+    `deepae.datasets.load_dataset`; labels are uint8 class numbers (None: unlabelled).
+    """
 
     x_train: np.ndarray  # (60000, 28, 28) uint8 for MNIST
-    y_train: np.ndarray  # (60000,) uint8
-    x_test: np.ndarray  # (10000, 28, 28) uint8
-    y_test: np.ndarray  # (10000,) uint8
+    y_train: np.ndarray | None  # (60000,) uint8; None for unlabelled data
+    x_test: np.ndarray  # (10000, 28, 28) uint8 (the held-out split for other data)
+    y_test: np.ndarray | None  # (10000,) uint8; None for unlabelled data
     source: str  # "cache", "data-dir <dir>", "system <dir>", "mirror <url>", "npm <package>"
-    path: Path | None  # folder holding the verified files; None if a download was not cached
+    path: Path | None  # folder (or file) holding the data; None if a download was not cached
     name: str
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None  # label value -> name; None: show the numbers
+    # How deepae.datasets.load_dataset was called, so a run can load the same data again.
+    load_args: dict | None = None
 
 
 def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -346,7 +353,10 @@ def _from_npz(spec: DatasetSpec, path: Path) -> dict[str, bytes]:
                 f: _verify(spec, f, encode_idx(npz[key]), f"{path}[{key}]")
                 for f, key in keys.items()
             }
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    # zlib.error: a damaged deflate stream; NotImplementedError, RuntimeError: an unknown
+    # zip version or compression, an encrypted entry.
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, zlib.error,
+            NotImplementedError, RuntimeError) as e:  # fmt: skip
         raise DataError(
             f"{path}: not a readable npz with {', '.join(keys.values())} ({e}); "
             "use Keras' mnist.npz or the four IDX files"

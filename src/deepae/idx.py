@@ -69,6 +69,8 @@ def idx_shape(data: bytes, *, name: str, ndim: int | None = None) -> tuple[int, 
         raise DataError(f"{name}: truncated IDX header ({len(data)} bytes); {fix}")
     shape = struct.unpack_from(f">{rank}I", data, 4)
     claimed, held = math.prod(shape), len(data) - offset  # Python ints: no overflow
+    if math.prod(max(n, 1) for n in shape) > 2**62:  # empty, yet too big for numpy's shapes
+        raise DataError(f"{name}: header claims an impossible shape {shape}; {fix}")
     if claimed != held:
         what = "truncated" if held < claimed else "trailing bytes after the data"
         raise DataError(

@@ -1,0 +1,153 @@
+"""Read .npy and .npz files from anyone without trusting them.
+
+`np.load` allocates whatever an .npy header claims before it reads a byte of data, and
+will unpickle object arrays if asked. Here every header is checked against the bytes that
+are really there before anything is allocated, object and structured arrays are refused,
+and a zip member's claimed size is checked against its compressed size (deflate cannot
+expand more than ~1032:1), so a lying header or a zip bomb ends in a `DataError`, not in
+an out-of-memory kill. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tokenize
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from deepae.errors import DataError
+
+# The largest array accepted (bytes): 4 GiB is ~5 million 28x28 float32 images. Bigger
+# claims are refused before anything is allocated.
+MAX_ARRAY_BYTES = 4 * 2**30
+# Deflate's best case is ~1032:1 (RFC 1951: a 258-byte match in 2 bits); a member that
+# claims to expand more than this is lying about its size.
+MAX_DEFLATE_RATIO = 1100
+# What a header parse can raise on garbage: numpy wraps most as ValueError, but the
+# Python 2 header fallback tokenizes and can raise the rest.
+_HEADER_ERRORS = (ValueError, SyntaxError, TypeError, tokenize.TokenError, RecursionError)
+
+
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    """The array of the .npy file at `path`; the header is checked against the file size
+    first. Raises DataError naming the file for anything but a well-formed plain array."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _read_array(f, os.fstat(f.fileno()).st_size, str(path))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
+
+
+class NpzFile:
+    """The arrays of an open .npz, read one at a time by name (see `open_npz`)."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: Path):
+        self._zf, self.path = zf, path
+        self._members = {
+            info.filename[: -len(".npy")]: info
+            for info in zf.infolist()
+            if info.filename.endswith(".npy") and not info.is_dir()
+        }
+
+    @property
+    def keys(self) -> list[str]:
+        """Array names, in the order they are stored."""
+        return list(self._members)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        info = self._members[key]
+        where = f"{self.path}[{key}]"
+        limit = info.compress_size * MAX_DEFLATE_RATIO + 1024
+        if info.file_size > limit:
+            raise DataError(
+                f"{where}: zip entry claims {info.file_size} bytes from {info.compress_size} "
+                "compressed, more than deflate can expand; the file is corrupt or hostile"
+            )
+        try:
+            with self._zf.open(info) as f:
+                return _read_array(f, info.file_size, where)
+        # What zipfile raises on damaged entries: bad CRC, cut-off deflate stream, an
+        # encrypted or unknown compression method, a bad local header.
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
+                NotImplementedError, ValueError) as e:  # fmt: skip
+            raise DataError(
+                f"{where}: corrupt zip entry ({one_line(e)}); save the file again"
+            ) from None
+
+
+@contextlib.contextmanager
+def open_npz(path: str | os.PathLike) -> Iterator[NpzFile]:
+    """Open the .npz at `path` for reading its arrays by name; DataError if it is not a zip."""
+    path = Path(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
+    # BadZipFile for a damaged directory, NotImplementedError for an unknown zip version.
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:
+        raise DataError(
+            f"{path}: not a readable .npz ({one_line(e)}); save arrays with numpy.savez"
+        ) from None
+    with zf:
+        yield NpzFile(zf, path)
+
+
+def _read_array(f: BinaryIO, size: int, where: str) -> np.ndarray:
+    """Read one .npy stream of `size` bytes: header, checks, then exactly the data."""
+    shape, fortran, dtype = _read_header(f, where)
+    if dtype.hasobject or dtype.fields is not None or dtype.itemsize == 0:
+        raise DataError(
+            f"{where}: {dtype} arrays are not supported (object arrays would need pickle, "
+            "which deepae never loads); save plain numeric arrays"
+        )
+    if any(n < 0 for n in shape):
+        raise DataError(f"{where}: header has a negative dimension {shape}; the file is corrupt")
+    claimed, held = math.prod(shape) * dtype.itemsize, size - f.tell()
+    if claimed != held:
+        what = "truncated" if held < claimed else "trailing bytes after the data"
+        raise DataError(
+            f"{where}: header claims shape {shape} of {dtype} = {claimed} bytes but the file "
+            f"holds {held} ({what}); save the array again"
+        )
+    if math.prod(max(n, 1) for n in shape) * dtype.itemsize > MAX_ARRAY_BYTES:
+        raise DataError(
+            f"{where}: shape {shape} of {dtype} is more than the {MAX_ARRAY_BYTES}-byte limit"
+        )
+    data = f.read(claimed)
+    if len(data) != claimed:
+        raise DataError(f"{where}: ends after {len(data)} of {claimed} data bytes (truncated)")
+    flat = np.frombuffer(data, dtype=dtype, count=math.prod(shape))
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+
+
+def _read_header(f: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    try:
+        with warnings.catch_warnings():
+            # numpy warns (and parses anyway) for headers written by Python 2.
+            warnings.simplefilter("ignore")
+            version = npy_format.read_magic(f)
+            if version == (1, 0):
+                return npy_format.read_array_header_1_0(f)
+            if version == (2, 0):
+                return npy_format.read_array_header_2_0(f)
+    except _HEADER_ERRORS as e:
+        raise DataError(
+            f"{where}: not a .npy array ({one_line(e)}); save it with numpy.save"
+        ) from None
+    raise DataError(f"{where}: .npy format version {version} is not supported (only 1.0, 2.0)")
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one short line, for messages that must stay on one line."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
