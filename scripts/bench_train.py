@@ -93,7 +93,9 @@ def main() -> int:
     base = rows[1][1]
     print(f"\nmachine: {platform.processor() or platform.machine()}, "
           f"{results['deepae'][0]['threads']} torch threads, device {args.device}")  # fmt: skip
-    print(f"{'trainer':<16}{'median s/epoch':>16}{'min s/epoch':>14}{'vs plain':>10}{'peak MB':>10}")
+    print(
+        f"{'trainer':<16}{'median s/epoch':>16}{'min s/epoch':>14}{'vs plain':>10}{'peak MB':>10}"
+    )
     for name, med, low, peak in rows:
         print(f"{name:<16}{med:>16.3f}{low:>14.3f}{base / med:>9.2f}x{peak:>10.0f}")
     return 0

@@ -61,7 +61,7 @@ def test_report_shows_config_summary_history_and_metrics(small_run):
     assert f"{metrics['val_loss']:.6g}" in html
     assert "<th>latent_activation</th><td>linear</td>" in html  # from config.json
     assert html.count("<tr><td>") >= 2  # one history row per epoch
-    assert "Evaluation" not in html  # no evaluation.json in this folder
+    assert "<h2>Evaluation</h2>" in html  # train_run writes evaluation.json (deepae.evaluate)
 
 
 def test_evaluation_json_of_any_shape_is_rendered(small_run, tmp_path):

@@ -7,6 +7,7 @@ Heavy imports (PyTorch, Matplotlib) happen inside the commands that need them, s
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeepAEError as e:
         print(f"deepae: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file is written atomically
+        print("deepae: interrupted (files already saved are intact)", file=sys.stderr)
+        return 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,13 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and write a run folder", **fmt)
     p.add_argument("--name", help="run name (default: <preset>-<date>-<time>)")
     p.add_argument(
+        "--preset", metavar="NAME",
+        help=f"a named config ({', '.join(_preset_names())}; default: article, the "
+        "article's model and recipe); options given on the command line override it",
+    )  # fmt: skip
+    p.add_argument("--no-evaluate", action="store_true", help="skip the final evaluation.json")
+    p.add_argument(
         "--runs-dir", default="runs", help="folder that holds run folders (default: runs)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped run from its checkpoint")
     p.add_argument(
-        "--indices", default="110-119", help="training images to reconstruct (default: 110-119)"
+        "--indices", help="training images to reconstruct (default: 110-119, or the first 10)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_pairs_option(p)
     _add_data_options(p)
     _add_config_options(p, MODEL_OPTIONS + TRAIN_OPTIONS)
     p.set_defaults(func=cmd_train)
@@ -106,20 +118,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="originals vs reconstructions figure", **fmt)
     p.add_argument("run", help="run folder")
     p.add_argument(
-        "--indices", default="110-119", help="image indices: 110-119 or 3,5,8 (default: 110-119)"
+        "--indices", help="image indices: 110-119 or 3,5,8 (default: 110-119, or the first 10)"
     )
     p.add_argument("--split", choices=("train", "test"), default="train", help="(default: train)")
     p.add_argument("--out", help="output .png (default: RUN/reconstructions-SPLIT.png)")
     _add_data_options(p)
     p.set_defaults(func=cmd_reconstruct)
 
-    p = sub.add_parser("plot", help="redraw the figures of a saved run", **fmt)
+    p = sub.add_parser("plot", help="redraw the figures, explorer and report of a run", **fmt)
     p.add_argument("run", help="run folder")
     p.add_argument(
-        "--indices", default="110-119", help="training images to reconstruct (default: 110-119)"
+        "--indices", help="training images to reconstruct (default: 110-119, or the first 10)"
     )
+    _add_pairs_option(p)
     _add_data_options(p)
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("explore", help="write the interactive latent-space explorer", **fmt)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", help="output .html (default: RUN/explorer.html)")
+    p.add_argument(
+        "--points", type=int, default=10000, help="training codes in the scatter (default: 10000)"
+    )
+    p.add_argument("--open", action="store_true", help="open the page in your web browser")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("evaluate", help="metrics of a run beside PCA: evaluation.json", **fmt)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="(default: test)")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("data", help="fetch or inspect datasets", **fmt)
     p.add_argument("action", choices=("fetch", "info"), help="fetch into the cache, or describe it")
@@ -128,9 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_pairs_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pairs", nargs="+", type=_pair, metavar="I,J",
+        help="test-image index pairs for interpolation.png (default: a few pairs of "
+        "different labels, e.g. the first 0 and the first 1)",
+    )  # fmt: skip
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="dataset name (default: mnist, or the run's)")
+    p.add_argument(
+        "--dataset", default=None, metavar="mnist|fashion-mnist|PATH",
+        help="mnist, fashion-mnist, a folder of images (one subfolder per class, or none), "
+        "or a .npz/.npy file (default: mnist, or the run's)",
+    )  # fmt: skip
     p.add_argument("--data-dir", help="folder with the IDX files or mnist.npz (skips downloads)")
+    p.add_argument(
+        "--image-size", metavar="HxW",
+        help="resize images to HxW, e.g. 32x32, or one number for squares (default: 28x28 "
+        "for image folders, else the data's own size; or the run's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--val-fraction", type=float, metavar="F",
+        help="share held out for validation from data without a test split (default: 0.1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--strict", action="store_true",
+        help="stop at the first unreadable file of an image folder (default: skip it, warn)",
+    )  # fmt: skip
 
 
 def _add_config_options(p: argparse.ArgumentParser, options) -> None:
@@ -151,31 +205,118 @@ def _add_config_options(p: argparse.ArgumentParser, options) -> None:
 
 
 def cmd_train(args) -> int:
-    from deepae import data, runs
-    from deepae.config import ModelConfig, TrainConfig, replace
+    from deepae import presets, runs
+    from deepae.config import replace
+    from deepae.errors import ConfigError
 
-    model_config = replace(ModelConfig(), **_fields(args, MODEL_OPTIONS))
-    train_config = replace(TrainConfig(), **_fields(args, TRAIN_OPTIONS))
-    indices = parse_indices(args.indices)
-    folder = _new_run_folder(args)
-    loaded = data.load_idx_dataset(args.dataset or "mnist", args.data_dir, log=_info)
+    if args.resume and args.preset:
+        raise ConfigError("--resume continues the saved configuration; leave out --preset")
+    preset = None if args.resume else args.preset or presets.DEFAULT_PRESET
+    if args.resume:
+        folder, model_config, train_config, loaded = _resume_setup(args)
+    else:
+        model_config, train_config = presets.resolve(
+            preset, **_fields(args, MODEL_OPTIONS + TRAIN_OPTIONS)
+        )
+        folder = _new_run_folder(args)
+        loaded = _load_data(args)
+        h, w = loaded.x_train.shape[1:]  # the model's input size comes from the data
+        model_config = replace(model_config, input_size=h * w, image_shape=(h, w))
     _info(f"data: {loaded.name} from {loaded.source} ({loaded.path})")
-    result = runs.train_run(
-        folder, model_config, train_config, loaded,
-        log=print, progress=not args.no_progress, indices=indices,
-    )  # fmt: skip
+    indices = _indices(args.indices, len(loaded.x_train))  # checked before, not after, training
+    if args.pairs:
+        from deepae.latent import check_pairs
+
+        check_pairs(args.pairs, len(loaded.x_test))
+    with _StopOnSignal() as stopper:
+        result = runs.train_run(
+            folder, model_config, train_config, loaded,
+            log=print, progress=not args.no_progress, indices=indices, pairs=args.pairs,
+            resume=bool(args.resume), stop=stopper.requested,
+            evaluate=not args.no_evaluate, preset=preset,
+        )  # fmt: skip
+    if result.interrupted:
+        _info(
+            f"{stopper.name}: training stopped, checkpoint saved in {folder}/; "
+            f"continue with: deepae train --resume {folder}"
+        )
+        return 128 + stopper.signum
     print(f"run saved to {folder}/")
     for f in result.files:
         print(f"  {f}")
-    return 0
+    return 128 + stopper.signum if stopper.signum else 0
+
+
+class _StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM ask training to stop after the current step, so the run
+    can save a checkpoint; a second signal abandons at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.signum = 0
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def requested(self) -> bool:
+        return self.signum != 0
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        import signal
+
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def _resume_setup(args):
+    """The folder, configs and data of the run that `--resume` continues."""
+    from deepae import checkpoint, status, storage
+    from deepae.config import replace
+    from deepae.errors import ConfigError, RunError
+
+    folder = Path(args.resume)
+    record = status.read(folder) if folder.is_dir() else None
+    if record is None or not checkpoint.exists(folder):
+        raise RunError(f"{folder} has no checkpoint to resume from; give a run folder that "
+                       "`deepae train` wrote")  # fmt: skip
+    model_config, train_config = storage.load_config(folder)
+    given = {k: v for k, v in _fields(args, MODEL_OPTIONS + TRAIN_OPTIONS).items() if v is not None}
+    fixed = sorted(set(given) - {"epochs", "device"})
+    if fixed:
+        flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
+        raise ConfigError(f"--resume continues the saved configuration; only --epochs and "
+                          f"--device may change (got {flags})")  # fmt: skip
+    extending = given.get("epochs", train_config.epochs) != train_config.epochs
+    if extending and train_config.schedule != "constant":
+        raise ConfigError(f"--epochs cannot change on --resume with the {train_config.schedule} "
+                          "schedule (its shape depends on the total); start a new run")  # fmt: skip
+    train_config = replace(train_config, **given)
+    if record["status"] == status.COMPLETE and record["epochs_done"] >= train_config.epochs:
+        raise ConfigError(f"run {folder} is complete ({record['epochs_done']} epochs); "
+                          "pass a larger --epochs to train it further")  # fmt: skip
+    loaded = _load_data(args, record.get("data"))
+    return folder, model_config, train_config, loaded
 
 
 def cmd_summary(args) -> int:
-    from deepae import model, storage
+    from deepae import model
     from deepae.config import ModelConfig, replace
 
     if args.run:
-        net, _ = storage.load_model(args.run)
+        net = _load_run(args.run).net
     else:
         net = model.AutoencoderNet(replace(ModelConfig(), **_fields(args, MODEL_OPTIONS)))
     print(model.summary(net))
@@ -212,10 +353,9 @@ def cmd_decode(args) -> int:
     import numpy as np
 
     from deepae import fsio, runs
-    from deepae.api import Autoencoder
     from deepae.plots import plot_image_grid
 
-    ae = Autoencoder.load(args.run)
+    ae = _load_run(args.run)
     points = [parse_point(p, ae.model_config.latent_size) for p in args.points]
     images = ae.decode(np.array(points, dtype=np.float32))  # (N, H, W)
     out = Path(args.out) if args.out else Path(args.run) / "decoded.png"
@@ -236,10 +376,7 @@ def cmd_reconstruct(args) -> int:
 
     ae, loaded = _load_run_and_data(args)
     x, y = _split(loaded, args.split)
-    indices = parse_indices(args.indices)
-    bad = [i for i in indices if not 0 <= i < len(x)]
-    if bad:
-        return _usage_error(f"--indices {bad} out of range for {len(x)} {args.split} images")
+    indices = _indices(args.indices, len(x), args.split)
     labels = None if y is None else [runs._label(loaded, v) for v in y[indices]]
     fig = plots.plot_reconstructions(x[indices], ae.reconstruct(x[indices]), labels)
     out = Path(args.out) if args.out else Path(args.run) / f"reconstructions-{args.split}.png"
@@ -252,8 +389,33 @@ def cmd_plot(args) -> int:
     from deepae import runs
 
     ae, loaded = _load_run_and_data(args)
-    for path in runs.write_figures(args.run, ae, loaded, indices=parse_indices(args.indices)):
+    indices = _indices(args.indices, len(loaded.x_train))
+    paths = runs.write_figures(args.run, ae, loaded, indices=indices, pairs=args.pairs)
+    for path in paths + runs.write_pages(args.run, ae, loaded):
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_explore(args) -> int:
+    import webbrowser
+
+    from deepae import explorer
+
+    ae, loaded = _load_run_and_data(args)
+    path = explorer.write_explorer(args.run, ae, loaded, out=args.out, points=args.points)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if args.open:
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from deepae import evaluate, runs
+
+    ae, loaded = _load_run_and_data(args)
+    result = evaluate.evaluate_run(ae, loaded, split=args.split)
+    path = runs.write_evaluation(args.run, result, log=print)
+    print(f"wrote {path}")
     return 0
 
 
@@ -261,7 +423,11 @@ def cmd_data(args) -> int:
     from deepae import data
 
     name = args.dataset or "mnist"
-    if args.action == "fetch":
+    if name not in data.DATASETS:  # a folder or array file: read (and cache) it, describe it
+        from deepae.datasets import describe
+
+        result = describe(_load_data(args))
+    elif args.action == "fetch":
         result = data.fetch(name, data_dir=args.data_dir, log=_info)
     else:
         result = data.info(name)
@@ -291,6 +457,23 @@ def parse_indices(text: str) -> list[int]:
     return out
 
 
+def _indices(text: str | None, n: int, split: str = "train") -> list[int]:
+    """--indices checked against n images; left out: the article's 110-119, or the first
+    ten images of a smaller set."""
+    from deepae.errors import ConfigError
+
+    if text is None:
+        return list(range(110, 120)) if n >= 120 else list(range(min(10, n)))
+    indices = parse_indices(text)
+    bad = [i for i in indices if i >= n]
+    if bad:
+        raise ConfigError(
+            f"--indices {bad[:5]} out of range for {n} {split} images (0-{n - 1}); "
+            "choose indices in range"
+        )
+    return indices
+
+
 def parse_point(text: str, size: int) -> list[float]:
     """'0,5' -> [0.0, 5.0], checked against the latent size."""
     from deepae.errors import ConfigError
@@ -307,6 +490,14 @@ def parse_point(text: str, size: int) -> list[float]:
     return values
 
 
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        i, j = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two indices I,J such as 3,18") from None
+    return i, j
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
@@ -319,10 +510,16 @@ def _fields(args, options) -> dict:
     return {field: getattr(args, field) for _, field, _, _ in options}
 
 
+def _preset_names() -> list[str]:
+    from deepae.presets import PRESETS  # stdlib-only module: fast
+
+    return list(PRESETS)
+
+
 def _new_run_folder(args) -> Path:
     from deepae.errors import ConfigError
 
-    name = args.name or time.strftime("article-%Y%m%d-%H%M%S")
+    name = args.name or time.strftime(f"{args.preset or 'article'}-%Y%m%d-%H%M%S")
     folder = Path(args.runs_dir) / name
     if folder.exists() and any(folder.iterdir()) and not args.overwrite:
         raise ConfigError(
@@ -331,14 +528,56 @@ def _new_run_folder(args) -> Path:
     return folder
 
 
-def _load_run_and_data(args):
-    from deepae import data, runs
+def _load_run(folder):
+    """The trained model of a run folder; an unfinished run is a clear error."""
+    from deepae import status
     from deepae.api import Autoencoder
 
-    ae = Autoencoder.load(args.run)
-    recorded = runs.read_metrics(args.run).get("data", {}).get("name", "mnist")
-    loaded = data.load_idx_dataset(args.dataset or recorded, args.data_dir, log=_info)
+    status.require_complete(folder)
+    return Autoencoder.load(folder)
+
+
+def _load_run_and_data(args):
+    from deepae import runs
+    from deepae.errors import DataError
+
+    ae = _load_run(args.run)
+    metrics = runs.read_metrics(args.run)
+    loaded = _load_data(args, metrics.get("data") if isinstance(metrics, dict) else None)
+    shape, want = loaded.x_train.shape[1:], ae.model_config.image_shape
+    if math.prod(shape) != ae.model_config.input_size:
+        raise DataError(
+            f"{loaded.name} has {'x'.join(map(str, shape))} images but the model of {args.run} "
+            f"takes {'x'.join(map(str, want))}; pass --image-size {'x'.join(map(str, want))} "
+            "or the dataset it was trained on"
+        )
     return ae, loaded
+
+
+def _load_data(args, recorded: dict | None = None):
+    """The dataset the options name (--dataset, --data-dir, --image-size, --val-fraction,
+    --strict). Options left out come from `recorded`, a run's "data" record (metrics.json
+    or run.json), so a run's commands load the data it was trained on; then the defaults."""
+    from deepae.datasets import DEFAULT_VAL_FRACTION, load_dataset
+
+    rec = recorded if isinstance(recorded, dict) else {}
+    dataset = args.dataset or rec.get("dataset") or rec.get("name") or "mnist"
+    # The recorded size, split and data dir describe the recorded dataset only.
+    same = rec and dataset == (rec.get("dataset") or rec.get("name"))
+    mine = rec if same else {}
+    data_dir = args.data_dir or mine.get("data_dir")
+    if args.data_dir is None and data_dir and not Path(data_dir).exists():
+        data_dir = None  # moved or deleted since: look in the cache and the usual places
+    return load_dataset(
+        dataset, data_dir=data_dir, strict=args.strict, log=_info,
+        image_size=args.image_size if args.image_size is not None else mine.get("image_size"),
+        val_fraction=_first(args.val_fraction, mine.get("val_fraction"), DEFAULT_VAL_FRACTION),
+        seed=_first(mine.get("seed"), 0),
+    )  # fmt: skip
+
+
+def _first(*values):
+    return next(v for v in values if v is not None)
 
 
 def _split(loaded, split: str):

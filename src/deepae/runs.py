@@ -2,9 +2,15 @@
 
 runs/<name>/
   config.json, model.safetensors   the model (deepae.storage)
+  run.json                         training status: training/interrupted/failed/complete
+  checkpoint.safetensors           weights + optimizer + position, after every epoch
   history.csv                      epoch, loss, val_loss, seconds
   metrics.json                     final losses, dead latent units, timings, data source
+  evaluation.json                  test-set metrics beside PCA (deepae.evaluate)
   latent.png, reconstructions.png, loss.png
+  manifold.png, interpolation.png  the decoder over a grid of the plane, and along lines
+  explorer.html                    the interactive latent-space explorer (deepae.explorer)
+  report.html                      one page with all of the above (deepae.report)
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from deepae import fsio, train
+from deepae import checkpoint, fsio, latent, status, storage, train
+from deepae import evaluate as evaluation
 from deepae.api import Autoencoder
 from deepae.config import ModelConfig, TrainConfig
 from deepae.errors import RunError
@@ -28,7 +35,7 @@ from deepae.errors import RunError
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 DEFAULT_INDICES = tuple(range(110, 120))  # the article's originals-vs-reconstructions
-DEAD_THRESHOLD = 0.99  # a latent unit at exactly 0 for more than this share is dead
+DEAD_THRESHOLD = evaluation.DEAD_THRESHOLD  # exactly 0 for more than this share: dead
 
 
 @dataclass
@@ -37,6 +44,7 @@ class RunResult:
     metrics: dict[str, Any]
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped early by `stop()`; a checkpoint was saved
 
 
 def train_run(
@@ -48,29 +56,74 @@ def train_run(
     log: Callable[[str], None] = print,
     progress: bool = True,
     indices: Sequence[int] = DEFAULT_INDICES,
+    pairs: Sequence[Sequence[int]] | None = None,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
+    evaluate: bool = True,
+    preset: str | None = None,
 ) -> RunResult:
-    """Train on `data` (a deepae.data.LoadedData), then save the model, history, metrics
-    and figures into `folder`. `log` receives the epoch lines and warnings."""
+    """Train on `data` (a deepae.data.LoadedData), then save the model, history, metrics,
+    figures, explorer and report into `folder`. `log` receives the epoch lines and
+    warnings; `pairs` are test-image index pairs for interpolation.png. `evaluate` writes
+    evaluation.json (needs scikit-learn); `preset` is recorded in metrics.json."""
     folder = Path(folder)
+    evaluate = evaluate and _can_evaluate(log)
     ae = Autoencoder(model_config, train_config)
+    trainer = ae.trainer_for(len(data.x_train))
+    record = data_record(data)
+    if resume:
+        ae.train_state = checkpoint.load(folder, trainer)
+        done = ae.train_state
+        log(f"resuming {folder} after epoch {done.epoch} (+{done.step} steps)")
+    else:
+        storage.save_config(folder, model_config, train_config)  # first: any crash is resumable
 
-    def on_epoch_end(record: train.EpochRecord, state: train.TrainState) -> None:
-        log(train.format_epoch(record, train_config.epochs))
+    def set_status(state_name: str, message: str | None = None) -> None:
+        s = ae.train_state
+        status.write(folder, state_name, epochs_done=s.epoch, epochs=train_config.epochs,
+                     step=s.step, data=record, message=message)  # fmt: skip
+
+    set_status("training")
+
+    def on_epoch_end(rec: train.EpochRecord, state: train.TrainState) -> None:
+        log(train.format_epoch(rec, train_config.epochs))
         write_history(folder, state.history)
+        checkpoint.save(folder, trainer, state)
+        ae.train_state = state
+        set_status("training")
 
-    ae.fit(data.x_train, data.x_test, verbose=0, progress=progress, on_epoch_end=on_epoch_end)
+    try:
+        ae.fit(data.x_train, data.x_test, verbose=0, progress=progress,
+               on_epoch_end=on_epoch_end, stop=stop)  # fmt: skip
+    except train.TrainingDiverged as e:
+        set_status("failed", str(e))
+        raise train.TrainingDiverged(
+            f"{e}. The checkpoint of the last good epoch ({ae.train_state.epoch}) is kept in "
+            f"{folder}"
+        ) from None
+    if ae.train_state.interrupted:
+        checkpoint.save(folder, trainer, ae.train_state)
+        set_status("interrupted")
+        return RunResult(folder, {}, interrupted=True)
     ae.save(folder)
     codes = ae.encode(data.x_train)  # (N, latent)
     metrics = run_metrics(ae, codes, data)
+    metrics["preset"] = preset
     warnings = dead_latent_warnings(metrics["dead_latent_fractions"], model_config)
     for w in warnings:
         log(f"warning: {w}")
     fsio.write_json(folder / METRICS_FILE, metrics)
-    files = write_figures(folder, ae, data, codes=codes, indices=indices)
+    files = [write_evaluation(folder, evaluation.evaluate_run(ae, data), log)] if evaluate else []
+    files += write_figures(folder, ae, data, codes=codes, indices=indices, pairs=pairs)
+    files += write_pages(folder, ae, data, codes=codes)
+    set_status(status.COMPLETE)
     return RunResult(folder, metrics, [folder / f for f in _CORE_FILES] + files, warnings)
 
 
-_CORE_FILES = ("config.json", "model.safetensors", HISTORY_FILE, METRICS_FILE)
+_CORE_FILES = (
+    "config.json", "model.safetensors", HISTORY_FILE, METRICS_FILE, checkpoint.CHECKPOINT_FILE,
+    status.STATUS_FILE,
+)  # fmt: skip
 
 
 def run_metrics(ae: Autoencoder, codes: np.ndarray, data: Any) -> dict[str, Any]:
@@ -88,8 +141,37 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, data: Any) -> dict[str, Any]
         "median_epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
         "engine": trainer.engine_name if trainer else None,
         "device": str(trainer.device) if trainer else None,
-        "data": {"name": data.name, "source": data.source, "path": str(data.path)},
+        "data": data_record(data),
     }
+
+
+def write_evaluation(
+    folder: str | Path, result: dict[str, Any], log: Callable[[str], None] | None = None
+) -> Path:
+    """Save `deepae.evaluate.evaluate_run`'s result as evaluation.json (test split) or
+    evaluation-train.json, and hand its table to `log`; returns the path."""
+    name = "evaluation.json" if result["split"] == "test" else f"evaluation-{result['split']}.json"
+    fsio.write_json(Path(folder) / name, result)
+    if log is not None:
+        log(evaluation.format_table(result))
+    return Path(folder) / name
+
+
+def _can_evaluate(log: Callable[[str], None]) -> bool:
+    try:
+        evaluation.require_sklearn()
+    except evaluation.MissingExtraError as e:
+        log(f"warning: {e}; training without the final evaluation")
+        return False
+    return True
+
+
+def data_record(data: Any) -> dict[str, Any]:
+    """What run.json and metrics.json say about the data a run was trained on: where it
+    came from, and (`load_args`) how deepae.datasets.load_dataset loads it again."""
+    path = getattr(data, "path", None)
+    record = {"name": data.name, "source": data.source, "path": None if path is None else str(path)}
+    return {**record, **(getattr(data, "load_args", None) or {})}
 
 
 def dead_latent_warnings(fractions: Sequence[float], model_config: ModelConfig) -> list[str]:
@@ -156,8 +238,10 @@ def write_figures(
     *,
     codes: np.ndarray | None = None,
     indices: Sequence[int] = DEFAULT_INDICES,
+    pairs: Sequence[Sequence[int]] | None = None,
 ) -> list[Path]:
-    """Draw latent.png, reconstructions.png and loss.png into `folder`; returns the paths."""
+    """Draw latent.png, reconstructions.png, manifold.png, interpolation.png and loss.png
+    into `folder`; returns the paths."""
     from deepae import plots
 
     folder = Path(folder)
@@ -172,6 +256,8 @@ def write_figures(
             title=f"{len(xy):,} training codes{note}",
         ),  # fmt: skip
         "reconstructions.png": reconstruction_figure(ae, data, indices),
+        "manifold.png": manifold_figure(ae, codes),
+        "interpolation.png": interpolation_figure(ae, data, pairs),
     }
     history = read_history(folder)
     if history:
@@ -200,16 +286,56 @@ def reconstruction_figure(ae: Autoencoder, data: Any, indices: Sequence[int]):
     return plots.plot_reconstructions(originals, ae.reconstruct(originals), labels)
 
 
+def manifold_figure(ae: Autoencoder, codes: np.ndarray, size: int = latent.MANIFOLD_SIZE):
+    """manifold.png: the decoder on a size x size grid over the 1st-99th percentiles of the
+    training codes' plane coordinates (see deepae.latent)."""
+    from deepae import plots
+
+    view = latent.fit_plane(codes)
+    us, vs = latent.manifold_grid(view.project(codes), size)
+    lo, hi = (_ordinal(p) for p in latent.PERCENTILES)
+    title = f"decoder on a {size} x {size} grid over the {lo}-{hi} percentile of the codes"
+    return plots.plot_manifold(
+        latent.decode_grid(ae, view, us, vs), us, vs,
+        axis_labels=view.axis_labels, title=title + view.note.replace(" (", "\n("),
+    )  # fmt: skip
+
+
+def interpolation_figure(ae: Autoencoder, data: Any, pairs: Sequence[Sequence[int]] | None = None):
+    """interpolation.png: for test-image index pairs (default: latent.default_pairs), the
+    images decoded along the straight line between the two codes, originals at the ends."""
+    from deepae import plots
+
+    x, y = data.x_test, data.y_test
+    if pairs is None:
+        pairs = latent.default_pairs(len(x), y)
+    pairs = latent.check_pairs(pairs, len(x))
+    a, b = (np.array([p[k] for p in pairs]) for k in (0, 1))
+    _, decoded = latent.interpolate(ae, x[a], x[b])  # (P, steps, H, W)
+    names = [
+        f"#{i} \u2192 #{j}" if y is None else f"{_label(data, y[i])} \u2192 {_label(data, y[j])}"
+        for i, j in pairs
+    ]
+    return plots.plot_interpolation(x[a], decoded, x[b], row_labels=names)
+
+
+def write_pages(
+    folder: str | Path, ae: Autoencoder, data: Any, *, codes: np.ndarray | None = None
+) -> list[Path]:
+    """Write explorer.html and report.html into `folder` (figures first: the report
+    shows them); returns the paths."""
+    from deepae import explorer, report
+
+    page = explorer.write_explorer(folder, ae, data, codes=codes)
+    return [page, report.write_report(folder, ae)]
+
+
 def plane(codes: np.ndarray) -> tuple[np.ndarray, tuple[str, str], str]:
     """The 2-D view of codes (N, latent): the codes themselves when latent is 2, else the
-    first two principal components (so a 3-D or 8-D latent space can still be looked at)."""
-    if codes.shape[1] == 2:
-        return codes, ("z[0]", "z[1]"), ""
-    if codes.shape[1] == 1:
-        return np.column_stack([codes[:, 0], np.zeros(len(codes))]), ("z[0]", "(none)"), ""
-    centred = codes - codes.mean(0)
-    _, _, vt = np.linalg.svd(centred[:20000], full_matrices=False)
-    return centred @ vt[:2].T, ("PC1", "PC2"), " (first two principal components)"
+    first two principal components (so a 3-D or 8-D latent space can still be looked at).
+    Returns (points (N, 2), axis labels, a note for titles)."""
+    view = latent.fit_plane(codes)
+    return view.project(codes), view.axis_labels, view.note
 
 
 def save_figure(fig, path: Path, dpi: int = 100) -> Path:
@@ -217,6 +343,12 @@ def save_figure(fig, path: Path, dpi: int = 100) -> Path:
     with fsio.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     return path
+
+
+def _ordinal(p: float) -> str:
+    n = int(p)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{p:g}{suffix}"
 
 
 def _label(data: Any, y: int) -> str:

@@ -156,19 +156,28 @@ class Trainer:
         )  # fmt: skip
         check_every = 100  # a finite-loss check costs a device sync, so not every step
         step = start_step
-        while step < self.steps_per_epoch:
-            if stop is not None and stop():
-                break
-            idx = order[step * bs : (step + 1) * bs]
-            if batch.shape[0] != idx.shape[0]:
-                batch = x.new_empty(idx.shape[0], dim)
-            torch.index_select(x, 0, idx, out=batch)  # (B, D)
-            losses[step] = self._step(batch)
-            step += 1
-            if step % check_every == 0 or step == self.steps_per_epoch:
-                _check_finite(losses, step - 1, check_every, epoch)
-                bar.update(step - bar.n)
-        bar.close()
+        # Once trained, background pixels get logits below -87, so sigmoid(logit) - x is a
+        # subnormal float, and x86 matrix kernels slow down ~100x on subnormals: without
+        # this an epoch of the article's model takes 0.55 s instead of 0.33 s. Flushing
+        # them to 0 changes nothing visible (they are below 1.2e-38). Restored afterwards.
+        flush = self.device.type == "cpu" and torch.set_flush_denormal(True)
+        try:
+            while step < self.steps_per_epoch:
+                if stop is not None and stop():
+                    break
+                idx = order[step * bs : (step + 1) * bs]
+                if batch.shape[0] != idx.shape[0]:
+                    batch = x.new_empty(idx.shape[0], dim)
+                torch.index_select(x, 0, idx, out=batch)  # (B, D)
+                losses[step] = self._step(batch)
+                step += 1
+                if step % check_every == 0 or step == self.steps_per_epoch:
+                    _check_finite(losses, step - 1, check_every, epoch)
+                    bar.update(step - bar.n)
+        finally:
+            if flush:
+                torch.set_flush_denormal(False)
+            bar.close()
         _check_finite(losses, step - 1, check_every, epoch)
         return step, losses
 
