@@ -59,7 +59,7 @@ bench-datasets: $(DEV_STAMP)
 	$(BIN)/python scripts/bench_datasets.py
 
 bench-explorer: $(DEV_STAMP)
-	sh scripts/ensure-chromium.sh
+	sh scripts/ensure-test-deps.sh chromium
 	$(BIN)/python scripts/bench_explorer.py
 
 clean:

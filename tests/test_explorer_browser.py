@@ -5,7 +5,7 @@ JavaScript decoder is compared with PyTorch's, number by number and pixel by pix
 the mouse, the pins and the coordinate box are used as a person would. A screenshot is
 saved to test-artifacts/ for people to look at.
 
-Chromium missing is a failure, not a skip: scripts/ensure-chromium.sh installs it.
+Chromium missing is a failure, not a skip: scripts/ensure-test-deps.sh installs it.
 """
 
 import base64
@@ -34,7 +34,7 @@ DECODE_ALL = "pts => pts.map(([u, v]) => Array.from(window.deepae.decode(u, v)))
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(
-            f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (or set DEEPAE_CHROMIUM)"
+            f"{CHROMIUM} is missing: run scripts/ensure-test-deps.sh (or set DEEPAE_CHROMIUM)"
         )
     from playwright.sync_api import sync_playwright
 
