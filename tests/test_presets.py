@@ -76,7 +76,8 @@ def small_npz(tmp_path_factory, mnist):
 
 def test_train_with_a_preset_and_overrides(small_npz, tmp_path, capsys):
     args = ["train", "--preset", "best2d", "--dataset", str(small_npz), "--runs-dir",
-            str(tmp_path), "--epochs", "1", "--hidden-sizes", "16,8", "--no-progress"]  # fmt: skip
+            str(tmp_path), "--epochs", "1", "--hidden-sizes", "16,8", "--adam-betas", "0.8,0.9",
+            "--no-progress"]  # fmt: skip
     assert main(args) == 0
     (folder,) = tmp_path.iterdir()
     assert folder.name.startswith("best2d-")  # the default run name carries the preset
@@ -85,6 +86,7 @@ def test_train_with_a_preset_and_overrides(small_npz, tmp_path, capsys):
     assert config["model"]["hidden_sizes"] == [16, 8]  # overridden
     assert config["model"]["latent_activation"] == "linear"  # from the preset
     assert config["train"]["epochs"] == 1
+    assert config["train"]["adam_betas"] == [0.8, 0.9]  # overridden
     assert config["train"]["schedule"] == preset_train.schedule
     assert config["train"]["lr"] == preset_train.lr
     assert json.loads((folder / "metrics.json").read_text())["preset"] == "best2d"

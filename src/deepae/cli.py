@@ -35,6 +35,7 @@ TRAIN_OPTIONS = [
     ("--schedule", "schedule", str, "learning-rate schedule: constant, onecycle or cosine"),
     ("--weight-decay", "weight_decay", float, "L2 weight decay"),
     ("--engine", "engine", str, "fused (hand-written backward, fast) or autograd"),
+    ("--adam-betas", "adam_betas", "floats", "Adam's beta1,beta2"),
 ]
 
 
@@ -192,7 +193,7 @@ def _add_config_options(p: argparse.ArgumentParser, options) -> None:
 
     defaults = {**ModelConfig.__dataclass_fields__, **TrainConfig.__dataclass_fields__}
     for flag, field, kind, text in options:
-        parse = _ints if kind == "ints" else kind
+        parse = {"ints": _ints, "floats": _floats}.get(kind, kind)
         default = defaults[field].default
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
@@ -504,6 +505,13 @@ def _ints(text: str) -> tuple[int, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers") from None
     return values
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers") from None
 
 
 def _fields(args, options) -> dict:
