@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from deepae import load_dataset, load_mnist
-from deepae.images import load_image_folder
+from deepae.data.folders import load_image_folder
 
 BUDGET_S = 30.0  # the target for 60,000 28 x 28 PNGs, uncached
 

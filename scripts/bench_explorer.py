@@ -63,7 +63,8 @@ def main() -> int:
 
 
 def write_page(run: Path | None, tmp: Path) -> Path:
-    from deepae import explorer, runs
+    from deepae import explorer
+    from deepae import run as runs
     from deepae.api import Autoencoder
     from deepae.data import load_idx_dataset
 
@@ -74,8 +75,7 @@ def write_page(run: Path | None, tmp: Path) -> Path:
         run = tmp / "run"
         ae.save(run)
     else:
-        ae = Autoencoder.load(run)
-        data = load_idx_dataset(runs.read_metrics(run).get("data", {}).get("name", "mnist"))
+        ae, data = runs.load_run_data(run)
     return explorer.write_explorer(run, ae, data, out=tmp / "explorer.html")
 
 

@@ -3,7 +3,8 @@
 #   - Debian's Chromium for the browser tests: Playwright drives /usr/bin/chromium, since
 #     `playwright install` cannot download its own browser on the project's machines;
 #   - Debian's dataset-fashion-mnist, which tests/test_datasets.py loads for real: the
-#     official Fashion-MNIST files at /usr/share/datasets/fashion-mnist (REFERENCE.md).
+#     official Fashion-MNIST files at /usr/share/datasets/fashion-mnist (the files of
+#     Zalando's github.com/zalandoresearch/fashion-mnist, checked by SHA-256).
 # Installs with apt-get as root, or through sudo; fails (never skips) when it cannot.
 # `sh scripts/ensure-test-deps.sh chromium` ensures only the browser (make bench-explorer).
 set -eu

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepae import evaluate, presets
+from deepae import config as presets
+from deepae import evaluate
 from deepae.api import Autoencoder
 from deepae.data import load_idx_dataset
 

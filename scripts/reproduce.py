@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from deepae import Autoencoder, load_mnist
-from deepae.train import dead_latent_fractions
+from deepae.evaluate import zero_fractions
 
 ARTICLE = {1: (0.2133, 0.2098), 10: (0.1983, 0.1985)}  # epoch -> (loss, val_loss)
 
@@ -32,9 +32,8 @@ def main() -> int:
     for epoch, (loss, val) in ARTICLE.items():
         r = history[epoch - 1]
         print(f"{epoch:>5}  {loss:>12.4f}  {r.loss:>7.4f}  {val:>11.4f}  {r.val_loss:>7.4f}")
-    import torch
 
-    dead = dead_latent_fractions(torch.from_numpy(ae.encode(x_train)))
+    dead = zero_fractions(ae.encode(x_train))
     print("fraction of training codes at exactly 0 per latent unit:", [f"{d:.3f}" for d in dead])
     return 0
 

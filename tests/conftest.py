@@ -21,23 +21,36 @@ def mnist():
     return load_idx_dataset("mnist", cache_dir=cache)
 
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory, mnist):
-    """A run folder written by `deepae.runs.train_run`: the article's model (with a linear
-    latent layer, which cannot die) trained for 2 epochs on 4,000 MNIST images, with its
-    figures, explorer.html and report.html. Returns SimpleNamespace(folder, data, ae);
-    `data` is the 4,000-image LoadedData. Read-only: copy the folder to change it."""
+def mnist_small():
+    """The first 2,000 training and 500 test digits of MNIST, from the committed fixture
+    tests/fixtures/mnist-small.npz (scripts/make_test_fixture.py; tests/test_data.py checks
+    it against the verified dataset): the unit tests' data, no download needed. A
+    LoadedData named "mnist" with the digits as class names. Read-only, session-wide."""
     import dataclasses
+
+    from deepae.data import DATASETS, load_dataset
+
+    d = load_dataset(FIXTURES / "mnist-small.npz")
+    return dataclasses.replace(d, name="mnist", class_names=DATASETS["mnist"].class_names)
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, mnist_small):
+    """A run folder written by `deepae.run.train_run`: the article's model (with a linear
+    latent layer, which cannot die) trained for 2 epochs on the 2,000 digits of
+    `mnist_small`, with its figures, explorer.html and report.html. Returns
+    SimpleNamespace(folder, data, ae). Read-only: copy the folder to change it."""
     from types import SimpleNamespace
 
-    from deepae import runs
+    from deepae import run as runs
     from deepae.api import Autoencoder
     from deepae.config import ModelConfig, TrainConfig
 
-    data = dataclasses.replace(
-        mnist, x_train=mnist.x_train[:4000], y_train=mnist.y_train[:4000],
-        x_test=mnist.x_test[:1000], y_test=mnist.y_test[:1000],
-    )  # fmt: skip
+    data = mnist_small
     folder = tmp_path_factory.mktemp("small-run") / "run"
     model, train = ModelConfig(latent_activation="linear"), TrainConfig(epochs=2)
     runs.train_run(folder, model, train, data, log=lambda _: None, progress=False)

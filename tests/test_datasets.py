@@ -13,10 +13,10 @@ import pytest
 from numpy.lib import format as npy_format
 from PIL import Image
 
-from deepae import images as images_mod
 from deepae import load_dataset
-from deepae.arrays import read_npy
-from deepae.datasets import describe, holdout_split, parse_image_size
+from deepae.data import describe, holdout_split, parse_image_size
+from deepae.data import folders as images_mod
+from deepae.data.arrays import read_npy
 from deepae.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(7)
@@ -349,7 +349,7 @@ def test_bad_files_are_skipped_with_one_warning(messy, cache):
 
 
 def test_strict_stops_at_the_first_bad_file(messy, cache):
-    with pytest.raises(DataError, match=r"digits/cut\.png: .*leave out --strict"):
+    with pytest.raises(DataError, match=r"digits/cut\.png: .*strict=False"):
         os.unlink(messy / "digits" / "pipe")
         os.unlink(messy / "loose.png")
         load(messy, cache, strict=True)
@@ -500,5 +500,5 @@ def test_other_file_types_and_arguments(tmp_path, cache):
         load(tmp_path / "x.csv", cache)
     with pytest.raises(ConfigError, match="val_fraction"):
         load("mnist", cache, val_fraction=1.0)
-    with pytest.raises(ConfigError, match="--data-dir is for"):
+    with pytest.raises(ConfigError, match="data_dir is for"):
         load(tmp_path / "x.csv", cache, data_dir=tmp_path)

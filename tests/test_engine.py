@@ -1,12 +1,22 @@
 """The fused engine's hand-written backward pass against autograd (the oracle), in
 float64 so any formula error shows far above rounding noise."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from deepae.config import ModelConfig
-from deepae.engine import FusedDenseEngine, supports
+from deepae.engine import (
+    FusedDenseEngine,
+    flatten_parameters,
+    fused_adam_step,
+    relu_backward,
+    supports,
+)
+from deepae.errors import ConfigError
 from deepae.model import build
 
 CASES = [
@@ -73,5 +83,139 @@ def test_unsupported_models_are_left_to_autograd():
     assert not supports(build(ModelConfig(batch_norm=True)), "bce")
     assert not supports(build(ModelConfig(hidden_activation="gelu")), "bce")
     assert not supports(build(ModelConfig(output_activation="linear")), "bce")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="engine=.autograd."):
         FusedDenseEngine(build(ModelConfig(batch_norm=True)), "bce")
+
+
+# -- private PyTorch calls against their public fallbacks: the same bits ----------------
+
+
+def float_bits(t: torch.Tensor) -> torch.Tensor:
+    """The raw IEEE bits of a float32 tensor, so +0.0 and -0.0 differ."""
+    return t.contiguous().view(torch.int32)
+
+
+def test_relu_backwardprivate_and_public_give_the_same_bits():
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(64, 33, generator=gen)
+    g[0, :8] = -0.0  # signed zeros in the incoming gradient, some where out > 0
+    out = torch.relu(torch.randn(64, 33, generator=gen))  # exact zeros where x <= 0
+    out[1, :8] = -0.0
+    assert (out == 0).sum() > 500 and (out > 0).sum() > 500
+    # Oracle: g where out > 0, else +0.0 (numpy, independent of both torch paths).
+    expected = torch.from_numpy(np.where(out.numpy() > 0, g.numpy(), np.float32(0.0)))
+    assert (g[0, :8][out[0, :8] > 0] == 0).any()  # a -0.0 that must pass through
+    private = relu_backward(g.clone(), out, private=True)
+    public = relu_backward(g.clone(), out, private=False)
+    for got in (private, public):
+        assert torch.equal(got, expected)
+        assert torch.equal(float_bits(got), float_bits(expected))
+    assert torch.equal(float_bits(private), float_bits(public))
+    assert (float_bits(private)[out <= 0] == 0).all()  # +0.0, never -0.0
+
+
+def two_identical_optimizers(cls, weight_decay):
+    gen = torch.Generator().manual_seed(1)
+    start = torch.randn(1000, generator=gen)
+    params = [nn.Parameter(start.clone()) for _ in range(2)]
+    opts = [
+        cls([p], lr=1e-3, betas=(0.9, 0.99), eps=1e-7, weight_decay=weight_decay, fused=True)
+        for p in params
+    ]
+    return params, opts, gen
+
+
+def set_same_grad(params, gen):
+    g = torch.randn(params[0].shape, generator=gen)
+    for p in params:
+        p.grad = g.clone()
+
+
+def assert_same_bits(a: torch.Tensor, b: torch.Tensor, what: str):
+    assert a.dtype == b.dtype, what
+    assert torch.equal(float_bits(a), float_bits(b)), what
+
+
+def assert_same_state(params, opts):
+    (pa, pb), (oa, ob) = params, opts
+    assert_same_bits(pa.detach(), pb.detach(), "parameter")
+    sa, sb = oa.state[pa], ob.state[pb]
+    assert set(sa) == set(sb) == {"step", "exp_avg", "exp_avg_sq"}
+    for key in ("step", "exp_avg", "exp_avg_sq"):
+        assert_same_bits(sa[key], sb[key], key)
+
+
+OPTIMIZERS = [
+    (torch.optim.Adam, 0.0),
+    (torch.optim.Adam, 0.01),  # L2 in the gradient
+    (torch.optim.AdamW, 0.01),  # decoupled decay
+]
+
+
+@pytest.mark.parametrize(("cls", "weight_decay"), OPTIMIZERS)
+def test_fused_adam_step_private_and_public_give_the_same_bits(cls, weight_decay, monkeypatch):
+    params, opts, gen = two_identical_optimizers(cls, weight_decay)
+    start = params[0].detach().clone()
+    # The private path must not fall back to step(): make that fail loudly.
+    monkeypatch.setattr(opts[0], "step", lambda *a, **k: pytest.fail("fell back to step()"))
+    for _ in range(5):
+        set_same_grad(params, gen)
+        fused_adam_step(opts[0], private=True)
+        fused_adam_step(opts[1], private=False)
+        assert_same_state(params, opts)
+    assert opts[0].state[params[0]]["step"].item() == 5
+    assert not torch.equal(params[0].detach(), start)  # the steps did move the parameter
+
+
+@pytest.mark.parametrize(("cls", "weight_decay"), OPTIMIZERS)
+def test_fused_adam_step_drives_a_one_cycle_schedule_like_step(cls, weight_decay):
+    params, opts, gen = two_identical_optimizers(cls, weight_decay)
+    schedules = [
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=10) for opt in opts
+    ]
+    lrs = []
+    with warnings.catch_warnings():
+        # A scheduler stepped without a recorded optimizer step warns (and skips a value).
+        warnings.simplefilter("error")
+        for _ in range(5):
+            set_same_grad(params, gen)
+            fused_adam_step(opts[0], private=True)
+            fused_adam_step(opts[1], private=False)
+            for s in schedules:
+                s.step()
+            assert schedules[0].get_last_lr() == schedules[1].get_last_lr()
+            assert opts[0].param_groups[0]["betas"] == opts[1].param_groups[0]["betas"]
+            assert_same_state(params, opts)
+            lrs.append(schedules[0].get_last_lr()[0])
+    assert len(set(lrs)) == 5  # the rate did change each step, so the schedule ran
+
+
+def test_flatten_parameters_makes_every_parameter_a_view_of_one_tensor():
+    net = build(ModelConfig(input_size=12, image_shape=(3, 4), hidden_sizes=(5, 4)), seed=0)
+    before = [p.detach().clone() for p in net.parameters()]
+    flat, grad = flatten_parameters(net)
+    params = list(net.parameters())
+    assert flat.numel() == grad.numel() == sum(p.numel() for p in params)
+    assert flat.grad is grad
+    offset = 0
+    for p, old in zip(params, before, strict=True):
+        n = p.numel()
+        assert torch.equal(p.detach(), old)  # values kept
+        assert p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr()
+        assert p.grad.untyped_storage().data_ptr() == grad.untyped_storage().data_ptr()
+        assert torch.equal(p.detach().reshape(-1), flat.detach()[offset : offset + n])
+        offset += n
+    with torch.no_grad():
+        flat.copy_(torch.arange(flat.numel(), dtype=flat.dtype))
+        grad.copy_(-torch.arange(flat.numel(), dtype=grad.dtype))
+    offset = 0
+    for p in params:
+        n = p.numel()
+        expected = torch.arange(offset, offset + n, dtype=flat.dtype).view(p.shape)
+        assert torch.equal(p.detach(), expected)  # writing flat wrote the module's weight
+        assert torch.equal(p.grad, -expected)
+        offset += n
+    w = net.encoder[0].weight
+    with torch.no_grad():
+        w[0, 0] = 123.0
+    assert flat[0].item() == 123.0  # and the other way round

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from deepae import evaluate as ev
-from deepae import runs
+from deepae import run as runs
 from deepae.api import Autoencoder
 from deepae.cli import main
 
@@ -43,10 +43,10 @@ def test_reconstruction_metrics_uint8_images_and_clipping():
     assert ev.reconstruction_metrics(x, x / 255)["psnr"] is None  # perfect: no finite PSNR
 
 
-def test_bce_is_the_training_loss(mnist):
+def test_bce_is_the_training_loss(mnist_small):
     # The trainer computes BCE from logits with torch; evaluate from the reconstructions.
     ae = Autoencoder(latent_activation="linear", seed=1)
-    x = mnist.x_test[:500]
+    x = mnist_small.x_test[:500]
     xt = torch.from_numpy(x.reshape(500, -1).astype(np.float32) / 255)
     with torch.no_grad():
         expected = torch.nn.functional.binary_cross_entropy_with_logits(ae.net.logits(xt), xt)
@@ -153,16 +153,10 @@ def test_missing_scikit_learn_says_what_to_install(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def small(mnist):
-    """A 784-32-2-32-784 model (linear latent) trained 1 epoch on 2,000 images, and the
-    data: those 2,000 training and 1,000 test images."""
-    data = dataclasses.replace(
-        mnist,
-        x_train=mnist.x_train[:2000],
-        y_train=mnist.y_train[:2000],
-        x_test=mnist.x_test[:1000],
-        y_test=mnist.y_test[:1000],
-    )
+def small(mnist_small):
+    """A 784-32-2-32-784 model (linear latent) trained 1 epoch on the fixture's 2,000
+    images, and the data: those 2,000 training and 500 test images."""
+    data = mnist_small
     ae = Autoencoder(latent_activation="linear", epochs=1, seed=0)
     ae.fit(data.x_train, verbose=0)
     return ae, data
@@ -171,12 +165,12 @@ def small(mnist):
 def test_evaluate_run_on_a_real_subset(small):
     ae, data = small
     result = ev.evaluate_run(ae, data)
-    assert (result["dataset"], result["split"], result["n"]) == ("mnist", "test", 1000)
-    x = data.x_test.reshape(1000, -1) / 255
+    assert (result["dataset"], result["split"], result["n"]) == ("mnist", "test", 500)
+    x = data.x_test.reshape(500, -1) / 255
     # the model's numbers, recomputed from its verbs
     model = result["model"]
     assert model["mse"] == pytest.approx(
-        ((ae.reconstruct(data.x_test).reshape(1000, -1) - x) ** 2).mean()
+        ((ae.reconstruct(data.x_test).reshape(500, -1) - x) ** 2).mean()
     )
     z_train, z_test = ae.encode(data.x_train), ae.encode(data.x_test)
     knn5 = brute_knn_predict(z_train.astype(np.float64), data.y_train, z_test, 5) == data.y_test
@@ -230,7 +224,7 @@ def test_small_or_unlabelled_data_leaves_metrics_out(small):
 
 def test_train_run_writes_evaluation_json(small_run):
     result = json.loads((small_run.folder / "evaluation.json").read_text())
-    assert result["split"] == "test" and result["n"] == 1000
+    assert result["split"] == "test" and result["n"] == len(small_run.data.x_test) == 500
     assert set(result["model"]) >= {"bce", "mse", "psnr", "knn1_accuracy", "knn5_accuracy"}
     metrics = json.loads((small_run.folder / "metrics.json").read_text())
     assert result["model"]["bce"] == pytest.approx(metrics["val_loss"], rel=1e-4)
@@ -243,8 +237,9 @@ def test_evaluate_command(small_run, tmp_path, capsys):
     assert main(["evaluate", str(folder)]) == 0
     out = capsys.readouterr().out
     result = json.loads((folder / "evaluation.json").read_text())
-    assert result["n"] == 10_000  # the run's dataset, mnist, in full
-    assert f"{result['model']['mse']:.4f}" in out and "published UMAP" in out
+    assert result["n"] == 500  # the run's own dataset (the fixture's 500 test digits), reloaded
+    assert f"{result['model']['mse']:.4f}" in out and "mnist-small test set, 500 images" in out
+    assert "published" not in out  # the published numbers are for the full MNIST test set
     assert f"wrote {folder / 'evaluation.json'}" in out
 
 

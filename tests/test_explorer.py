@@ -11,10 +11,11 @@ import webbrowser
 import numpy as np
 import pytest
 
-from deepae import explorer, latent
+from deepae import latent
 from deepae.api import Autoencoder
 from deepae.cli import main
-from deepae.errors import DeepAEError
+from deepae.errors import ConfigError
+from deepae.explorer import explorer
 from explorer_helpers import DECODERS, decode_with_numpy, make_model, page_data
 
 
@@ -103,7 +104,7 @@ def test_pca_plane_for_a_3d_latent_space(small_run):
 
 
 def test_bad_point_count_is_an_error(small_run):
-    with pytest.raises(DeepAEError, match="--points"):
+    with pytest.raises(ConfigError, match="points must be at least 1"):
         explorer.build_explorer(small_run.ae, small_run.data.x_train, None, points=0)
 
 
@@ -126,7 +127,7 @@ def test_explore_command_writes_the_page_and_opens_it(small_run, tmp_path, monke
     [
         (["explore", "{tmp}/nope"], "no run folder"),
         (["explore", "{tmp}"], "config.json is missing"),
-        (["explore", "{run}", "--points", "0"], "--points must be at least 1"),
+        (["explore", "{run}", "--points", "0"], "points must be at least 1"),
         (["plot", "{run}", "--pairs", "1"], "is not two indices"),
     ],
 )

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deepae import explorer, latent
+from deepae import latent
+from deepae.explorer import explorer
 from explorer_helpers import DECODERS, make_model, page_data
 
 pytestmark = pytest.mark.browser

@@ -3,6 +3,7 @@ truncations, flipped bytes and lying headers. Whatever comes in, the only except
 may come out is the project's one-line DataError."""
 
 import functools
+import gzip
 import io
 import math
 import struct
@@ -17,11 +18,10 @@ from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 from PIL import Image
 
-from deepae import images
-from deepae.data import load_idx_dataset
-from deepae.datasets import load_dataset
+from deepae.data import folders as images
+from deepae.data import load_dataset, load_idx_dataset
+from deepae.data.idx import encode_idx, idx_header, maybe_gunzip, parse_idx, read_idx
 from deepae.errors import DataError
-from deepae.idx import idx_header, maybe_gunzip, parse_idx, read_idx
 
 FUZZ = settings(max_examples=150, deadline=None)
 
@@ -56,8 +56,12 @@ MUTATION = {
 @FUZZ
 @given(blob=st.binary(max_size=300))
 def test_idx_random_bytes(blob):
-    outcome(lambda: parse_idx(blob, name="x"))
-    outcome(lambda: maybe_gunzip(b"\x1f\x8b" + blob, name="x"))
+    x = outcome(lambda: parse_idx(blob, name="x"))
+    if x is not None:  # accepted only if it is exactly an IDX file: it encodes back to itself
+        assert encode_idx(x) == blob
+    out = outcome(lambda: maybe_gunzip(b"\x1f\x8b" + blob, name="x"))
+    if out is not None:  # what comes out is what gzip itself decompresses
+        assert out == gzip.decompress(b"\x1f\x8b" + blob)
 
 
 @FUZZ
@@ -175,7 +179,11 @@ def test_npy_header_lies(shape, dtype, fortran, payload):
     buf = io.BytesIO()
     header = {"descr": dtype, "fortran_order": fortran, "shape": tuple(shape)}
     npy_format.write_array_header_1_0(buf, header)
-    load_bytes(buf.getvalue() + payload, "a.npy")
+    d = load_bytes(buf.getvalue() + payload, "a.npy")
+    if d is not None:  # accepted only when the header tells the truth about the payload
+        itemsize = np.dtype(dtype).itemsize
+        assert dtype in ("<u1", "<f4", ">f8") and math.prod(shape) * itemsize == len(payload)
+        assert len(d.x_train) + len(d.x_test) == shape[0]
 
 
 @FUZZ
@@ -186,7 +194,8 @@ def test_npy_random_headers(header, version):
     size = (
         struct.pack("<H", len(header)) if version == b"\x01\x00" else struct.pack("<I", len(header))
     )
-    load_bytes(b"\x93NUMPY" + version + size + header, "a.npy")
+    # A header with no data after it holds no images: never a dataset.
+    assert load_bytes(b"\x93NUMPY" + version + size + header, "a.npy") is None
 
 
 # -- image folders --------------------------------------------------------------------------

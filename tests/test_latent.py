@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from deepae import latent, plots, runs
+from deepae import latent, plots
+from deepae import run as runs
 from deepae.api import Autoencoder
+from deepae.errors import ConfigError
+from deepae.run import figures
 
 
 def codes_3d(n=5000, seed=0):
@@ -70,7 +73,7 @@ def test_tile_images_places_each_image_at_its_row_and_column():
 
 def test_manifold_figure_has_the_grid_and_latent_ticks(small_run):
     codes = small_run.ae.encode(small_run.data.x_train)
-    fig = runs.manifold_figure(small_run.ae, codes, size=7)
+    fig = figures.manifold_figure(small_run.ae, codes, size=7)
     ax = fig.axes[0]
     picture = ax.get_images()[0]
     assert picture.get_array().shape == (7 * 28, 7 * 28)  # 7 x 7 tiles of 28 x 28
@@ -105,7 +108,7 @@ def test_default_pairs_join_different_labels():
 
 
 def test_interpolation_figure_rows_and_columns(small_run):
-    fig = runs.interpolation_figure(small_run.ae, small_run.data, pairs=[(0, 1), (2, 3)])
+    fig = figures.interpolation_figure(small_run.ae, small_run.data, pairs=[(0, 1), (2, 3)])
     axes = np.array(fig.axes).reshape(2, 12)  # two pairs x (original, 10 steps, original)
     np.testing.assert_allclose(
         axes[0, 0].get_images()[0].get_array(), small_run.data.x_test[0] / 255
@@ -118,8 +121,8 @@ def test_interpolation_figure_rows_and_columns(small_run):
 
 
 def test_pairs_out_of_range_is_a_clear_error(small_run):
-    with pytest.raises(Exception, match="two test-image indices"):
-        runs.interpolation_figure(small_run.ae, small_run.data, pairs=[(0, 10**6)])
+    with pytest.raises(ConfigError, match="two test-image indices"):
+        figures.interpolation_figure(small_run.ae, small_run.data, pairs=[(0, 10**6)])
 
 
 def test_pca_plane_is_orthonormal_and_lift_inverts_project():
@@ -140,7 +143,7 @@ def test_latent_size_3_figures_say_pca_and_do_not_crash(small_run, tmp_path):
     paths = runs.write_figures(tmp_path, ae, data)
     assert {p.name for p in paths} >= {"latent.png", "manifold.png", "interpolation.png"}
     codes = ae.encode(data.x_train)
-    fig = runs.manifold_figure(ae, codes, size=5)
+    fig = figures.manifold_figure(ae, codes, size=5)
     assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("PC1", "PC2")
     assert "principal components" in fig.axes[0].get_title()
     assert imread(tmp_path / "manifold.png").shape[:2] == (1000, 1000)
@@ -171,5 +174,5 @@ def test_unlabelled_data_gets_figures_and_pages(small_run, tmp_path):
     paths = runs.write_figures(tmp_path, small_run.ae, data)
     paths += runs.write_pages(tmp_path, small_run.ae, data)
     assert {p.name for p in paths} >= {"manifold.png", "interpolation.png", "explorer.html"}
-    fig = runs.interpolation_figure(small_run.ae, data)
+    fig = figures.interpolation_figure(small_run.ae, data)
     assert fig.axes[0].get_ylabel() == "#0 \u2192 #1"  # pairs of indices without labels

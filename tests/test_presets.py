@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepae import model, presets
+from deepae import config as presets
+from deepae import model
 from deepae.cli import main
 from deepae.config import ModelConfig, TrainConfig
 from deepae.errors import ConfigError
@@ -61,15 +62,15 @@ def test_bad_override_value_fails_like_a_config():
 
 
 @pytest.fixture(scope="module")
-def small_npz(tmp_path_factory, mnist):
+def small_npz(tmp_path_factory, mnist_small):
     """2,000 training and 500 test MNIST images as a Keras-layout .npz."""
-    path = tmp_path_factory.mktemp("data") / "small-mnist.npz"
+    path = tmp_path_factory.mktemp("data") / "small-mnist_small.npz"
     np.savez(
         path,
-        x_train=mnist.x_train[:2000],
-        y_train=mnist.y_train[:2000],
-        x_test=mnist.x_test[:500],
-        y_test=mnist.y_test[:500],
+        x_train=mnist_small.x_train[:2000],
+        y_train=mnist_small.y_train[:2000],
+        x_test=mnist_small.x_test[:500],
+        y_test=mnist_small.y_test[:500],
     )
     return path
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from deepae import report
 from deepae.cli import main
+from deepae.errors import RunError
+from deepae.run import report
 
 
 class Links(HTMLParser):
@@ -73,7 +74,7 @@ def test_evaluation_json_of_any_shape_is_rendered(small_run, tmp_path):
         "note": "<b>escaped</b>",
     }
     (folder / "evaluation.json").write_text(json.dumps(evaluation))
-    html = report.build_report(folder)
+    html = report.build_report(folder, report.read_inputs(folder))
     assert "<h2>Evaluation</h2>" in html
     assert "<th>bce</th><td>0.201235</td>" in html
     assert "<th>k</th><td>1, 5</td>" in html
@@ -85,7 +86,7 @@ def test_evaluation_json_of_any_shape_is_rendered(small_run, tmp_path):
 def test_report_without_explorer_says_how_to_make_it(small_run, tmp_path):
     folder = copy_run(small_run, tmp_path)
     (folder / "explorer.html").unlink()
-    html = report.build_report(folder)
+    html = report.build_report(folder, report.read_inputs(folder))
     assert "explorer.html" not in links_of(html)
     assert "deepae explore" in html
 
@@ -93,8 +94,8 @@ def test_report_without_explorer_says_how_to_make_it(small_run, tmp_path):
 def test_corrupt_evaluation_json_is_a_clear_error(small_run, tmp_path):
     folder = copy_run(small_run, tmp_path)
     (folder / "evaluation.json").write_text("{not json")
-    with pytest.raises(Exception, match="evaluation.json is corrupt"):
-        report.build_report(folder)
+    with pytest.raises(RunError, match="evaluation.json is corrupt"):
+        report.build_report(folder, report.read_inputs(folder))
 
 
 def test_plot_with_pairs_redraws_figures_and_pages(small_run, tmp_path, capsys):

@@ -13,18 +13,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deepae import checkpoint, runs, status, train
+from deepae import run as runs
+from deepae import train
 from deepae.config import ModelConfig, TrainConfig
 from deepae.errors import RunError
+from deepae.run import checkpoint
+from deepae.run import files as status
 
 CLI = [sys.executable, "-m", "deepae.cli"]
 
 
 @pytest.fixture(scope="module")
-def small(mnist):
+def small(mnist_small):
     return dataclasses.replace(
-        mnist, x_train=mnist.x_train[:1600], y_train=mnist.y_train[:1600],
-        x_test=mnist.x_test[:300], y_test=mnist.y_test[:300],
+        mnist_small, x_train=mnist_small.x_train[:1600], y_train=mnist_small.y_train[:1600],
+        x_test=mnist_small.x_test[:300], y_test=mnist_small.y_test[:300],
     )  # fmt: skip
 
 
@@ -60,18 +63,18 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, small):
     straight = run_small(tmp_path / "a", small)
     stopped = run_small(tmp_path / "b", small, stop=stop_after(50 + 70))  # epoch 3, step 21
     assert stopped.interrupted
-    record = status.read(tmp_path / "b")
+    record = status.read_status(tmp_path / "b")
     assert (record["status"], record["epochs_done"], record["step"]) == ("interrupted", 2, 20)
     with pytest.raises(RunError, match="--resume"):
         status.require_complete(tmp_path / "b")
     resumed = run_small(tmp_path / "b", small, resume=True)
     assert not resumed.interrupted
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
-    assert [(r["loss"], r["val_loss"]) for r in runs.read_history(tmp_path / "a")] == [
-        (r["loss"], r["val_loss"]) for r in runs.read_history(tmp_path / "b")
+    assert [(r.loss, r.val_loss) for r in runs.read_history(tmp_path / "a")] == [
+        (r.loss, r.val_loss) for r in runs.read_history(tmp_path / "b")
     ]
     assert straight.metrics["loss"] == resumed.metrics["loss"]
-    assert status.read(tmp_path / "b")["status"] == status.COMPLETE
+    assert status.read_status(tmp_path / "b")["status"] == status.COMPLETE
 
 
 def test_checkpoint_round_trip_restores_optimizer_and_position(tmp_path, small):
@@ -110,7 +113,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, small, monkeypatch)
     monkeypatch.setattr(train.Trainer, "_step", poisoned)
     with pytest.raises(train.TrainingDiverged, match=r"epoch 2, step 6.*last good epoch \(1\)"):
         run_small(tmp_path / "bad", small, epochs=2)
-    assert status.read(tmp_path / "bad")["status"] == "failed"
+    assert status.read_status(tmp_path / "bad")["status"] == "failed"
     assert_same_weights(
         {k[6:]: v for k, v in weights(tmp_path / "bad", "checkpoint.safetensors").items()
          if k.startswith("model.")},
@@ -155,7 +158,7 @@ def wait_for_epochs(folder, n, proc, timeout=180):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, mnist):
+def uninterrupted(tmp_path_factory, mnist_small):
     runs_dir = tmp_path_factory.mktemp("straight")
     proc = start_training(runs_dir, "s")
     out, err = proc.communicate(timeout=300)
@@ -177,7 +180,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, uninterrupted):
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert status.read(tmp_path / "k")["status"] == "training"  # it never got to say more
+    assert status.read_status(tmp_path / "k")["status"] == "training"  # it never got to say more
     code = subprocess.run([*CLI, "encode", str(tmp_path / "k")], capture_output=True, text=True)
     assert code.returncode == 2 and "deepae train --resume" in code.stderr
     assert "Traceback" not in code.stderr
@@ -195,7 +198,7 @@ def test_signal_saves_a_checkpoint_and_resume_finishes_it(tmp_path, uninterrupte
     assert proc.returncode == code, err
     assert f"deepae train --resume {tmp_path / 'i'}" in err
     assert "Traceback" not in err
-    record = status.read(tmp_path / "i")
+    record = status.read_status(tmp_path / "i")
     assert record["status"] == "interrupted"
     resume(tmp_path / "i")
     assert_same_weights(weights(tmp_path / "i"), uninterrupted)
@@ -213,5 +216,5 @@ def test_resume_refuses_what_it_cannot_do(tmp_path, uninterrupted):
     r = cli("train", "--resume", tmp_path / "c")
     assert r.returncode == 2 and "is complete (1 epochs)" in r.stderr
     r = cli("train", "--resume", tmp_path / "c", "--lr", "0.1")
-    assert r.returncode == 2 and "only --epochs and --device may change" in r.stderr
+    assert r.returncode == 2 and "only epochs and device may change" in r.stderr
     assert os.path.exists(tmp_path / "c" / "model.safetensors")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from deepae._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -23,7 +23,9 @@ _EXPORTS = {
     "ModelConfig": "deepae.config",
     "TrainConfig": "deepae.config",
     "load_mnist": "deepae.data",
-    "load_dataset": "deepae.datasets",
+    "load_dataset": "deepae.data",
+    "TrainingDiverged": "deepae.errors",
+    "MissingExtraError": "deepae.errors",
     "DeepAEError": "deepae.errors",
     "DataError": "deepae.errors",
     "RunError": "deepae.errors",
@@ -35,9 +37,11 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeepAEError",
+    "MissingExtraError",
     "ModelConfig",
     "RunError",
     "TrainConfig",
+    "TrainingDiverged",
     "__version__",
     "load_dataset",
     "load_mnist",
@@ -46,9 +50,15 @@ __all__ = [
 if TYPE_CHECKING:
     from deepae.api import Autoencoder
     from deepae.config import ModelConfig, TrainConfig
-    from deepae.data import load_mnist
-    from deepae.datasets import load_dataset
-    from deepae.errors import ConfigError, DataError, DeepAEError, RunError
+    from deepae.data import load_dataset, load_mnist
+    from deepae.errors import (
+        ConfigError,
+        DataError,
+        DeepAEError,
+        MissingExtraError,
+        RunError,
+        TrainingDiverged,
+    )  # fmt: skip
 
 
 def __getattr__(name: str):

@@ -1,7 +1,12 @@
-"""Configuration as data: what the network looks like and how it is trained.
+"""Configuration as data: what the network looks like, how it is trained, and the named
+presets that bundle both.
 
 Both dataclasses are frozen, carry the article's values as defaults, and check themselves
 on construction, so a bad value fails early with a `ConfigError` that names the field.
+This module imports nothing heavy (no torch), so the command line can build its options
+from it and still answer `--help` at once.
+
+    model_config, train_config = resolve("best2d", seed=3)   # any field can be overridden
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from typing import Any
 
 from deepae.errors import ConfigError
 
-# Activations the model knows, by name; the model maps each to a torch module.
+# The activations, by name: the one list. deepae.model maps each name to a torch module,
+# deepae.engine says which of them the fused engine runs, and the explorer page
+# (explorer/explorer.js) runs each in JavaScript; tests/test_config.py checks all agree.
 ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh", "leaky_relu", "elu", "gelu")
+OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 LOSSES = ("bce", "mse")
 OPTIMIZERS = ("adam", "adamw", "adagrad", "adadelta", "sgd", "rmsprop")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -60,7 +68,7 @@ class ModelConfig:
             _check_sizes("decoder_hidden_sizes", self.decoder_hidden_sizes)
         for name in ("hidden_activation", "latent_activation"):
             _check_choice(name, getattr(self, name), ACTIVATIONS)
-        _check_choice("output_activation", self.output_activation, ("sigmoid", "linear"))
+        _check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
         _check_sizes("image_shape", self.image_shape)
         pixels = 1
         for n in self.image_shape:
@@ -68,7 +76,8 @@ class ModelConfig:
         if pixels != self.input_size:
             raise ConfigError(
                 f"image_shape {self.image_shape} has {pixels} pixels but input_size is "
-                f"{self.input_size}; give an image shape whose product is the input size"
+                f"{self.input_size}; give an image shape whose product is the input size",
+                field="image_shape",
             )
 
     @property
@@ -111,13 +120,16 @@ class TrainConfig:
         _check_sizes("batch_size", (self.batch_size,))
         _check_sizes("epochs", (self.epochs,))
         if self.lr is not None and not (self.lr > 0 and self.lr < float("inf")):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+            raise ConfigError(f"lr must be a positive number, got {self.lr}", field="lr")
         for name in ("eps", "weight_decay", "momentum"):
             value = getattr(self, name)
             if not value >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}")
+                raise ConfigError(f"{name} must be >= 0, got {value}", field=name)
         if not all(0 <= b < 1 for b in self.adam_betas) or len(self.adam_betas) != 2:
-            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+            raise ConfigError(
+                f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}",
+                field="adam_betas",
+            )
 
     @property
     def learning_rate(self) -> float:
@@ -127,7 +139,9 @@ class TrainConfig:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config (tuples become lists)."""
-    return dataclasses.asdict(config)
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
@@ -155,12 +169,58 @@ def replace(config: Any, **changes: Any) -> Any:
 def _check_sizes(name: str, values: tuple[int, ...]) -> None:
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} must be positive integers, got {values!r}")
+            raise ConfigError(f"{name} must be positive integers, got {values!r}", field=name)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}", field=name)
 
 
-__all__ = ["ModelConfig", "TrainConfig", "to_dict", "from_dict", "replace"]
+# -- presets: a name for the changes a recipe makes to the default configs, as data -------
+
+DEFAULT_PRESET = "article"
+
+# name -> (ModelConfig changes, TrainConfig changes)
+PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "article": ({}, {}),
+    # docs/best2d.md: how it was found and what each choice bought.
+    "best2d": (
+        {
+            "hidden_sizes": (256, 256, 128),  # 3 hidden layers: depth near the latent pays
+            "latent_activation": "linear",  # cannot die (README: dead latent units)
+            # no batch norm: better here, and a plain stack trains on the fused engine
+        },
+        {
+            "lr": 4e-3,  # peak rate of the one-cycle schedule
+            "adam_betas": (0.9, 0.99),  # shorter memory of squared gradients: lower BCE
+            "schedule": "onecycle",
+            "batch_size": 512,  # fewer, larger steps: more epochs fit in 120 s
+            "epochs": 90,  # ~100 s of training on 2 CPU cores (docs/best2d.md)
+        },
+    ),
+}
+
+MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def resolve(name: str = DEFAULT_PRESET, **overrides: Any) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of preset `name`, with `overrides` (fields of either config) on top.
+
+    Overrides that are None are ignored, so unset command-line options keep the preset's
+    values. Raises ConfigError for an unknown preset or field.
+    """
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}", field="preset"
+        )
+    unknown = sorted(set(overrides) - MODEL_FIELDS - TRAIN_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)} for preset {name!r}")
+    model_changes, train_changes = PRESETS[name]
+    model = replace(ModelConfig(), **model_changes)
+    train = replace(TrainConfig(), **train_changes)
+    model = replace(model, **{k: v for k, v in overrides.items() if k in MODEL_FIELDS})
+    train = replace(train, **{k: v for k, v in overrides.items() if k in TRAIN_FIELDS})
+    return model, train

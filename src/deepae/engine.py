@@ -6,19 +6,58 @@ more than the arithmetic. Here every step is ~25 kernel calls into preallocated 
 all parameters live in one flat tensor so the optimizer updates them in one call, and
 nothing allocates. `tests/test_engine.py` checks the gradients against autograd.
 
-Supported: Linear layers with relu / linear / sigmoid / tanh activations (no BatchNorm),
-a sigmoid output with BCE or MSE, or a linear output with MSE. Anything else trains on the
+Supported: Linear layers with the activations of `FUSED_ACTIVATIONS` (no BatchNorm), a
+sigmoid output with BCE or MSE, or a linear output with MSE. Anything else trains on the
 autograd engine (`deepae.train`).
+
+Private PyTorch calls live here and nowhere else, each wrapped once with a fallback to
+the public API (see `fused_adam_step` and `relu_backward`); tests check that both paths
+agree bit for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
+from deepae.errors import ConfigError
 from deepae.model import AutoencoderNet
 
-FUSED_ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh")
+# -- activations: name -> (in-place forward, in-place backward from the output) -------------
+
+
+def relu_backward(g: torch.Tensor, out: torch.Tensor, *, private: bool | None = None):
+    """dL/dx of relu given dL/dy `g` and the output y = `out`: g where out > 0, else +0.
+    May reuse `g`'s memory (the public path works in place); use the returned tensor.
+
+    `aten.threshold_backward` does it in one kernel (what autograd itself calls for relu);
+    it is a private op of torch 2.13.0, the pinned version. Where it is missing, the public
+    `masked_fill_` gives the same bits (+0 where out <= 0) in two kernels."""
+    if private is None:
+        private = _HAS_THRESHOLD_BACKWARD
+    if private:
+        return torch.ops.aten.threshold_backward(g, out, 0)
+    return g.masked_fill_(out <= 0, 0.0)
+
+
+_HAS_THRESHOLD_BACKWARD = hasattr(torch.ops.aten, "threshold_backward")
+
+# Each derivative is written in terms of the activation's output, which is what we keep.
+_FORWARD: dict[str, Callable[[torch.Tensor], object]] = {
+    "relu": torch.Tensor.relu_,
+    "linear": lambda h: None,
+    "sigmoid": torch.Tensor.sigmoid_,
+    "tanh": torch.Tensor.tanh_,
+}
+_BACKWARD: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "relu": relu_backward,
+    "linear": lambda g, out: g,
+    "sigmoid": lambda g, out: g.mul_(out * (1 - out)),
+    "tanh": lambda g, out: g.mul_(1 - out * out),
+}
+FUSED_ACTIVATIONS = tuple(_FORWARD)
 
 
 def supports(net: AutoencoderNet, loss: str) -> bool:
@@ -40,11 +79,13 @@ def flatten_parameters(net: nn.Module) -> tuple[nn.Parameter, torch.Tensor]:
     flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
     grad = torch.zeros_like(flat)
     offset = 0
-    for p in params:
-        n = p.numel()
-        p.data = flat.data[offset : offset + n].view_as(p)
-        p.grad = grad[offset : offset + n].view_as(p)
-        offset += n
+    with torch.no_grad():
+        for p in params:
+            n = p.numel()
+            # Public `set_` rather than `p.data = ...`: p now shares flat's storage.
+            p.set_(flat.untyped_storage(), offset, p.shape, p.stride())
+            p.grad = grad[offset : offset + n].view_as(p)
+            offset += n
     flat.grad = grad
     return flat, grad
 
@@ -54,14 +95,19 @@ class FusedDenseEngine:
 
     def __init__(self, net: AutoencoderNet, loss: str):
         if not supports(net, loss):
-            raise ValueError("the fused engine does not support this model/loss")
+            raise ConfigError(
+                f"the fused engine runs plain dense stacks ({'/'.join(FUSED_ACTIVATIONS)}, no "
+                "batch norm); use engine='autograd'",
+                field="engine",
+            )
         cfg = net.config
         self.linears = [m for m in (*net.encoder, *net.decoder.body) if isinstance(m, nn.Linear)]
         n_enc = len(cfg.hidden_sizes) + 1
-        self.acts = [cfg.hidden_activation] * (n_enc - 1) + [cfg.latent_activation]
-        self.acts += [cfg.hidden_activation] * (len(self.linears) - n_enc - 1) + ["linear"]
-        self.loss = loss
-        self.sigmoid_out = cfg.output_activation == "sigmoid"
+        acts = [cfg.hidden_activation] * (n_enc - 1) + [cfg.latent_activation]
+        acts += [cfg.hidden_activation] * (len(self.linears) - n_enc - 1) + ["linear"]
+        self.forward_ = [_FORWARD[a] for a in acts]
+        self.backward_ = [_BACKWARD[a] for a in acts]
+        self.output_grad = _OUTPUT_GRAD[(loss, cfg.output_activation == "sigmoid")]
         self.flat, self.grad = flatten_parameters(net)
         # Plain tensor views, looked up once: nn.Module attribute access is slow per step.
         self.layers = [
@@ -86,12 +132,14 @@ class FusedDenseEngine:
         batch, dim = x.shape
         acts, grads = self._buffers_for(batch, x)
         h = x
-        for (_, w_t, b, _, _), act, out in zip(self.layers, self.acts, acts, strict=True):
+        for (_, w_t, b, _, _), forward_, out in zip(self.layers, self.forward_, acts, strict=True):
             torch.addmm(b, h, w_t, out=out)  # (B, out)
-            _activate_(out, act)
+            forward_(out)
             h = out
         g = grads[-1]  # dLoss/dlogits, (B, D)
-        loss_sum = self._output_grad(h, x, g, scale=1.0 / (batch * dim))
+        # The mean over B * D elements is folded into `scale`, so g is the gradient of the
+        # mean loss, which is what Keras (and the autograd engine) minimise.
+        loss_sum = self.output_grad(h, x, g, 1.0 / (batch * dim))
         for i in range(len(self.layers) - 1, -1, -1):
             w, _, _, gw, gb = self.layers[i]
             inp = x if i == 0 else acts[i - 1]
@@ -99,42 +147,85 @@ class FusedDenseEngine:
             torch.sum(g, 0, out=gb)  # (out,)
             if i > 0:
                 torch.mm(g, w, out=grads[i - 1])  # (B, in)
-                g = _activation_backward_(grads[i - 1], acts[i - 1], self.acts[i - 1])
-        return loss_sum
-
-    def _output_grad(self, logits, x, g, scale: float) -> torch.Tensor:
-        # The mean over B * D elements is folded into `scale`, so g is the gradient of the
-        # mean loss, which is what Keras (and the autograd engine) minimise.
-        if self.loss == "bce":  # d/dl BCE(sigmoid(l), x) = sigmoid(l) - x
-            loss_sum = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-            torch.sigmoid(logits, out=g)
-            g.sub_(x).mul_(scale)
-            return loss_sum
-        y = torch.sigmoid(logits, out=g) if self.sigmoid_out else logits.clone()
-        diff = y - x  # (B, D)
-        loss_sum = torch.dot(diff.view(-1), diff.view(-1))
-        if self.sigmoid_out:  # d/dl (y - x)^2 = 2 (y - x) y (1 - y)
-            g.mul_(1 - g).mul_(diff).mul_(2 * scale)
-        else:
-            torch.mul(diff, 2 * scale, out=g)
+                g = self.backward_[i - 1](grads[i - 1], acts[i - 1])
         return loss_sum
 
 
-def _activate_(h: torch.Tensor, act: str) -> None:
-    if act == "relu":
-        h.relu_()
-    elif act == "sigmoid":
-        h.sigmoid_()
-    elif act == "tanh":
-        h.tanh_()
+# -- the loss at the output: (logits, x, g to fill, scale) -> summed loss ------------------
 
 
-def _activation_backward_(g: torch.Tensor, out: torch.Tensor, act: str) -> torch.Tensor:
-    # Each derivative is written in terms of the activation's output, which is what we keep.
-    if act == "relu":
-        return torch.ops.aten.threshold_backward(g, out, 0)
-    if act == "sigmoid":
-        return g.mul_(out * (1 - out))
-    if act == "tanh":
-        return g.mul_(1 - out * out)
-    return g
+def _bce_grad(logits, x, g, scale: float) -> torch.Tensor:
+    # d/dl BCE(sigmoid(l), x) = sigmoid(l) - x
+    loss_sum = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    torch.sigmoid(logits, out=g)
+    g.sub_(x).mul_(scale)
+    return loss_sum
+
+
+def _mse_sigmoid_grad(logits, x, g, scale: float) -> torch.Tensor:
+    y = torch.sigmoid(logits, out=g)
+    diff = y - x  # (B, D)
+    loss_sum = torch.dot(diff.view(-1), diff.view(-1))
+    g.mul_(1 - g).mul_(diff).mul_(2 * scale)  # d/dl (y - x)^2 = 2 (y - x) y (1 - y)
+    return loss_sum
+
+
+def _mse_linear_grad(logits, x, g, scale: float) -> torch.Tensor:
+    diff = logits - x  # (B, D)
+    loss_sum = torch.dot(diff.view(-1), diff.view(-1))
+    torch.mul(diff, 2 * scale, out=g)
+    return loss_sum
+
+
+# (loss, sigmoid output?) -> output gradient; BCE needs a sigmoid output (checked earlier).
+_OUTPUT_GRAD = {
+    ("bce", True): _bce_grad,
+    ("mse", True): _mse_sigmoid_grad,
+    ("mse", False): _mse_linear_grad,
+}
+
+
+# -- the optimizer step --------------------------------------------------------------------
+
+
+def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None) -> None:
+    """One step of `opt`; Adam/AdamW over one flat parameter call the fused kernel directly.
+
+    torch.optim's `step()` wraps the kernel in ~25 us of Python bookkeeping per call, more
+    than the kernel itself costs at the article's sizes. `torch._fused_adam_` and
+    `torch._fused_adamw_` (and the `_opt_called` flag that lr schedulers read) are private
+    to torch 2.13.0, the pinned version; where they are missing, or for `private=False`,
+    the public `opt.step()` runs the same kernel (the optimizer is built with fused=True),
+    so both paths give the same bits (tests/test_engine.py). The state tensors are the
+    optimizer's own, so checkpoints stay in torch's format."""
+    if private is None:
+        private = _HAS_FUSED_ADAM
+    group = opt.param_groups[0]
+    if (
+        not private
+        or not isinstance(opt, torch.optim.Adam | torch.optim.AdamW)
+        or group["amsgrad"]
+        or group["maximize"]
+        or len(opt.param_groups) != 1
+        or len(group["params"]) != 1
+    ):
+        opt.step()
+        return
+    (p,) = group["params"]
+    state = opt.state[p]
+    if not state:
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        state["exp_avg"] = torch.zeros_like(p)
+        state["exp_avg_sq"] = torch.zeros_like(p)
+    state["step"] += 1
+    opt._opt_called = True  # what Optimizer.step records, so lr schedulers see a step
+    kernel = torch._fused_adamw_ if isinstance(opt, torch.optim.AdamW) else torch._fused_adam_
+    beta1, beta2 = group["betas"]
+    kernel(
+        [p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+        amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+    )  # fmt: skip
+
+
+_HAS_FUSED_ADAM = hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_")

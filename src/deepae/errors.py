@@ -1,13 +1,23 @@
-"""The project's exceptions.
+"""The project's exceptions, all of them.
 
 The library raises `DeepAEError` (or a subclass) for anything a user can fix: bad input,
 missing files, corrupt data. The CLI turns it into one line on stderr and exit code 2.
-Messages say what was wrong, with what, and what to do.
+Messages say what was wrong, with what, and what to do. They name the library's own
+argument or config field (`field`); the CLI maps a field to its command-line flag.
 """
+
+from __future__ import annotations
 
 
 class DeepAEError(Exception):
-    """A problem the user can fix; the message is meant for people."""
+    """A problem the user can fix; the message is meant for people.
+
+    `field`, when set, is the config field or argument the problem is about (e.g. "lr"),
+    so that a front end can name it in its own terms (the CLI says `--lr`)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class DataError(DeepAEError):
@@ -19,4 +29,12 @@ class RunError(DeepAEError):
 
 
 class ConfigError(DeepAEError):
-    """A configuration value or a command-line option is invalid."""
+    """A configuration value or an argument is invalid."""
+
+
+class TrainingDiverged(DeepAEError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class MissingExtraError(DeepAEError):
+    """An optional dependency is not installed; the message says which extra to install."""

@@ -18,26 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from deepae.data import flatten_images
-from deepae.errors import DeepAEError
+from deepae.data import class_name, flatten_images
+from deepae.errors import ConfigError, MissingExtraError
 
 BCE_EPS = 1e-7  # Keras' backend epsilon: predictions are clipped to [eps, 1 - eps] for BCE
 KNN_KS = (1, 5)  # the neighbour counts the Parametric UMAP paper reports
 TRUST_SAMPLES = 5000  # trustworthiness is O(n^2) in memory and time: a seeded subset
 TRUST_K = 10
-DEAD_THRESHOLD = 0.99  # as deepae.runs: a unit exactly 0 for more than this share is dead
+DEAD_THRESHOLD = 0.99  # a latent unit exactly 0 for more than this share is dead
 
-# Published 2-D MNIST test-set numbers (REFERENCE.md): Parametric UMAP paper's notebooks.
+# Published 2-D MNIST test-set numbers: Sainburg, McInnes & Gentner, "Parametric UMAP
+# embeddings for representation and semisupervised learning", Neural Computation 2021,
+# from the notebooks of the paper's repository (notebooks/dataset-projections).
 PUBLISHED = {
     "AE": {"knn1_accuracy": 0.765, "knn5_accuracy": 0.793, "mse": 0.0369},
     "PCA": {"knn1_accuracy": 0.377, "knn5_accuracy": 0.420, "mse": 0.0557},
     "UMAP": {"knn1_accuracy": 0.932, "knn5_accuracy": 0.954, "mse": 0.0393},
 }
 ARTICLE_VAL_BCE = 0.1985  # the article's epoch-10 val_loss (Keras, 784-32-2-32-784)
-
-
-class MissingExtraError(DeepAEError):
-    """An optional dependency is not installed."""
 
 
 def require_sklearn() -> None:
@@ -78,7 +76,7 @@ def reconstruction_metrics(
     if labels is not None:
         labels = np.asarray(labels)
         out["mse_per_class"] = {
-            _class_name(c, class_names): float(per_image[labels == c].mean())
+            class_name(class_names, c): float(per_image[labels == c].mean())
             for c in np.unique(labels)
         }
     return out
@@ -129,6 +127,14 @@ def trustworthiness(
     idx = _subset(len(x), n_samples, seed)
     x_sub = flatten_images(x[idx])  # (n, D)
     return float(sk_trustworthiness(x_sub, np.asarray(codes)[idx], n_neighbors=k))
+
+
+def zero_fractions(codes: np.ndarray) -> list[float]:
+    """Per latent unit, the fraction of codes (N, latent) that are exactly 0.
+
+    With a ReLU latent a unit that is 0 for (almost) every sample is dead: its gradient is
+    0 too, so it never comes back and the 2-D plot collapses onto a line."""
+    return (np.asarray(codes) == 0).mean(axis=0, dtype=np.float64).tolist()
 
 
 def dead_units(codes: np.ndarray, threshold: float = DEAD_THRESHOLD) -> int:
@@ -216,20 +222,23 @@ def evaluate_run(
     split: str = "test",
     trust_samples: int = TRUST_SAMPLES,
     seed: int = 0,
+    train_codes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Evaluate an `Autoencoder` on a split of `data` (a deepae.data.LoadedData), beside
-    PCA with as many components as the model has latent units.
+    PCA with as many components as the model has latent units. `train_codes` are
+    ae.encode(data.x_train) (N, latent) if the caller has them already.
 
     Returns {"dataset", "split", "n", "latent_size", "model": {...}, "pca": {...},
     "published": {...} or None, "seconds"}; the metric dicts come from `score`.
     """
     require_sklearn()
     if split not in ("test", "train"):
-        raise DeepAEError(f"split must be test or train, got {split!r}")
+        raise ConfigError(f"split must be test or train, got {split!r}", field="split")
     start = time.perf_counter()
     x, labels = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     latent = ae.model_config.latent_size
-    train_codes = ae.encode(data.x_train)  # (N, latent)
+    if train_codes is None:
+        train_codes = ae.encode(data.x_train)  # (N, latent)
     codes = train_codes if split == "train" else ae.encode(x)  # (M, latent)
     methods = {"model": Embedding(train_codes, codes, ae.reconstruct(x))}
     if latent <= min(len(data.x_train), ae.model_config.input_size):  # else PCA cannot
@@ -311,10 +320,6 @@ def _fmt(value: Any, fmt: str) -> str:
 
 def _psnr(mse: float) -> float | None:
     return 10 * math.log10(1 / mse) if mse > 0 else None  # None: perfect, and JSON-safe
-
-
-def _class_name(c: Any, class_names: tuple[str, ...] | None) -> str:
-    return class_names[int(c)] if class_names and int(c) < len(class_names) else str(int(c))
 
 
 def _subset(n: int, size: int, seed: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Everything here speaks to the model only through its verbs, `encode` and `decode`, and
 otherwise works on NumPy arrays, so the figures (`deepae.plots`), the run folder
-(`deepae.runs`) and the explorer page (`deepae.explorer`) share one definition of "the
+(`deepae.run`) and the explorer page (`deepae.explorer`) share one definition of "the
 plane" and of "the grid".
 
 The plane is the latent space itself when it has two dimensions. For other sizes it is
@@ -124,8 +124,9 @@ def check_pairs(pairs: Sequence[Sequence[int]], n: int) -> list[tuple[int, int]]
     for pair in pairs:
         if len(pair) != 2 or not all(0 <= int(i) < n for i in pair):
             raise ConfigError(
-                f"--pairs {','.join(map(str, pair))}: give two test-image indices I,J "
-                f"between 0 and {n - 1}"
+                f"pairs {','.join(map(str, pair))}: give two test-image indices I,J "
+                f"between 0 and {n - 1}",
+                field="pairs",
             )
         out.append((int(pair[0]), int(pair[1])))
     return out

@@ -12,7 +12,8 @@ from torch import nn
 
 from deepae.config import ModelConfig
 
-# Name -> torch module; one table shared by the model, the summary and the fused engine.
+# Name (deepae.config.ACTIVATIONS, the one list) -> torch module; shared by the model,
+# the summary and the explorer page's export.
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "linear": nn.Identity,

@@ -7,7 +7,6 @@ loading a file from a stranger is safe; nothing here ever unpickles.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from deepae import __version__, fsio
+from deepae import fsio
+from deepae._version import __version__
 from deepae.config import ModelConfig, TrainConfig, from_dict, to_dict
 from deepae.errors import ConfigError, RunError
 from deepae.model import AutoencoderNet
@@ -25,6 +25,7 @@ FORMAT = "deepae-model"
 FORMAT_VERSION = 1  # bump when the layout changes; readers refuse newer versions
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+MAX_WEIGHTS_BYTES = 4 * 2**30  # more than any dense model that fits a machine's memory
 
 
 def save_model(folder: str | Path, net: AutoencoderNet, train_config: TrainConfig) -> None:
@@ -32,10 +33,15 @@ def save_model(folder: str | Path, net: AutoencoderNet, train_config: TrainConfi
     folder = Path(folder)
     # Contiguous CPU copies: the fused engine keeps parameters as views of one buffer,
     # and safetensors refuses tensors that share memory.
+    save_weights(folder, net)
+    save_config(folder, net.config, train_config)
+
+
+def save_weights(folder: str | Path, net: AutoencoderNet) -> None:
+    """Write model.safetensors alone (a run wrote its config.json when it started)."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     data = save_safetensors(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
-    fsio.write_bytes(folder / WEIGHTS_FILE, data)
-    save_config(folder, net.config, train_config)
+    fsio.write_bytes(Path(folder) / WEIGHTS_FILE, data)
 
 
 def save_config(folder: str | Path, model: ModelConfig, train: TrainConfig) -> None:
@@ -58,14 +64,11 @@ def load_config(folder: str | Path) -> tuple[ModelConfig, TrainConfig]:
     path = Path(folder) / CONFIG_FILE
     if not Path(folder).is_dir():
         raise RunError(f"no run folder at {folder}; give the path of a folder `deepae train` wrote")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = fsio.read_json(path, fix="retrain or restore it from a copy")
+    if data is None:
         raise RunError(
             f"{path} is missing; {folder} is not a saved model (or training never got to save)"
-        ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{path} is corrupt ({e}); retrain or restore it from a copy") from None
+        )
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RunError(f'{path} is not a deepae model config (no "format": "{FORMAT}")')
     version = data.get("format_version")
@@ -84,7 +87,8 @@ def load_weights(folder: str | Path, net: AutoencoderNet) -> None:
     """Load model.safetensors into `net`, checking names and shapes against it."""
     path = Path(folder) / WEIGHTS_FILE
     try:
-        tensors = load_safetensors(path.read_bytes())
+        raw = fsio.read_bytes(path, max_bytes=MAX_WEIGHTS_BYTES, fix="retrain or restore it")
+        tensors = load_safetensors(raw)
     except FileNotFoundError:
         raise RunError(
             f"{path} is missing; retrain, or resume the run if it has a checkpoint"

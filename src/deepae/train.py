@@ -21,12 +21,8 @@ from torch import nn
 
 from deepae import engine as fused
 from deepae.config import TrainConfig
-from deepae.errors import ConfigError, DeepAEError
+from deepae.errors import ConfigError, TrainingDiverged
 from deepae.model import AutoencoderNet
-
-
-class TrainingDiverged(DeepAEError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -54,7 +50,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu")
+        raise ConfigError(
+            "device 'cuda' was asked for but no CUDA GPU is available; use cpu", field="device"
+        )
     return torch.device(name)
 
 
@@ -84,14 +82,15 @@ def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.opti
 
 def make_schedule(opt, cfg: TrainConfig, total_steps: int):
     """A per-step learning-rate scheduler, or None for a constant rate."""
-    if cfg.schedule == "onecycle":
+    table: dict[str, Callable[[], object]] = {
+        "constant": lambda: None,
         # Smith & Topin's one-cycle policy with PyTorch's defaults (warm-up 30%, lr/25 start).
-        return torch.optim.lr_scheduler.OneCycleLR(
+        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.learning_rate, total_steps=total_steps
-        )
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    return None
+        ),
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps),
+    }
+    return table[cfg.schedule]()
 
 
 class Trainer:
@@ -99,7 +98,9 @@ class Trainer:
 
     def __init__(self, net: AutoencoderNet, cfg: TrainConfig, n_train: int):
         if cfg.loss == "bce" and net.config.output_activation != "sigmoid":
-            raise ConfigError("loss bce needs output_activation sigmoid; use --loss mse")
+            raise ConfigError(
+                "loss 'bce' needs output_activation 'sigmoid'; use loss 'mse'", field="loss"
+            )
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.net = net.to(self.device)
@@ -108,11 +109,6 @@ class Trainer:
         use_fused = cfg.engine == "fused" or (
             cfg.engine == "auto" and fused.supports(net, cfg.loss)
         )
-        if use_fused and not fused.supports(net, cfg.loss):
-            raise ConfigError(
-                "--engine fused supports plain dense stacks (relu/linear/sigmoid/tanh, no "
-                "batch norm); use --engine autograd"
-            )
         self.engine = fused.FusedDenseEngine(net, cfg.loss) if use_fused else None
         params = [self.engine.flat] if self.engine else list(net.parameters())
         self.opt = make_optimizer(params, cfg, self.device)
@@ -184,7 +180,7 @@ class Trainer:
     def _step(self, batch: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:
             loss_sum = self.engine.loss_and_grad(batch)
-            _optimizer_step(self.opt)
+            fused.fused_adam_step(self.opt)
         else:
             logits = self.net.logits(batch)  # (B, D)
             loss = self.loss_fn(logits, batch)
@@ -267,48 +263,12 @@ def format_epoch(record: EpochRecord, epochs: int) -> str:
     return line
 
 
-@torch.no_grad()
-def dead_latent_fractions(codes: torch.Tensor) -> list[float]:
-    """Per latent unit, the fraction of samples whose code is exactly 0: codes (N, latent).
-
-    With a ReLU latent a unit that is 0 for (almost) every sample is dead: its gradient is
-    0 too, so it never comes back and the 2-D plot collapses onto a line.
-    """
-    return (codes == 0).double().mean(0).tolist()
-
-
 def _epoch_order(n: int, cfg: TrainConfig, epoch: int) -> torch.Tensor:
     if not cfg.shuffle:
         return torch.arange(n)
     # A fresh CPU generator per (seed, epoch): device-independent and resumable.
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=gen)
-
-
-def _optimizer_step(opt: torch.optim.Optimizer) -> None:
-    # Adam on the fused engine calls the fused kernel directly: torch.optim's step() wraps
-    # it in ~25 us of Python bookkeeping per call, more than the kernel itself costs here.
-    # The state tensors are the optimizer's own, so checkpoints stay in torch's format;
-    # tests/test_train.py checks this step against torch.optim.Adam bit for bit.
-    group = opt.param_groups[0]
-    if not isinstance(opt, torch.optim.Adam) or group["amsgrad"] or group["maximize"]:
-        opt.step()
-        return
-    (p,) = group["params"]
-    state = opt.state[p]
-    if not state:
-        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-        state["exp_avg"] = torch.zeros_like(p)
-        state["exp_avg_sq"] = torch.zeros_like(p)
-    state["step"] += 1
-    opt._opt_called = True  # what Optimizer.step records, so lr schedulers see a step
-    kernel = torch._fused_adamw_ if isinstance(opt, torch.optim.AdamW) else torch._fused_adam_
-    beta1, beta2 = group["betas"]
-    kernel(
-        [p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
-        amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-    )  # fmt: skip
 
 
 def _check_finite(losses: torch.Tensor, step: int, window: int, epoch: int) -> None:
@@ -318,15 +278,19 @@ def _check_finite(losses: torch.Tensor, step: int, window: int, epoch: int) -> N
         i = start + int(bad[0])
         raise TrainingDiverged(
             f"the loss became {losses[i].item()} at epoch {epoch + 1}, step {i + 1}; "
-            "lower --lr or check the data for extreme values"
+            "lower the learning rate (lr) or check the data for extreme values"
         )
 
 
 def _loss_fn(name: str, sigmoid_out: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    # Both take logits: BCE from logits is stable, and equals Keras' binary_crossentropy on
-    # a sigmoid output (Keras recovers the logits from the sigmoid for this reason).
-    if name == "bce":
-        return nn.functional.binary_cross_entropy_with_logits
-    if sigmoid_out:
-        return lambda logits, x: nn.functional.mse_loss(torch.sigmoid(logits), x)
-    return nn.functional.mse_loss
+    return _LOSSES[(name, sigmoid_out)]
+
+
+# (loss, sigmoid output?) -> loss of (logits, x). All take logits: BCE from logits is stable,
+# and equals Keras' binary_crossentropy on a sigmoid output (Keras recovers the logits from
+# the sigmoid for this reason). BCE needs a sigmoid output (Trainer checks it).
+_LOSSES: dict[tuple[str, bool], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    ("bce", True): nn.functional.binary_cross_entropy_with_logits,
+    ("mse", True): lambda logits, x: nn.functional.mse_loss(torch.sigmoid(logits), x),
+    ("mse", False): nn.functional.mse_loss,
+}

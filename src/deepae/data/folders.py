@@ -22,22 +22,27 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from deepae import arrays, fsio
-from deepae.data import cache_dir as cache_root
+from deepae import fsio
+from deepae.data._base import (
+    LoadedData,
+    Log,
+    cache_root,
+    check_class_count,
+    quiet,
+    split_data,
+)  # fmt: skip
+from deepae.data.arrays import one_line, read_npy
 from deepae.errors import ConfigError, DataError, DeepAEError
-
-Log = Callable[[str], None]
 
 LOADER_VERSION = 1  # part of the cache key: bump when decoding changes, old entries go stale
 CACHE_SUBDIR = "folders"
 ANNOUNCE_AT = 1000  # say that a read has started when it has at least this many files
-MAX_CLASSES_UINT8 = 256  # labels fit uint8 (as MNIST's) up to this many classes
+DEFAULT_IMAGE_SIZE = (28, 28)  # MNIST's: the article's 784-input model fits folder images
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +78,7 @@ def load_image_folder(
     and the sorted class names. `log` receives the warning about skipped files. Raises
     DataError for a missing or empty folder, or (strict) for the first unreadable file.
     """
-    folder, log, image_size = Path(folder), log or _quiet, parse_image_size(image_size)
+    folder, log, image_size = Path(folder), log or quiet, parse_image_size(image_size)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder; check the path")
     files, skipped = _scan(folder)
@@ -107,8 +112,19 @@ def load_image_folder(
     if skipped:
         log(_skipped_warning(folder, skipped, len(images) + len(skipped)))
     bad = {rel for rel, _ in failed}
-    labels, names = _labels([f.label for f in files if f.rel not in bad])
+    labels, names = _labels([f.label for f in files if f.rel not in bad], folder)
     return ImageFolder(images, labels, names, tuple(skipped), cache_path, found is not None)
+
+
+def load_folder(path: Path, image_size, split: dict, strict: bool, cache_dir, log) -> LoadedData:
+    """A folder of images as a dataset (see `load_image_folder`), with a seeded held-out
+    validation split (`split`: val_fraction, seed)."""
+    found = load_image_folder(
+        path, image_size=image_size or DEFAULT_IMAGE_SIZE, strict=strict, cache_dir=cache_dir,
+        log=log,
+    )  # fmt: skip
+    source = "image folder (cached)" if found.cached else "image folder"
+    return split_data(found.images, found.labels, found.class_names, path, source, split)
 
 
 def read_image(path: str | os.PathLike, image_size: tuple[int, int] = (28, 28)) -> np.ndarray:
@@ -226,13 +242,14 @@ def _read_all(folder: Path, files: list[_File], image_size, strict: bool):
     return out[:n], failed
 
 
-def _labels(labels: list[str | None]) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+def _labels(labels: list[str | None], folder: Path):
+    """Class subfolder names -> (uint8 class numbers (N,), sorted names), or (None, None)."""
     if not labels or labels[0] is None:
         return None, None
     names = tuple(sorted(set(labels)))
+    check_class_count(len(names), str(folder))
     index = {name: i for i, name in enumerate(names)}
-    dtype = np.uint8 if len(names) <= MAX_CLASSES_UINT8 else np.int32
-    return np.array([index[v] for v in labels], dtype=dtype), names
+    return np.array([index[v] for v in labels], dtype=np.uint8), names
 
 
 # -- the cache -----------------------------------------------------------------------------
@@ -261,11 +278,11 @@ def _read_cache(meta_path: Path, key: str, image_size, n_files: int, log: Log):
         if meta.get("key") != key:
             return None
         failed = [(str(rel), str(why)) for rel, why in meta["skipped"]]
-        images = arrays.read_npy(_cache_file(meta_path, key))
+        images = read_npy(_cache_file(meta_path, key))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, DataError) as e:
-        log(f"ignoring a broken cache entry {meta_path} ({arrays.one_line(e)}); reading the folder")
+        log(f"ignoring a broken cache entry {meta_path} ({one_line(e)}); reading the folder")
         return None
     expected = (n_files - len(failed), *image_size)
     if images.dtype != np.uint8 or images.shape != expected:
@@ -318,13 +335,13 @@ def _reason(e: BaseException, image_mod=None) -> str:
         return "not an image file Pillow can read"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
-    return arrays.one_line(e)
+    return one_line(e)
 
 
 def _strict_error(folder: Path, rel: str, why: str) -> DataError:
     return DataError(
-        f"{folder / rel}: {why}; fix or remove it, or leave out --strict (strict=False) "
-        "to skip such files with a warning"
+        f"{folder / rel}: {why}; fix or remove it, or load with strict=False to skip such "
+        "files with a warning"
     )
 
 
@@ -333,9 +350,5 @@ def _skipped_warning(folder: Path, skipped, total: int) -> str:
     more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
     return (
         f"warning: {folder}: skipped {len(skipped)} of {total} files that are not readable "
-        f"images: {shown}{more}; fix or remove them, or pass --strict to stop at the first"
+        f"images: {shown}{more}; fix or remove them, or use strict=True to stop at the first"
     )
-
-
-def _quiet(message: str) -> None:
-    """The default `log`: the library prints nothing."""

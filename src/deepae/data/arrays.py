@@ -1,4 +1,5 @@
-"""Read .npy and .npz files from anyone without trusting them.
+"""Arrays as data: read .npy and .npz files from anyone without trusting them, and load
+them as a dataset (`load_npz`, `load_npy`).
 
 `np.load` allocates whatever an .npy header claims before it reads a byte of data, and
 will unpickle object arrays if asked. Here every header is checked against the bytes that
@@ -24,6 +25,13 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
+from deepae.data._base import (
+    LoadedData,
+    check_image_stack,
+    check_labels,
+    number_labels,
+    split_data,
+)  # fmt: skip
 from deepae.errors import DataError
 
 # The largest array accepted (bytes): 4 GiB is ~5 million 28x28 float32 images. Bigger
@@ -43,7 +51,7 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return _read_array(f, os.fstat(f.fileno()).st_size, str(path))
+            return _read_array(f, os.fstat(f.fileno()).st_size, str(path), MAX_ARRAY_BYTES)
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
 
@@ -65,6 +73,10 @@ class NpzFile:
         return list(self._members)
 
     def __getitem__(self, key: str) -> np.ndarray:
+        return self.get(key)
+
+    def get(self, key: str, *, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
+        """The array `key`, refused before allocation if it would exceed `max_bytes`."""
         info = self._members[key]
         where = f"{self.path}[{key}]"
         limit = info.compress_size * MAX_DEFLATE_RATIO + 1024
@@ -75,7 +87,7 @@ class NpzFile:
             )
         try:
             with self._zf.open(info) as f:
-                return _read_array(f, info.file_size, where)
+                return _read_array(f, info.file_size, where, max_bytes)
         # What zipfile raises on damaged entries: bad CRC, cut-off deflate stream, an
         # encrypted or unknown compression method, a bad local header.
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
@@ -102,7 +114,7 @@ def open_npz(path: str | os.PathLike) -> Iterator[NpzFile]:
         yield NpzFile(zf, path)
 
 
-def _read_array(f: BinaryIO, size: int, where: str) -> np.ndarray:
+def _read_array(f: BinaryIO, size: int, where: str, max_bytes: int) -> np.ndarray:
     """Read one .npy stream of `size` bytes: header, checks, then exactly the data."""
     shape, fortran, dtype = _read_header(f, where)
     if dtype.hasobject or dtype.fields is not None or dtype.itemsize == 0:
@@ -119,9 +131,9 @@ def _read_array(f: BinaryIO, size: int, where: str) -> np.ndarray:
             f"{where}: header claims shape {shape} of {dtype} = {claimed} bytes but the file "
             f"holds {held} ({what}); save the array again"
         )
-    if math.prod(max(n, 1) for n in shape) * dtype.itemsize > MAX_ARRAY_BYTES:
+    if math.prod(max(n, 1) for n in shape) * dtype.itemsize > max_bytes:
         raise DataError(
-            f"{where}: shape {shape} of {dtype} is more than the {MAX_ARRAY_BYTES}-byte limit"
+            f"{where}: shape {shape} of {dtype} is more than the {max_bytes}-byte limit"
         )
     data = f.read(claimed)
     if len(data) != claimed:
@@ -151,3 +163,70 @@ def one_line(e: BaseException) -> str:
     """An exception as one short line, for messages that must stay on one line."""
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+# -- arrays as a dataset -------------------------------------------------------------------
+
+IMAGE_KEYS = ("images", "x")  # .npz names of unsplit images; the labels' names pair up:
+LABEL_KEYS = {"images": "labels", "x": "y"}
+
+
+def load_npy(path: Path, split: dict) -> LoadedData:
+    """A .npy of images only (see check_image_stack), with a seeded held-out split."""
+    x = check_image_stack(read_npy(path), str(path))
+    return split_data(x, None, None, path, "npy file", split)
+
+
+def load_npz(path: Path, split: dict) -> LoadedData:
+    """A .npz in Keras' layout (x_train, x_test, + y_train, y_test), used as is; or
+    images (+ labels), x (+ y) or a single array, split as `split` says. An optional
+    class_names array names integer labels."""
+    with open_npz(path) as npz:
+        keys = npz.keys
+        names = (
+            _names(npz["class_names"], f"{path}[class_names]") if "class_names" in keys else None
+        )
+        if "x_train" in keys and "x_test" in keys:
+            return _keras_layout(npz, path, names)
+        image_key = next((k for k in IMAGE_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+        if image_key is None:
+            raise DataError(
+                f"{path}: holds {', '.join(keys) or 'no arrays'}; expected x_train and x_test "
+                "(with y_train and y_test), or images (with labels), or x (with y)"
+            )
+        x, y = check_image_stack(npz[image_key], f"{path}[{image_key}]"), None
+        label_key = LABEL_KEYS.get(image_key)
+        if label_key in keys:
+            raw = check_labels(npz[label_key], f"{path}[{label_key}]", len(x))
+            (y,), names = number_labels([raw], names, str(path))
+        else:
+            names = None  # class names without labels name nothing
+    return split_data(x, y, names, path, "npz file", split)
+
+
+def _keras_layout(npz: NpzFile, path: Path, names) -> LoadedData:
+    x_train = check_image_stack(npz["x_train"], f"{path}[x_train]")
+    x_test = check_image_stack(npz["x_test"], f"{path}[x_test]")
+    if x_train.shape[1:] != x_test.shape[1:] or x_train.dtype != x_test.dtype:
+        raise DataError(
+            f"{path}: x_train is {x_train.dtype} {x_train.shape[1:]} but x_test is "
+            f"{x_test.dtype} {x_test.shape[1:]}; both need the same size and dtype"
+        )
+    y_keys = [k for k in ("y_train", "y_test") if k in npz.keys]
+    if len(y_keys) == 1:
+        raise DataError(f"{path}: has {y_keys[0]} but not both y_train and y_test")
+    y_train = y_test = None
+    if y_keys:
+        raw = [
+            check_labels(npz[k], f"{path}[{k}]", len(x))
+            for k, x in (("y_train", x_train), ("y_test", x_test))
+        ]
+        (y_train, y_test), names = number_labels(raw, names, str(path))
+    return LoadedData(x_train, y_train, x_test, y_test, "npz file", path, path.stem,
+                      names if y_keys else None)  # fmt: skip
+
+
+def _names(raw: np.ndarray, where: str) -> tuple[str, ...]:
+    if raw.ndim != 1 or raw.dtype.kind != "U":
+        raise DataError(f"{where}: class_names must be a 1-D array of strings")
+    return tuple(raw.tolist())

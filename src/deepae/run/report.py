@@ -1,82 +1,91 @@
 """report.html: one page per run folder with everything a reader needs to judge the run.
 
-The config, the Keras-style model summary, the loss history, the final metrics (and
-`evaluation.json`, whatever keys it holds), the figures and a link to the explorer. The
-page links only to files in its own folder, by relative path, so the folder can be
-zipped and shared and the page still works.
+The config, the Keras-style model summary, the loss history, the final metrics, the
+evaluation, the figures and a link to the explorer, all handed in by the caller
+(`ReportInputs`): the page is built from what the run holds in memory, not read back from
+its files. It links only to files in its own folder, by relative path, so the folder can
+be zipped and shared and the page still works.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from deepae import fsio, storage
-from deepae.errors import RunError
-
-FILE_NAME = "report.html"
-EVALUATION_FILE = "evaluation.json"  # written by `deepae evaluate`, if it has been run
-# The figures a run folder holds, in reading order, with what each shows.
-FIGURES = {
-    "latent.png": "The training codes in the latent space, coloured by label (the article's "
-    "scatter).",
-    "reconstructions.png": "Training images (top) and what the autoencoder makes of them.",
-    "manifold.png": "The decoder applied to a grid spanning the 1st-99th percentile of the "
-    "training codes: what each region of the plane means.",
-    "interpolation.png": "Test images at both ends, and the decoder along the straight line "
-    "between their codes.",
-}
-_DATA_FILES = ("config.json", "model.safetensors", "history.csv", "metrics.json")
+from deepae import fsio
+from deepae.run import files
+from deepae.train import EpochRecord
 
 
-def build_report(folder: str | Path, ae: Any = None) -> str:
-    """The report of the run in `folder` as an HTML string. `ae` (a deepae.Autoencoder)
-    gives the model summary; without it the model is loaded from the folder."""
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report shows; None where the run has no such thing (yet)."""
+
+    summary: str  # the Keras-style model summary table
+    config: dict[str, Any]  # config.json's content
+    history: Sequence[EpochRecord]
+    metrics: dict[str, Any] | None
+    evaluation: dict[str, Any] | None
+    data_name: str | None
+
+
+def read_inputs(folder: str | Path) -> ReportInputs:
+    """What the report of a run shows, read from the run folder's files."""
+    from deepae import model, storage
+
+    net, train_config = storage.load_model(folder)
+    status = files.read_status(folder) or {}
+    return ReportInputs(
+        summary=model.summary(net),
+        config=storage.config_dict(net.config, train_config),
+        history=files.read_history(folder),
+        metrics=files.read_metrics(folder),
+        evaluation=files.read_evaluation(folder),
+        data_name=(status.get("data") or {}).get("name"),
+    )
+
+
+def build_report(folder: str | Path, inputs: ReportInputs) -> str:
+    """The report of the run in `folder` as an HTML string."""
     folder = Path(folder)
-    if ae is None:
-        net, _ = storage.load_model(folder)
-        summary_text = _summary(net)
-    else:
-        summary_text = _summary(ae.net)
-    config = _read_json(folder / storage.CONFIG_FILE)
-    metrics = _read_json(folder / "metrics.json")
-    evaluation = _read_json(folder / EVALUATION_FILE)
     name = folder.resolve().name
+    metrics, evaluation = inputs.metrics, inputs.evaluation
     parts = [
         f"<h1>Run <code>{_esc(name)}</code></h1>",
-        _intro(folder, metrics),
-        _section("Final metrics", _table(metrics) if metrics else _missing("metrics.json")),
+        _intro(folder, inputs.data_name),
+        _section("Final metrics", _table(metrics) if metrics else _missing(files.METRICS_FILE)),
     ]
     if evaluation is not None:
         parts.append(_section("Evaluation", _table(evaluation)))
     parts += [
-        _section("Loss per epoch", _history(folder)),
+        _section("Loss per epoch", _history(folder, inputs.history)),
         _section("Figures", _figures(folder)),
-        _section("Model", f"<pre>{_esc(summary_text)}</pre>"),
-        _section("Configuration", _table(config) if config else _missing("config.json")),
+        _section("Model", f"<pre>{_esc(inputs.summary)}</pre>"),
+        _section("Configuration", _table(inputs.config)),
         _section("Files", _files(folder)),
     ]
     return _page(f"deepae run {name}", "\n".join(parts))
 
 
-def write_report(folder: str | Path, ae: Any = None) -> Path:
+def write_report(folder: str | Path, inputs: ReportInputs) -> Path:
     """Write folder/report.html atomically; returns its path."""
-    path = Path(folder) / FILE_NAME
-    fsio.write_text(path, build_report(folder, ae))
+    path = Path(folder) / files.REPORT_FILE
+    fsio.write_text(path, build_report(folder, inputs))
     return path
 
 
 # -- sections ------------------------------------------------------------------------------
 
 
-def _intro(folder: Path, metrics: dict | None) -> str:
-    data = (metrics or {}).get("data") or {}
+def _intro(folder: Path, data_name: str | None) -> str:
     made = time.strftime("%Y-%m-%d %H:%M", time.localtime())
-    lines = [f"<p class=muted>Report written {made}. Data: {_esc(data.get('name', '?'))}.</p>"]
-    if (folder / "explorer.html").is_file():
+    lines = [f"<p class=muted>Report written {made}. Data: {_esc(data_name or '?')}.</p>"]
+    if (folder / files.EXPLORER_FILE).is_file():
         lines.append(
             '<p><a class=button href="explorer.html">Open the latent-space explorer</a> '
             "Hover over the plane and watch the decoder draw, live in your browser, offline.</p>"
@@ -89,35 +98,31 @@ def _intro(folder: Path, metrics: dict | None) -> str:
     return "\n".join(lines)
 
 
-def _history(folder: Path) -> str:
-    from deepae.runs import read_history  # runs imports this module: import when used
-
-    rows = read_history(folder)
-    if not rows:
-        return _missing("history.csv")
+def _history(folder: Path, history: Sequence[EpochRecord]) -> str:
+    if not history:
+        return _missing(files.HISTORY_FILE)
     head = "<tr><th>epoch</th><th>loss</th><th>val_loss</th><th>seconds</th></tr>"
+    # Rounded as history.csv stores them, so the page and the file agree.
     body = "".join(
-        f"<tr><td>{r['epoch']}</td><td>{_fmt(r['loss'])}</td><td>{_fmt(r['val_loss'])}</td>"
-        f"<td>{_fmt(r['seconds'])}</td></tr>"
-        for r in rows
+        f"<tr><td>{r.epoch}</td><td>{_fmt(round(r.loss, 6))}</td>"
+        f"<td>{_fmt(None if r.val_loss is None else round(r.val_loss, 6))}</td>"
+        f"<td>{_fmt(round(r.seconds, 3))}</td></tr>"
+        for r in history
     )
-    plot = _figure(folder, "loss.png", "Training and validation loss per epoch.")
+    plot = _figure(folder, files.LOSS_FIGURE, "Training and validation loss per epoch.")
     return f"{plot}<table class=grid>{head}{body}</table>"
 
 
 def _figures(folder: Path) -> str:
-    known = [_figure(folder, name, text) for name, text in FIGURES.items()]
-    others = sorted(
-        p.name for p in folder.glob("*.png") if p.name not in FIGURES and p.name != "loss.png"
-    )
-    extra = [_figure(folder, name, name) for name in others]
-    return "\n".join(f for f in known + extra if f) or "<p class=muted>No figures yet.</p>"
+    # Only the figures deepae writes: a PNG someone else put in the folder is not linked.
+    shown = [_figure(folder, name, text) for name, text in files.FIGURES.items()]
+    return "\n".join(f for f in shown if f) or "<p class=muted>No figures yet.</p>"
 
 
 def _figure(folder: Path, name: str, caption: str) -> str:
     if not (folder / name).is_file():
         return ""
-    src = _esc(name)
+    src = _esc(quote(name))
     return (
         f'<figure><a href="{src}"><img src="{src}" alt="{src}" loading="lazy"></a>'
         f"<figcaption><code>{src}</code>: {_esc(caption)}</figcaption></figure>"
@@ -125,9 +130,10 @@ def _figure(folder: Path, name: str, caption: str) -> str:
 
 
 def _files(folder: Path) -> str:
-    names = [*_DATA_FILES, EVALUATION_FILE, "explorer.html"]
+    names = [*files.MODEL_FILES, files.HISTORY_FILE, files.METRICS_FILE, files.EVALUATION_FILE,
+             files.EXPLORER_FILE]  # fmt: skip
     items = [
-        f'<li><a href="{_esc(n)}">{_esc(n)}</a> ({(folder / n).stat().st_size:,} bytes)</li>'
+        f'<li><a href="{_esc(quote(n))}">{_esc(n)}</a> ({(folder / n).stat().st_size:,} bytes)</li>'
         for n in names
         if (folder / n).is_file()
     ]
@@ -157,21 +163,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return _esc(str(value))
-
-
-def _summary(net: Any) -> str:
-    from deepae.model import summary
-
-    return summary(net)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{path} is corrupt ({e}); rerun the command that writes it") from None
 
 
 def _section(title: str, body: str) -> str:

@@ -11,7 +11,7 @@ on whatever point the cursor is over. Everything it needs is inside the one file
 - the plane: for latent sizes other than 2, plane point (u, v) decodes as the code
   mean + u * pc1 + v * pc2 (see deepae.latent).
 
-The HTML, CSS and JavaScript live beside this module (explorer_template.html,
+The HTML, CSS and JavaScript live beside this module (template.html,
 explorer.css, explorer.js) and are inlined, so the page makes no request at all and
 works from file://. docs/explorer.md explains the choices and the size budget.
 """
@@ -31,7 +31,7 @@ import numpy as np
 from torch import nn
 
 from deepae import fsio, latent
-from deepae.errors import DeepAEError
+from deepae.errors import ConfigError, DeepAEError
 from deepae.model import ACTIVATION_MODULES
 
 FILE_NAME = "explorer.html"
@@ -109,7 +109,7 @@ def build_explorer(
     shows `points` training codes, a sample stratified by label (seeded); their images
     are embedded too, as many as fit in `max_bytes` (a stratified prefix)."""
     if points < 1:
-        raise DeepAEError(f"--points must be at least 1, got {points}")
+        raise ConfigError(f"points must be at least 1, got {points}", field="points")
     codes = ae.encode(x_train) if codes is None else codes  # (N, latent)
     view = latent.fit_plane(codes)
     order = latent.stratified_order(y_train, len(codes), seed=seed)[:points]  # (P,)
@@ -210,8 +210,8 @@ def _fit_images(images: np.ndarray, budget: int) -> tuple[str, int]:
 
 def _page_template(title: str) -> str:
     """The page with its CSS, script and title inlined; data placeholders left in."""
-    files = resources.files("deepae")
-    page = (files / "explorer_template.html").read_text(encoding="utf-8")
+    files = resources.files("deepae.explorer")
+    page = (files / "template.html").read_text(encoding="utf-8")
     css = (files / "explorer.css").read_text(encoding="utf-8")
     js = (files / "explorer.js").read_text(encoding="utf-8")
     page = page.replace("/*__DEEPAE_CSS__*/", css).replace("/*__DEEPAE_JS__*/", js)

@@ -1,0 +1,150 @@
+"""Every dataset deepae can train on, behind one call: `load_dataset(source)`.
+
+`source` is one of
+  "mnist", "fashion-mnist"   IDX datasets (deepae.data.mnist), verified by SHA-256
+  a folder of images         deepae.data.folders: grayscale, resized (default 28 x 28), cached
+  a .npz file                deepae.data.arrays: x_train and x_test (+ y_train, y_test), Keras'
+                             layout, used as is; or images (+ labels), or x (+ y), or a single
+                             array: split
+  a .npy file                images only: split
+Image arrays are uint8 (N, H, W) in 0-255 or float (N, H, W) in [0, 1] (kept as float32);
+(N, H, W, 1) and (N, D) with D a square number are reshaped to (N, H, W). Labels are
+integers 0-255 or strings (class names, numbered in sorted order); an optional
+`class_names` array in the .npz names integer labels. Data without a test split gets a
+seeded held-out validation split of `val_fraction`. docs/datasets.md has the details.
+
+The modules behind this face are private in spirit: import from `deepae.data`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from deepae.data import arrays, folders
+from deepae.data._base import (
+    MAX_CLASSES,
+    LoadedData,
+    Log,
+    cache_root,
+    check_pixels,
+    class_name,
+    describe,
+    flatten_images,
+    format_record,
+    holdout_split,
+)
+from deepae.data.folders import parse_image_size, resize_images
+from deepae.data.mnist import DATASETS, DatasetSpec, fetch, info, load_idx_dataset, load_mnist
+from deepae.errors import ConfigError, DataError
+
+DEFAULT_VAL_FRACTION = 0.1  # share of unsplit data held out for validation
+
+# File suffix -> loader(path, split) for array files.
+_ARRAY_LOADERS = {".npy": arrays.load_npy, ".npz": arrays.load_npz}
+
+
+def load_dataset(
+    source: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int | str | tuple[int, int] | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    strict: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    log: Log | None = None,
+) -> LoadedData:
+    """Load `source` (a dataset name, a folder of images, or a .npz/.npy file).
+
+    image_size: (H, W), an int for square images, or "32x32"; None means 28 x 28 for image
+    folders and the stored size for arrays and named datasets (which are resized when it
+    is given). val_fraction and seed: the held-out split of data that has no test split.
+    strict: stop at the first unreadable file of a folder instead of skipping it.
+    data_dir: where the files of a named dataset are (see deepae.data.mnist).
+    Returns a LoadedData: images (N, H, W) uint8 (float32 in [0, 1] for float arrays),
+    labels (N,) uint8 or None, and `load_args`, what it takes to load the same data again.
+    It unpacks as `(x_train, y_train), (x_test, y_test)`, like `load_mnist`'s result.
+    Raises DataError (bad or missing data) or ConfigError (bad arguments).
+    """
+    size = None if image_size is None else parse_image_size(image_size)
+    if not 0 < val_fraction < 1:
+        raise ConfigError(
+            f"val_fraction must lie strictly between 0 and 1, got {val_fraction}",
+            field="val_fraction",
+        )
+    source = os.fspath(source)
+    if source in DATASETS:
+        loaded = load_idx_dataset(source, data_dir, cache_dir=cache_dir, log=log)
+        dataset = source
+    else:
+        if data_dir is not None:
+            raise ConfigError(
+                f"data_dir is for {' and '.join(DATASETS)}; {source} already says where its "
+                "data is",
+                field="data_dir",
+            )
+        path = _existing(source)
+        split = {"val_fraction": val_fraction, "seed": seed}
+        if path.is_dir():
+            loaded = folders.load_folder(path, size, split, strict, cache_dir, log)
+        else:
+            loaded = _array_loader(path)(path, split)
+        dataset = str(path)
+    if size is not None:  # a no-op for folders, which are read at this size
+        x_train, x_test = (resize_images(x, size) for x in (loaded.x_train, loaded.x_test))
+        loaded = dataclasses.replace(loaded, x_train=x_train, x_test=x_test)
+    load_args = {
+        "dataset": dataset,  # a name, or an absolute path
+        "image_size": None if size is None else list(size),
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "data_dir": None if data_dir is None else str(Path(data_dir).expanduser().resolve()),
+    }
+    return dataclasses.replace(loaded, load_args=load_args)
+
+
+def _existing(source: str) -> Path:
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"{source}: neither a dataset name ({', '.join(DATASETS)}) nor an existing file "
+            "or folder; check the spelling or the path",
+            field="dataset",
+        )
+    return path.resolve()
+
+
+def _array_loader(path: Path):
+    loader = _ARRAY_LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise DataError(
+            f"{path}: not a folder, .npz or .npy file; give a folder of images or arrays "
+            "saved with numpy.save / numpy.savez",
+            field="dataset",
+        )
+    return loader
+
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_VAL_FRACTION",
+    "MAX_CLASSES",
+    "DatasetSpec",
+    "LoadedData",
+    "cache_root",
+    "check_pixels",
+    "class_name",
+    "describe",
+    "fetch",
+    "flatten_images",
+    "format_record",
+    "holdout_split",
+    "info",
+    "load_dataset",
+    "load_idx_dataset",
+    "load_mnist",
+    "parse_image_size",
+    "resize_images",
+]

@@ -1,0 +1,157 @@
+"""The figures of a run folder: latent.png, reconstructions.png, manifold.png,
+interpolation.png and loss.png, drawn from a model, its data and what training computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deepae import fsio, latent
+from deepae.data import LoadedData, class_name
+from deepae.errors import ConfigError
+from deepae.run import files
+from deepae.train import EpochRecord
+
+ARTICLE_INDICES = tuple(range(110, 120))  # the article's originals-vs-reconstructions
+
+
+def default_indices(n: int) -> list[int]:
+    """The article's training images 110-119, or the first ten of a smaller set."""
+    return list(ARTICLE_INDICES) if n >= ARTICLE_INDICES[-1] + 1 else list(range(min(10, n)))
+
+
+def check_indices(indices: Sequence[int] | None, n: int, split: str = "train") -> list[int]:
+    """`indices` checked against a set of n images (None: `default_indices(n)`)."""
+    if indices is None:
+        return default_indices(n)
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise ConfigError(
+            f"indices {bad[:5]} out of range for {n} {split} images (0-{n - 1}); "
+            "choose indices in range",
+            field="indices",
+        )
+    return list(indices)
+
+
+def write_figures(
+    folder: str | Path,
+    ae,
+    data: LoadedData,
+    *,
+    codes: np.ndarray | None = None,
+    history: Sequence[EpochRecord] = (),
+    indices: Sequence[int] | None = None,
+    pairs: Sequence[Sequence[int]] | None = None,
+) -> list[Path]:
+    """Draw the run's figures into `folder` (loss.png only when there is a `history`);
+    `codes` = ae.encode(data.x_train) if already computed. Returns the paths."""
+    from deepae import plots
+
+    folder = Path(folder)
+    codes = ae.encode(data.x_train) if codes is None else codes
+    view = latent.fit_plane(codes)
+    xy = view.project(codes)
+    figures = {
+        "latent.png": plots.plot_latent(
+            xy,
+            data.y_train,
+            class_names=data.class_names,
+            axis_labels=view.axis_labels,
+            title=f"{len(xy):,} training codes{view.note}",
+        ),  # fmt: skip
+        "reconstructions.png": reconstruction_figure(
+            ae, data.x_train, data.y_train, data.class_names, indices
+        ),  # fmt: skip
+        "manifold.png": manifold_figure(ae, codes),
+        "interpolation.png": interpolation_figure(ae, data, pairs),
+    }
+    if history:
+        # At history.csv's precision, so that the figure drawn at the end of training and
+        # the one `deepae plot` redraws from the file are the same picture, bit for bit.
+        figures[files.LOSS_FIGURE] = plots.plot_loss(
+            [h.epoch for h in history],
+            [round(h.loss, 6) for h in history],
+            [None if h.val_loss is None else round(h.val_loss, 6) for h in history],
+            loss_name=ae.train_config.loss,
+        )
+    return [save_figure(fig, folder / name) for name, fig in figures.items()]
+
+
+def reconstruction_figure(ae, x: np.ndarray, y: np.ndarray | None, class_names=None,
+                          indices: Sequence[int] | None = None, split: str = "train"):  # fmt: skip
+    """Originals x[indices] above their reconstructions, titled with their labels."""
+    from deepae import plots
+
+    idx = np.asarray(check_indices(indices, len(x), split), dtype=np.int64)
+    labels = None if y is None else [class_name(class_names, v) for v in y[idx]]
+    return plots.plot_reconstructions(x[idx], ae.reconstruct(x[idx]), labels)
+
+
+def manifold_figure(ae, codes: np.ndarray, size: int = latent.MANIFOLD_SIZE):
+    """manifold.png: the decoder on a size x size grid over the 1st-99th percentiles of the
+    training codes' plane coordinates (see deepae.latent)."""
+    from deepae import plots
+
+    view = latent.fit_plane(codes)
+    us, vs = latent.manifold_grid(view.project(codes), size)
+    lo, hi = (_ordinal(p) for p in latent.PERCENTILES)
+    title = f"decoder on a {size} x {size} grid over the {lo}-{hi} percentile of the codes"
+    return plots.plot_manifold(
+        latent.decode_grid(ae, view, us, vs), us, vs,
+        axis_labels=view.axis_labels, title=title + view.note.replace(" (", "\n("),
+    )  # fmt: skip
+
+
+def interpolation_figure(ae, data: LoadedData, pairs: Sequence[Sequence[int]] | None = None):
+    """interpolation.png: for test-image index pairs (default: latent.default_pairs), the
+    images decoded along the straight line between the two codes, originals at the ends."""
+    from deepae import plots
+
+    x, y = data.x_test, data.y_test
+    if pairs is None:
+        pairs = latent.default_pairs(len(x), y)
+    pairs = latent.check_pairs(pairs, len(x))
+    a, b = (np.array([p[k] for p in pairs]) for k in (0, 1))
+    _, decoded = latent.interpolate(ae, x[a], x[b])  # (P, steps, H, W)
+    names = [
+        f"#{i} \u2192 #{j}"
+        if y is None
+        else f"{class_name(data.class_names, y[i])} \u2192 {class_name(data.class_names, y[j])}"
+        for i, j in pairs
+    ]
+    return plots.plot_interpolation(x[a], decoded, x[b], row_labels=names)
+
+
+def write_decoded(path: str | Path, ae, points: Sequence[Sequence[float]]) -> Path:
+    """Decode latent `points` (N, latent) and save the images as .npy (N, H, W) or as a
+    .png grid titled with each point; the suffix of `path` chooses. Returns the path."""
+    from deepae import plots
+
+    path = Path(path)
+    if path.suffix not in (".npy", ".png"):
+        raise ConfigError(f"out {path}: use a .png or .npy file name", field="out")
+    images = ae.decode(np.asarray(points, dtype=np.float32))  # (N, H, W)
+    if path.suffix == ".npy":
+        with fsio.atomic_path(path, suffix=".npy") as tmp:
+            np.save(tmp, images)
+        return path
+    titles = ["(" + ", ".join(f"{v:g}" for v in p) + ")" for p in points]
+    return save_figure(plots.plot_image_grid([images], titles=titles), path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Save a Matplotlib figure atomically as PNG; returns the path."""
+    path = Path(path)
+    with fsio.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return path
+
+
+def _ordinal(p: float) -> str:
+    n = int(p)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{p:g}{suffix}"

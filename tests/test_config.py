@@ -1,0 +1,226 @@
+"""deepae.config: the article's defaults, field checks that name the field, the JSON round
+trip, presets, and one list of activations that the model, the engine and the explorer
+page agree on."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepae import config, engine, model
+from deepae.config import ModelConfig, TrainConfig, from_dict, replace, resolve, to_dict
+from deepae.errors import ConfigError
+
+
+def test_model_defaults_are_the_articles_keras_model():
+    c = ModelConfig()
+    assert c.input_size == 784
+    assert c.hidden_sizes == (32,)
+    assert c.latent_size == 2
+    assert (c.hidden_activation, c.latent_activation, c.output_activation) == (
+        "relu",
+        "relu",
+        "sigmoid",
+    )
+    assert c.decoder_hidden_sizes is None
+    assert c.decoder_sizes == (32,)
+    assert c.batch_norm is False
+    assert c.image_shape == (28, 28)
+
+
+def test_train_defaults_are_keras_compile_and_fit():
+    c = TrainConfig()
+    assert (c.loss, c.optimizer) == ("bce", "adam")
+    assert c.lr is None
+    assert c.learning_rate == 1e-3  # keras.optimizers.Adam's default
+    assert c.batch_size == 32
+    assert c.epochs == 10
+    assert c.eps == 1e-7
+    assert c.adam_betas == (0.9, 0.999)
+
+
+def test_learning_rate_is_keras_default_per_optimizer_unless_set():
+    assert TrainConfig(optimizer="sgd").learning_rate == 1e-2  # keras.optimizers.SGD
+    assert TrainConfig(optimizer="sgd", lr=0.5).learning_rate == 0.5
+
+
+def test_decoder_sizes_mirror_the_encoder_unless_given():
+    assert ModelConfig(hidden_sizes=(64, 16)).decoder_sizes == (16, 64)
+    assert ModelConfig(hidden_sizes=(64, 16), decoder_hidden_sizes=(8,)).decoder_sizes == (8,)
+
+
+INVALID = [
+    (TrainConfig, {"lr": -1e-3}, "lr"),
+    (TrainConfig, {"lr": 0.0}, "lr"),
+    (TrainConfig, {"lr": float("inf")}, "lr"),
+    (TrainConfig, {"lr": float("nan")}, "lr"),
+    (TrainConfig, {"batch_size": 0}, "batch_size"),
+    (TrainConfig, {"epochs": True}, "epochs"),
+    (TrainConfig, {"eps": -1e-7}, "eps"),
+    (TrainConfig, {"eps": float("nan")}, "eps"),
+    (TrainConfig, {"weight_decay": -0.1}, "weight_decay"),
+    (TrainConfig, {"adam_betas": (0.9, 1.0)}, "adam_betas"),
+    (TrainConfig, {"adam_betas": (-0.1, 0.999)}, "adam_betas"),
+    (TrainConfig, {"adam_betas": (0.9,)}, "adam_betas"),
+    (TrainConfig, {"optimizer": "lamb"}, "optimizer"),
+    (TrainConfig, {"loss": "hinge"}, "loss"),
+    (TrainConfig, {"schedule": "step"}, "schedule"),
+    (TrainConfig, {"engine": "jit"}, "engine"),
+    (ModelConfig, {"latent_size": True}, "latent_size"),
+    (ModelConfig, {"hidden_sizes": (32, False)}, "hidden_sizes"),
+    (ModelConfig, {"hidden_sizes": (32, 0)}, "hidden_sizes"),
+    (ModelConfig, {"input_size": 2.5}, "input_size"),
+    (ModelConfig, {"decoder_hidden_sizes": (-1,)}, "decoder_hidden_sizes"),
+    (ModelConfig, {"hidden_activation": "swish"}, "hidden_activation"),
+    (ModelConfig, {"latent_activation": "softmax"}, "latent_activation"),
+    (ModelConfig, {"output_activation": "tanh"}, "output_activation"),
+    (ModelConfig, {"image_shape": (28, 27)}, "image_shape"),
+    (ModelConfig, {"input_size": 100}, "image_shape"),  # 28 * 28 != 100
+]
+
+
+@pytest.mark.parametrize(("cls", "changes", "field"), INVALID)
+def test_invalid_field_raises_config_error_naming_it(cls, changes, field):
+    with pytest.raises(ConfigError) as info:
+        cls(**changes)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_lists_become_tuples():
+    m = ModelConfig(hidden_sizes=[64, 16], decoder_hidden_sizes=[8], image_shape=[784])
+    assert m.hidden_sizes == (64, 16)
+    assert m.decoder_hidden_sizes == (8,)
+    assert m.image_shape == (784,)
+    assert TrainConfig(adam_betas=[0.8, 0.9]).adam_betas == (0.8, 0.9)
+    hash(m)  # hashable only because the lists became tuples
+
+
+def test_to_dict_is_json_ready():
+    d = to_dict(ModelConfig())
+    assert d["hidden_sizes"] == [32]
+    assert d["image_shape"] == [28, 28]
+    assert d["decoder_hidden_sizes"] is None
+    assert json.loads(json.dumps(d)) == d
+    t = to_dict(TrainConfig())
+    assert t["adam_betas"] == [0.9, 0.999]
+    assert json.loads(json.dumps(t)) == t
+
+
+@pytest.mark.parametrize(
+    "c",
+    [
+        ModelConfig(),
+        ModelConfig(
+            hidden_sizes=(64, 16),
+            decoder_hidden_sizes=(8, 24),
+            latent_activation="linear",
+            batch_norm=True,
+            input_size=12,
+            image_shape=(3, 4),
+        ),
+        TrainConfig(),
+        TrainConfig(optimizer="adamw", lr=4e-3, adam_betas=(0.9, 0.99), schedule="onecycle"),
+    ],
+)
+def test_from_dict_inverts_to_dict_through_json(c):
+    assert from_dict(type(c), to_dict(c)) == c
+    assert from_dict(type(c), json.loads(json.dumps(to_dict(c)))) == c
+
+
+def test_from_dict_refuses_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown TrainConfig field"):
+        from_dict(TrainConfig, {"lr": 1e-3, "learning_rate": 1e-3})
+
+
+@pytest.mark.parametrize("data", [[], "adam", None, 3])
+def test_from_dict_refuses_a_non_dict(data):
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        from_dict(ModelConfig, data)
+
+
+def test_from_dict_turns_a_wrong_type_into_config_error():
+    with pytest.raises(ConfigError):
+        from_dict(TrainConfig, {"lr": "fast"})
+
+
+def test_replace_ignores_none():
+    base = TrainConfig(lr=0.01, epochs=4)
+    assert replace(base, lr=None, epochs=None) == base
+    changed = replace(base, lr=None, epochs=7)
+    assert (changed.lr, changed.epochs) == (0.01, 7)
+
+
+def test_best2d_preset_values():
+    m, t = resolve("best2d", seed=3)
+    assert m.hidden_sizes == (256, 256, 128)
+    assert m.latent_activation == "linear"
+    assert m.decoder_sizes == (128, 256, 256)
+    assert (m.input_size, m.latent_size, m.hidden_activation) == (784, 2, "relu")
+    assert m.batch_norm is False
+    assert t.lr == 4e-3
+    assert t.adam_betas == (0.9, 0.99)
+    assert t.schedule == "onecycle"
+    assert t.batch_size == 512
+    assert t.epochs == 90
+    assert t.seed == 3
+    assert t.optimizer == "adam"
+
+
+def test_article_preset_is_the_defaults_and_none_overrides_are_ignored():
+    assert resolve() == (ModelConfig(), TrainConfig())
+    m, t = resolve("best2d", lr=None, epochs=5, latent_size=3)
+    assert (t.lr, t.epochs, m.latent_size) == (4e-3, 5, 3)
+
+
+def test_unknown_preset_raises_config_error():
+    with pytest.raises(ConfigError, match="unknown preset") as info:
+        resolve("best3d")
+    assert info.value.field == "preset"
+
+
+def test_unknown_override_raises_config_error():
+    with pytest.raises(ConfigError, match="unknown config field"):
+        resolve("best2d", learning_rate=1e-3)
+
+
+def test_override_is_checked_like_any_field():
+    with pytest.raises(ConfigError) as info:
+        resolve("best2d", batch_size=0)
+    assert info.value.field == "batch_size"
+
+
+# -- one list of activations ----------------------------------------------------------
+
+
+def explorer_activation_names() -> set[str]:
+    js = (Path(config.__file__).parent / "explorer" / "explorer.js").read_text(encoding="utf-8")
+    body = re.search(r"const ACTIVATIONS = \{(.*?)\n\s*\};", js, re.DOTALL)
+    assert body is not None, "no `const ACTIVATIONS = {...};` in explorer.js"
+    return set(re.findall(r"^\s*([A-Za-z_]\w*)\s*:", body.group(1), re.MULTILINE))
+
+
+def test_activations_agree_across_config_model_engine_and_explorer():
+    names = set(config.ACTIVATIONS)
+    assert names == set(model.ACTIVATION_MODULES)
+    assert set(engine.FUSED_ACTIVATIONS) <= names
+    assert explorer_activation_names() == names
+    assert set(config.OUTPUT_ACTIVATIONS) <= names
+
+
+X = [-3.0, -0.5, 0.0, 0.25, 2.0]
+HAND = {
+    "relu": [max(v, 0.0) for v in X],
+    "sigmoid": [1 / (1 + math.exp(-v)) for v in X],
+    "tanh": [math.tanh(v) for v in X],
+    "linear": X,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_activation_modules_match_hand_formulas(name):
+    got = model.ACTIVATION_MODULES[name]()(torch.tensor(X, dtype=torch.float64))
+    assert got.tolist() == pytest.approx(HAND[name], rel=1e-14, abs=1e-300)
