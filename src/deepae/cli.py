@@ -11,6 +11,11 @@ import re
 import sys
 from pathlib import Path
 
+# Light modules only (no torch, no Matplotlib): `deepae --help` must answer at once.
+from deepae import config
+from deepae._version import __version__
+from deepae.errors import ConfigError, DeepAEError
+
 EXIT_USAGE = 2
 
 # Options that set a config field: (flag, field, type, help). One table drives the parser
@@ -40,8 +45,6 @@ TRAIN_OPTIONS = [
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from deepae.errors import DeepAEError
-
     try:
         return args.func(args) or 0
     except DeepAEError as e:
@@ -97,7 +100,7 @@ def _split(default: str):
 
 def _commands() -> dict:
     """name -> (help, function, arguments, config options): the whole command line."""
-    presets = ", ".join(_preset_names())
+    presets = ", ".join(config.PRESETS)
     train = [
         (("--name",), {"help": "run name (default: <preset>-<date>-<time>)"}),
         (("--preset",), {"metavar": "NAME", "help": f"a named config ({presets}; default: "
@@ -156,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, look into and use dense autoencoders on image data. "
         "`deepae train` reproduces the article's 784-32-2-32-784 MNIST autoencoder.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=f"deepae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (text, func, arguments, options) in _commands().items():
         p = sub.add_parser(name, help=text)
@@ -168,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_config_options(p: argparse.ArgumentParser, options) -> None:
-    from deepae.config import ModelConfig, TrainConfig  # stdlib-only module: fast
-
-    defaults = {**ModelConfig.__dataclass_fields__, **TrainConfig.__dataclass_fields__}
+    defaults = {
+        **config.ModelConfig.__dataclass_fields__,
+        **config.TrainConfig.__dataclass_fields__,
+    }
     for flag, field, kind, text in options:
         parse = {"ints": _ints, "floats": _floats, str: _lower}.get(kind, kind)
         default = defaults[field].default
@@ -188,7 +192,7 @@ def cmd_train(args) -> int:
     from deepae import run
 
     if args.resume and args.preset:
-        raise _usage("--resume continues the saved configuration; leave out --preset")
+        raise ConfigError("--resume continues the saved configuration; leave out --preset")
     with run.StopOnSignal() as stopper:
         common = dict(log=print, progress=not args.no_progress, stop=stopper.requested,
                       evaluate=not args.no_evaluate, pairs=args.pairs, indices=_indices(args),
@@ -212,11 +216,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from deepae import config, model, run
+    from deepae import model, run
 
     given = [f"--{f.replace('_', '-')}" for f, v in _fields(args, MODEL_OPTIONS).items() if v]
     if args.run and (given or args.preset):
-        raise _usage(f"{', '.join(given) or '--preset'} cannot change a saved model; leave "
+        raise ConfigError(f"{', '.join(given) or '--preset'} cannot change a saved model; leave "
                      "it out, or leave out RUN to see another configuration")  # fmt: skip
     if args.run:
         net = run.load_run(args.run).net
@@ -319,7 +323,7 @@ def parse_indices(text: str) -> list[int]:
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not m or (m[2] is not None and int(m[2]) < int(m[1])):
-            raise _usage(f"--indices {text!r}: use numbers and ranges like 110-119 or 3,5,8")
+            raise ConfigError(f"--indices {text!r}: use numbers and ranges like 110-119 or 3,5,8")
         out += range(int(m[1]), int(m[2] or m[1]) + 1)
     return out
 
@@ -336,7 +340,7 @@ def parse_point(text: str, size: int) -> list[float]:
         values = []
     if len(values) != size or not all(abs(v) < float("inf") for v in values):
         example = ",".join(["0.5"] * size)
-        raise _usage(
+        raise ConfigError(
             f"coordinate {text!r} is not {size} comma-separated finite numbers (e.g. {example})"
         )
     return values
@@ -376,18 +380,6 @@ def _data_options(args) -> dict:
             "val_fraction": args.val_fraction, "strict": args.strict}  # fmt: skip
 
 
-def _preset_names() -> list[str]:
-    from deepae.config import PRESETS  # stdlib-only module: fast
-
-    return list(PRESETS)
-
-
-def _usage(message: str):
-    from deepae.errors import ConfigError
-
-    return ConfigError(message)
-
-
 def _message(e) -> str:
     """A library error in the command line's terms: the field it names becomes its flag."""
     flag = "--" + (e.field or "").replace("_", "-")
@@ -398,12 +390,6 @@ def _message(e) -> str:
 
 def _info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _version() -> str:
-    from deepae._version import __version__
-
-    return f"deepae {__version__}"
 
 
 if __name__ == "__main__":
