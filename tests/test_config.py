@@ -79,6 +79,18 @@ INVALID = [
     (ModelConfig, {"output_activation": "tanh"}, "output_activation"),
     (ModelConfig, {"image_shape": (28, 27)}, "image_shape"),
     (ModelConfig, {"input_size": 100}, "image_shape"),  # 28 * 28 != 100
+    (ModelConfig, {"image_shape": (784,)}, "image_shape"),  # figures show H x W images
+    (ModelConfig, {"image_shape": (7, 4, 28)}, "image_shape"),
+    (ModelConfig, {"hidden_sizes": (10**9,)}, "hidden_sizes"),  # 1.6e12 parameters
+    (ModelConfig, {"latent_size": 10**9}, "latent_size"),
+    (ModelConfig, {"decoder_hidden_sizes": (32, 10**6)}, "decoder_hidden_sizes"),
+    (TrainConfig, {"seed": "abc"}, "seed"),
+    (TrainConfig, {"seed": 1.5}, "seed"),
+    (TrainConfig, {"seed": True}, "seed"),
+    (TrainConfig, {"seed": -1}, "seed"),
+    (TrainConfig, {"seed": 2**32}, "seed"),
+    (TrainConfig, {"seed": 2**100}, "seed"),
+    (TrainConfig, {"seed": 4611686018427387904}, "seed"),  # overflowed torch's seed
 ]
 
 
@@ -91,10 +103,10 @@ def test_invalid_field_raises_config_error_naming_it(cls, changes, field):
 
 
 def test_lists_become_tuples():
-    m = ModelConfig(hidden_sizes=[64, 16], decoder_hidden_sizes=[8], image_shape=[784])
+    m = ModelConfig(hidden_sizes=[64, 16], decoder_hidden_sizes=[8], image_shape=[28, 28])
     assert m.hidden_sizes == (64, 16)
     assert m.decoder_hidden_sizes == (8,)
-    assert m.image_shape == (784,)
+    assert m.image_shape == (28, 28)
     assert TrainConfig(adam_betas=[0.8, 0.9]).adam_betas == (0.8, 0.9)
     hash(m)  # hashable only because the lists became tuples
 
@@ -224,3 +236,31 @@ HAND = {
 def test_activation_modules_match_hand_formulas(name):
     got = model.ACTIVATION_MODULES[name]()(torch.tensor(X, dtype=torch.float64))
     assert got.tolist() == pytest.approx(HAND[name], rel=1e-14, abs=1e-300)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"hidden_sizes": (256, 256, 128)}, {"hidden_sizes": ()}, {"batch_norm": True},
+     {"hidden_sizes": (64, 16), "decoder_hidden_sizes": (8, 24, 40), "batch_norm": True},
+     {"latent_size": 5, "input_size": 12, "image_shape": (3, 4)}],
+)  # fmt: skip
+def test_parameter_count_is_what_the_network_holds(changes):
+    cfg = ModelConfig(**changes)
+    assert cfg.parameter_count == sum(p.numel() for p in model.AutoencoderNet(cfg).parameters())
+
+
+def test_the_parameter_cap_is_checked_before_anything_is_allocated():
+    # 784-h-2-h-784 holds 1574 h + 786 parameters: the widest h under the cap passes.
+    h = (config.MAX_PARAMETERS - 786) // 1574
+    assert ModelConfig(hidden_sizes=(h,)).parameter_count <= config.MAX_PARAMETERS
+    with pytest.raises(ConfigError, match="parameters") as info:
+        ModelConfig(hidden_sizes=(h + 1,))
+    assert info.value.field == "hidden_sizes"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1])
+def test_every_accepted_seed_seeds_the_shuffle(seed):
+    from deepae.train import _epoch_order
+
+    cfg = TrainConfig(seed=seed)
+    assert len(_epoch_order(10, cfg, 10**6)) == 10  # seed * 1_000_003 + epoch fits torch

@@ -16,7 +16,7 @@ from PIL import Image
 from deepae import load_dataset
 from deepae.data import describe, holdout_split, parse_image_size
 from deepae.data import folders as images_mod
-from deepae.data.arrays import read_npy
+from deepae.data.arrays import open_npz, read_npy
 from deepae.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(7)
@@ -502,3 +502,35 @@ def test_other_file_types_and_arguments(tmp_path, cache):
         load("mnist", cache, val_fraction=1.0)
     with pytest.raises(ConfigError, match="data_dir is for"):
         load(tmp_path / "x.csv", cache, data_dir=tmp_path)
+
+
+NOT_REGULAR = {  # what a path can be instead of a file: a FIFO blocks open() forever
+    "fifo": os.mkfifo,
+    "dev-zero": lambda p: os.symlink("/dev/zero", p),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_REGULAR)
+@pytest.mark.parametrize("name", ["x.npy", "x.npz"])
+def test_an_array_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path, cache, kind, name):
+    import signal
+
+    path = tmp_path / name
+    NOT_REGULAR[kind](path)
+
+    def expired(signum, frame):
+        raise TimeoutError(f"reading {name} blocked")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(10)
+    try:
+        with pytest.raises(DataError):  # a link to /dev/zero is refused for its name
+            load(path, cache)
+        with pytest.raises(DataError, match="not a regular file") as err:
+            read_npy(path)
+        with pytest.raises(DataError, match="not a regular file"), open_npz(path):
+            pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert str(path) in str(err.value)

@@ -19,6 +19,8 @@ import pytest
 from deepae import latent
 from deepae.explorer import explorer
 from explorer_helpers import DECODERS, make_model, page_data
+from test_degenerate import dead_run  # noqa: F401 (a fixture)
+from test_untrusted_input import NASTY, nasty_page  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -306,3 +308,33 @@ def test_pca_page_decodes_through_the_plane_and_accepts_full_codes(browser, smal
     assert caption.startswith("nearest training image: #") and "label" not in caption
     page.context.close()
     assert problems == []
+
+
+# -- names that look like HTML, and a collapsed run (tests/test_untrusted_input.py and
+# tests/test_degenerate.py build the pages; one session-wide Chromium drives them here) --
+
+
+def test_nasty_names_load_as_text(browser, nasty_page):  # noqa: F811
+    path, title = nasty_page
+    page, problems = open_page(browser, path)  # waits for window.deepae.ready
+    try:
+        assert page.evaluate("window.deepae.data.classes") == list(NASTY)
+        assert page.evaluate("document.title") == title
+        assert page.locator("h1").inner_text() == title
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("#legend .chip").count() == len(NASTY)
+        assert problems == []
+    finally:
+        page.context.close()
+
+
+def test_the_collapse_banner_is_visible_above_the_plot(browser, dead_run):  # noqa: F811
+    page, problems = open_page(browser, dead_run / "explorer.html")
+    try:
+        banner = page.locator("#banner")
+        assert banner.is_visible()
+        assert "latent space collapsed" in banner.inner_text()
+        assert banner.bounding_box()["y"] < page.locator("#scatter").bounding_box()["y"]
+        assert problems == []
+    finally:
+        page.context.close()

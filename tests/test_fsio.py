@@ -157,3 +157,46 @@ def test_read_json_of_a_folder_is_a_run_error(tmp_path):
     (tmp_path / "run.json").mkdir()
     with pytest.raises(RunError, match="not a regular file"):
         fsio.read_json(tmp_path / "run.json")
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_get_the_mode_of_the_umask(tmp_path, mask, mode):
+    new, old = tmp_path / "new.json", tmp_path / "old.bin"
+    old.write_bytes(b"before")
+    os.chmod(old, 0o640)  # an overwritten file gets the umask's mode, not its old one
+    with umask(mask):
+        fsio.write_json(new, {"a": 1})
+        fsio.write_bytes(old, b"after")
+        with fsio.atomic_path(tmp_path / "figure.png", suffix=".png") as tmp, open(tmp, "wb") as f:
+            f.write(b"png")
+    for path in (new, old, tmp_path / "figure.png"):
+        assert os.stat(path).st_mode & 0o777 == mode, path
+    assert old.read_bytes() == b"after"
+
+
+def nested(depth: int) -> str:
+    return "[" * (depth - 1) + "1" + "]" * (depth - 1)  # a scalar is depth 1
+
+
+@pytest.mark.parametrize("depth", [fsio.MAX_JSON_DEPTH + 1, 500, 100_000])
+def test_read_json_refuses_values_nested_too_deeply(tmp_path, depth):
+    # 500 levels parse, but a reader that walks them recursively would overflow the stack.
+    path = tmp_path / "metrics.json"
+    path.write_text(nested(depth))
+    with pytest.raises(RunError, match=r"\(nested too deeply\); rerun it"):
+        fsio.read_json(path, fix="rerun it")
+
+
+def test_read_json_accepts_values_up_to_the_depth_limit(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"a": [{"b": json.loads(nested(fsio.MAX_JSON_DEPTH - 3))}]}))
+    assert fsio.read_json(path)["a"][0]["b"] == json.loads(nested(fsio.MAX_JSON_DEPTH - 3))

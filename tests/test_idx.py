@@ -1,6 +1,8 @@
 """IDX reading, checked against headers packed by hand with struct (the oracle)."""
 
 import gzip
+import os
+import signal
 import struct
 import tracemalloc
 
@@ -159,3 +161,29 @@ def test_round_trip_and_any_truncation_fails(shape, seed, cut):
     np.testing.assert_array_equal(parse_idx(data, name="x"), array)
     with pytest.raises(DataError, match="^x: "):
         parse_idx(data[: max(0, len(data) - cut)], name="x")
+
+
+NOT_REGULAR = {  # what a path can be instead of a file: a FIFO blocks open() forever
+    "fifo": os.mkfifo,
+    "dev-zero": lambda p: os.symlink("/dev/zero", p),
+    "folder": os.mkdir,
+}
+
+
+@pytest.mark.parametrize("kind", NOT_REGULAR)
+def test_a_file_that_is_not_regular_is_refused_at_once(tmp_path, kind):
+    path = tmp_path / "train-images-idx3-ubyte"
+    NOT_REGULAR[kind](path)
+
+    def expired(signum, frame):
+        raise TimeoutError("read_idx_bytes blocked")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(10)
+    try:
+        with pytest.raises(DataError, match="not a regular file") as err:
+            read_idx_bytes(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert str(path) in str(err.value)

@@ -162,3 +162,18 @@ def test_read_evaluation_of_a_json_list_is_run_error(tmp_path):
     (tmp_path / "evaluation.json").write_text("[]")
     with pytest.raises(RunError, match="not a deepae evaluation file"):
         files.read_evaluation(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"status": 3, "epochs_done": 1, "epochs": 2, "data": None},
+        {"status": "finished", "epochs_done": 1, "epochs": 2, "data": None},
+        {"status": "interrupted", "epochs_done": 1, "epochs": 2, "data": "mnist"},
+    ],
+)
+def test_a_damaged_status_record_is_a_run_error(tmp_path, record):
+    # A resume must never fall back to other data because run.json lost its data record.
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(RunError, match="restore it, or start a new run"):
+        files.read_status(tmp_path)

@@ -2,10 +2,15 @@
 
 import json
 import pickle
+import subprocess
+import sys
 
 import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
-from deepae import Autoencoder
+from deepae import Autoencoder, storage
 from deepae.errors import RunError
 
 
@@ -95,3 +100,50 @@ def test_weights_whose_header_lies(saved, blob):
     with pytest.raises(RunError, match="not a readable safetensors file") as err:
         Autoencoder.load(saved)
     assert "\n" not in str(err.value)
+
+
+# -- byte-reproducible weights -----------------------------------------------------------
+
+SAVE_IN_A_PROCESS = """
+import sys
+from deepae.config import ModelConfig
+from deepae.model import build
+from deepae.storage import save_weights
+save_weights(sys.argv[1], build(ModelConfig(hidden_sizes=(8,), batch_norm=True), 3))
+"""
+
+
+def test_the_same_net_saved_in_two_processes_gives_the_same_bytes(tmp_path):
+    # safetensors orders its metadata differently from one process (and save) to the next.
+    blobs = []
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", SAVE_IN_A_PROCESS, str(tmp_path / name)],
+                       check=True, timeout=120)  # fmt: skip
+        blobs.append((tmp_path / name / "model.safetensors").read_bytes())
+    assert blobs[0] == blobs[1]
+    raw = blobs[0]
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8 : 8 + n]
+    oracle = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":")).encode()
+    assert header.rstrip(b" ") == oracle
+    assert n % 8 == 0
+
+
+def test_canonical_bytes_hold_the_same_tensors_and_metadata():
+    tensors = {
+        "b": torch.arange(3, dtype=torch.int64),
+        "a.weight": torch.randn(5, 7),
+        "c": torch.ones((), dtype=torch.float16),
+    }
+    metadata = {"format": "x", "version": "1", "state": '{"k": [1, 2]}', "z": "\u00e9"}
+    raw = save_safetensors(tensors, metadata=metadata)
+    canonical = storage.canonical_safetensors(raw)
+    loaded = load_safetensors(canonical)
+    assert loaded.keys() == tensors.keys()
+    for k, v in tensors.items():
+        assert loaded[k].dtype == v.dtype and torch.equal(loaded[k], v), k
+    n = int.from_bytes(canonical[:8], "little")
+    assert json.loads(canonical[8 : 8 + n])["__metadata__"] == metadata
+    assert canonical[8 + n :] == raw[8 + int.from_bytes(raw[:8], "little") :]  # data kept
+    assert {storage.canonical_safetensors(save_safetensors(tensors, metadata=metadata))
+            for _ in range(12)} == {canonical}  # fmt: skip

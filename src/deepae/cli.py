@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 
 # Light modules only (no torch, no Matplotlib): `deepae --help` must answer at once.
 from deepae import config
@@ -45,6 +44,7 @@ TRAIN_OPTIONS = [
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # the user's own, for advice
     try:
         return args.func(args) or 0
     except DeepAEError as e:
@@ -212,6 +212,9 @@ def cmd_train(args) -> int:
     print(f"run saved to {result.folder}/")
     for f in result.files:
         print(f"  {f}")
+    if result.metrics.get("degenerate") and not args.resume:
+        retry = run.retry_command(result.folder, args.argv)
+        _info(f"warning: the latent space collapsed; train again with: {retry}")
     return 128 + stopper.signum if stopper.signum else 0
 
 
@@ -235,9 +238,9 @@ def cmd_summary(args) -> int:
 def cmd_encode(args) -> int:
     from deepae import run
 
+    out = run.output_path(args.out, args.run, f"codes-{args.split}.csv", (".csv", ".npy"))
     ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
     x, y = loaded.split(args.split)
-    out = Path(args.out) if args.out else Path(args.run) / f"codes-{args.split}.csv"
     codes = ae.encode(x)  # (N, latent)
     run.write_codes(out, codes, y)
     print(f"wrote {len(codes)} codes of shape {codes.shape[1:]} to {out}")
@@ -247,9 +250,9 @@ def cmd_encode(args) -> int:
 def cmd_decode(args) -> int:
     from deepae import run
 
+    out = run.output_path(args.out, args.run, "decoded.png", (".png", ".npy"))
     ae = run.load_run(args.run)
     points = [parse_point(p, ae.model_config.latent_size) for p in args.points]
-    out = Path(args.out) if args.out else Path(args.run) / "decoded.png"
     run.write_decoded(out, ae, points)
     print(f"decoded {len(points)} point(s) to {out}")
     return 0
@@ -258,10 +261,10 @@ def cmd_decode(args) -> int:
 def cmd_reconstruct(args) -> int:
     from deepae import run
 
+    out = run.output_path(args.out, args.run, f"reconstructions-{args.split}.png", (".png",))
     ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
     x, y = loaded.split(args.split)
     fig = run.reconstruction_figure(ae, x, y, loaded.class_names, _indices(args), args.split)
-    out = Path(args.out) if args.out else Path(args.run) / f"reconstructions-{args.split}.png"
     run.save_figure(fig, out)
     print(f"wrote {out}")
     return 0
@@ -283,8 +286,9 @@ def cmd_explore(args) -> int:
     from deepae import run
     from deepae.explorer import write_explorer
 
+    out = run.output_path(args.out, args.run, "explorer.html", (".html",))
     ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
-    path = write_explorer(args.run, ae, loaded, out=args.out, points=args.points)
+    path = write_explorer(args.run, ae, loaded, out=out, points=args.points)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if args.open:
         webbrowser.open(path.resolve().as_uri())
@@ -301,34 +305,18 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from deepae import data, run
+    from deepae import data
 
-    name = args.dataset or "mnist"
-    if name not in data.DATASETS:  # a folder or array file: read (and cache) it, describe it
-        result = data.describe(run.load_data(None, **_data_options(args)))
-    elif args.action == "fetch":
-        result = data.fetch(name, data_dir=args.data_dir, log=_info)
-    else:
-        result = data.info(name)
-    print(data.format_record(result))
+    print(data.data_command(args.action, **_data_options(args), log=_info))
     return 0
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def parse_indices(text: str) -> list[int]:
-    """'110-119' -> [110, ..., 119]; '3,5,8' -> [3, 5, 8]; mixed forms allowed."""
-    out: list[int] = []
-    for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not m or (m[2] is not None and int(m[2]) < int(m[1])):
-            raise ConfigError(f"--indices {text!r}: use numbers and ranges like 110-119 or 3,5,8")
-        out += range(int(m[1]), int(m[2] or m[1]) + 1)
-    return out
-
-
 def _indices(args) -> list[int] | None:
+    from deepae.run.figures import parse_indices
+
     return None if args.indices is None else parse_indices(args.indices)
 
 

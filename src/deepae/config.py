@@ -28,6 +28,14 @@ SCHEDULES = ("constant", "onecycle", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 ENGINES = ("auto", "fused", "autograd")
 
+# The largest model accepted, in parameters: 2 GB of float32 weights, 8 GB with their
+# gradients and Adam's two moments. Bigger sizes are refused before anything is allocated
+# (`--hidden-sizes 1000000000` would otherwise ask for terabytes).
+MAX_PARAMETERS = 500_000_000
+# Seeds are refused outside [0, 2**32): the shuffle of epoch e is seeded with
+# seed * 1_000_003 + e (deepae.train._epoch_order), which must fit torch's 64-bit seed.
+SEED_LIMIT = 2**32
+
 # Keras' default learning rate for each optimizer, so `--optimizer adagrad` behaves as
 # `compile(optimizer='adagrad')` would in the article's code (keras.optimizers defaults).
 DEFAULT_LR = {
@@ -53,7 +61,7 @@ class ModelConfig:
     # None mirrors hidden_sizes (the article's decoder); a tuple sets them, latent side first.
     decoder_hidden_sizes: tuple[int, ...] | None = None
     batch_norm: bool = False  # BatchNorm after each hidden Dense (not in the article)
-    image_shape: tuple[int, ...] = (28, 28)  # how decoded vectors are shown as images
+    image_shape: tuple[int, ...] = (28, 28)  # (H, W): how decoded vectors are shown as images
 
     def __post_init__(self) -> None:
         # Accept lists (JSON, CLI) but store tuples so the config stays hashable and frozen.
@@ -70,6 +78,12 @@ class ModelConfig:
             _check_choice(name, getattr(self, name), ACTIVATIONS)
         _check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
         _check_sizes("image_shape", self.image_shape)
+        if len(self.image_shape) != 2:
+            raise ConfigError(
+                f"image_shape must be two sizes (height, width), got {self.image_shape}: "
+                "figures and the explorer show images as H x W",
+                field="image_shape",
+            )
         pixels = 1
         for n in self.image_shape:
             pixels *= n
@@ -79,6 +93,39 @@ class ModelConfig:
                 f"{self.input_size}; give an image shape whose product is the input size",
                 field="image_shape",
             )
+        self._check_parameter_count()
+
+    def _check_parameter_count(self) -> None:
+        count = self.parameter_count
+        if count <= MAX_PARAMETERS:
+            return
+        # Name the field with the largest layer: it is the one to shrink.
+        widest = {
+            "hidden_sizes": max(self.hidden_sizes, default=0),
+            "decoder_hidden_sizes": max(self.decoder_hidden_sizes or (0,)),
+            "latent_size": self.latent_size,
+            "input_size": self.input_size,
+        }
+        field = max(widest, key=widest.__getitem__)
+        raise ConfigError(
+            f"{field} {getattr(self, field)} makes a model of {count:,} parameters, more than "
+            f"the {MAX_PARAMETERS:,} that fit in memory (8 GB with gradients and Adam's "
+            "moments); choose smaller sizes",
+            field=field,
+        )
+
+    @property
+    def parameter_count(self) -> int:
+        """The parameters of `deepae.model.AutoencoderNet(self)`: in * out + out for each
+        Dense layer of the encoder and the decoder, and BatchNorm's scale and shift."""
+        count = 0
+        for sizes in (
+            (self.input_size, *self.hidden_sizes, self.latent_size),
+            (self.latent_size, *self.decoder_sizes, self.input_size),
+        ):
+            count += sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+            count += 2 * sum(sizes[1:-1]) if self.batch_norm else 0
+        return count
 
     @property
     def decoder_sizes(self) -> tuple[int, ...]:
@@ -108,6 +155,11 @@ class TrainConfig:
     shuffle: bool = True  # reshuffle every epoch, as Keras' fit does
     engine: str = "auto"  # 'fused' = hand-written backward (fast), 'autograd' = reference
     validate: bool = True  # evaluate the validation set after every epoch
+    # Neighbour maps (deepae.neighbours): UMAP's graph loss beside the reconstruction.
+    neighbour_weight: float = 0.0  # its weight; 0 trains a plain autoencoder
+    neighbours: int = 15  # k of the k-nearest-neighbour graph (UMAP's n_neighbors default)
+    min_dist: float = 0.1  # UMAP's default: how tightly linked codes may pack
+    negative_rate: int = 5  # in-batch negatives per edge (UMAP's negative_sample_rate)
 
     def __post_init__(self) -> None:
         if not isinstance(self.adam_betas, tuple):
@@ -119,17 +171,38 @@ class TrainConfig:
         _check_choice("engine", self.engine, ENGINES)
         _check_sizes("batch_size", (self.batch_size,))
         _check_sizes("epochs", (self.epochs,))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be a whole number, got {self.seed!r}", field="seed")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(
+                f"seed must lie in [0, 2**32), got {self.seed}; choose a smaller seed",
+                field="seed",
+            )
         if self.lr is not None and not (self.lr > 0 and self.lr < float("inf")):
             raise ConfigError(f"lr must be a positive number, got {self.lr}", field="lr")
         for name in ("eps", "weight_decay", "momentum"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}", field=name)
+        self._check_neighbour_fields()
         if not all(0 <= b < 1 for b in self.adam_betas) or len(self.adam_betas) != 2:
             raise ConfigError(
                 f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}",
                 field="adam_betas",
             )
+
+    def _check_neighbour_fields(self) -> None:
+        if not 0 <= self.neighbour_weight < float("inf"):
+            raise ConfigError(f"neighbour_weight must be a number >= 0, got "
+                              f"{self.neighbour_weight!r}", field="neighbour_weight")  # fmt: skip
+        _check_sizes("negative_rate", (self.negative_rate,))
+        _check_sizes("neighbours", (self.neighbours,))
+        if self.neighbours < 2:
+            raise ConfigError(f"neighbours must be at least 2, got {self.neighbours}",
+                              field="neighbours")  # fmt: skip
+        if not 0 <= self.min_dist <= 1:  # UMAP: min_dist <= spread, which is 1 here
+            raise ConfigError(f"min_dist must lie in [0, 1], got {self.min_dist!r}",
+                              field="min_dist")  # fmt: skip
 
     @property
     def learning_rate(self) -> float:

@@ -143,6 +143,32 @@ def dead_units(codes: np.ndarray, threshold: float = DEAD_THRESHOLD) -> int:
     return int(((np.asarray(codes) == 0).mean(axis=0) > threshold).sum())
 
 
+def dead_unit_indices(fractions, threshold: float = DEAD_THRESHOLD) -> list[int]:
+    """The latent units whose share of exact zeros (`zero_fractions`) is above `threshold`."""
+    return [unit for unit, frac in enumerate(fractions) if frac > threshold]
+
+
+def collapse_note(dead: list[int], latent_activation: str) -> str:
+    """What a page says about a model whose latent units `dead` died: what it means and
+    what to do ("" when none is dead)."""
+    if not dead:
+        return ""
+    units = ", ".join(map(str, dead))
+    fix = (
+        "train again with latent_activation 'linear', which cannot die "
+        "(deepae train ... --latent-activation linear), or with another seed"
+        if latent_activation == "relu"
+        else "train again with another seed (deepae train ... --seed N)"
+    )
+    return (
+        f"The latent space collapsed: latent unit{'s' if len(dead) > 1 else ''} {units} "
+        f"{'are' if len(dead) > 1 else 'is'} dead (exactly 0 for more than "
+        f"{DEAD_THRESHOLD:.0%} of the training images), so the codes carry little or no "
+        f"information and this run's pictures of the latent space mean little. To fix it, "
+        f"{fix}."
+    )
+
+
 @dataclass(frozen=True)
 class Embedding:
     """What the metrics need from a method: codes of the training images (N, d), codes

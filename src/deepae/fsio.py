@@ -19,7 +19,11 @@ from typing import Any
 
 from deepae.errors import DeepAEError, RunError
 
+TEMP_MARK = ".tmp"  # in every temporary file name atomic_path makes
 MAX_JSON_BYTES = 16 * 2**20  # run files are a few kB; a bigger one is not ours
+# Run files nest a few levels deep. A deeper value is not ours, and code that walks it
+# recursively (the report's tables) would overflow Python's stack: refused on reading.
+MAX_JSON_DEPTH = 32
 
 
 @contextlib.contextmanager
@@ -29,13 +33,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        # ".NAME.XXXX.tmp[.suffix]": hidden, and recognisable by `remove_temporaries`.
+        tail = TEMP_MARK if suffix == TEMP_MARK else TEMP_MARK + suffix
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=tail, dir=path.parent)
         os.close(fd)
     except OSError as e:
         raise _write_error(path, e) from None
     try:
         yield tmp
         with open(tmp, "rb") as f:
+            # mkstemp makes 0600 files; give the file the mode open() would have (0666
+            # less the umask), so a run folder is readable by whom the user's umask says.
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
@@ -45,6 +54,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
             raise _write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Delete what interrupted `atomic_path` writes left in `folder` (a kill -9 between
+    creating and renaming a temporary file): hidden regular files whose name has the
+    temporary mark. Returns their names."""
+    removed = []
+    for entry in os.scandir(folder):
+        ours = entry.name.startswith(".") and TEMP_MARK + "." in entry.name + "."
+        if ours and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -60,12 +83,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def read_bytes(path: str | os.PathLike, *, max_bytes: int, fix: str) -> bytes:
+def read_bytes(path: str | os.PathLike, *, max_bytes: int, fix: str,
+               within: str | os.PathLike | None = None) -> bytes:  # fmt: skip
     """The bytes of the regular file at `path`. FileNotFoundError when it is missing;
     RunError naming the file and `fix` (what to do) when it is not a regular file (a FIFO,
-    a device such as /dev/zero behind a link), larger than `max_bytes`, or unreadable.
-    Opened non-blocking and checked before reading, so a FIFO never hangs the caller."""
+    a device such as /dev/zero behind a link), larger than `max_bytes`, or unreadable,
+    and, given a folder `within` (a run folder), when `path` resolves (through symbolic
+    links) to a place outside it. Opened non-blocking and checked before reading, so a
+    FIFO never hangs the caller."""
     path = Path(path)
+    if within is not None:
+        _check_within(path, Path(within), fix)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -86,20 +114,60 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int, fix: str) -> bytes:
         os.close(fd)
 
 
-def read_json(path: str | os.PathLike, *, fix: str = "rerun the command that writes it") -> Any:
+def read_json(path: str | os.PathLike, *, fix: str = "rerun the command that writes it",
+              within: str | os.PathLike | None = None) -> Any:  # fmt: skip
     """The JSON value in the file at `path`, or None when there is no such file.
 
     Anything else that is wrong (unreadable, not UTF-8, not JSON, too deeply nested, too
-    large, not a regular file) raises RunError naming the file and `fix`, what to do."""
+    large, not a regular file, a link out of the folder `within`: see `read_bytes`) raises
+    RunError naming the file and `fix`, what to do."""
     try:
-        raw = read_bytes(path, max_bytes=MAX_JSON_BYTES, fix=fix)
+        raw = read_bytes(path, max_bytes=MAX_JSON_BYTES, fix=fix, within=within)
     except FileNotFoundError:
         return None
     try:
-        return json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
         raise RunError(f"{path} is corrupt ({why}); {fix}") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise RunError(f"{path} is corrupt (nested too deeply); {fix}")
+    return value
+
+
+def _depth(value: Any) -> int:
+    # Levels of lists and objects, counted without recursion (a scalar is 1).
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [
+            item
+            for v in level
+            if isinstance(v, list | dict)
+            for item in (v.values() if isinstance(v, dict) else v)
+        ]
+    return depth
+
+
+def _check_within(path: Path, folder: Path, fix: str) -> None:
+    # A run folder is shared and unpacked from archives: a file of it that is a link to
+    # ~/.ssh/... or /etc/... must not be read (and shown in a page) as if it were the run's.
+    try:
+        target, root = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a loop of links (Python < 3.13)
+        raise RunError(f"{path} cannot be resolved ({e}); {fix}") from None
+    if not target.is_relative_to(root):
+        raise RunError(
+            f"{path} links outside the run folder {folder} (to {target}); replace the link "
+            f"with the file itself, or {fix}"
+        )
+
+
+def _umask() -> int:
+    # The only way to read the umask is to set it: set it to anything and put it back.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _write_error(path: Path, e: OSError) -> DeepAEError:

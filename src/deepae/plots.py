@@ -34,7 +34,7 @@ def plot_latent(
         classes = np.unique(labels)
         if class_names is not None and len(classes) <= len(class_names):
             bar.set_ticks(classes)
-            bar.set_ticklabels([class_names[int(c)] for c in classes])
+            bar.set_ticklabels([literal(class_names[int(c)]) for c in classes])
         bar.set_label("label")
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
@@ -62,7 +62,8 @@ def plot_image_grid(
     row_labels: Sequence[str] | None = None,
     tile_inches: float = 2.0,
 ) -> Figure:
-    """Rows of images, each (N, H, W) uint8 or [0, 1] float; titles above the first row."""
+    """Rows of images, each (N, H, W) uint8 or [0, 1] float; titles above the first row.
+    Titles and row labels are shown as written (a `$` is a dollar, not mathtext)."""
     n = len(rows[0])
     fig = Figure(figsize=(max(tile_inches * n, 4.0), (tile_inches + 0.3) * len(rows)))
     axes = fig.subplots(len(rows), n, squeeze=False)
@@ -75,9 +76,9 @@ def plot_image_grid(
             ax.set_xticks([])
             ax.set_yticks([])
         if row_labels is not None:
-            axes[r, 0].set_ylabel(row_labels[r])
+            axes[r, 0].set_ylabel(literal(row_labels[r]))
     for i, title in enumerate(titles or []):
-        axes[0, i].set_title(title)
+        axes[0, i].set_title(literal(title))
     fig.tight_layout()
     return fig
 
@@ -151,6 +152,12 @@ def tile_images(images: np.ndarray) -> np.ndarray:
     """Images (R, C, H, W) -> one picture (R * H, C * W); image [r, c] at rows r*H..."""
     rows, cols, h, w = images.shape
     return images.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+def literal(text: str) -> str:
+    """`text` escaped for Matplotlib so that it is drawn as written: a class name such as
+    "$5 bill" or "$x$" would otherwise be parsed as mathtext (and "$\\frac{$" raises)."""
+    return str(text).replace("$", r"\$")
 
 
 def images_max(images: np.ndarray) -> float:

@@ -7,6 +7,7 @@ loading a file from a stranger is safe; nothing here ever unpickles.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,23 @@ def save_weights(folder: str | Path, net: AutoencoderNet) -> None:
     """Write model.safetensors alone (a run wrote its config.json when it started)."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     data = save_safetensors(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
-    fsio.write_bytes(Path(folder) / WEIGHTS_FILE, data)
+    fsio.write_bytes(Path(folder) / WEIGHTS_FILE, canonical_safetensors(data))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The safetensors file `data` with its header in one canonical form, so that the same
+    tensors and metadata always give the same bytes.
+
+    safetensors keeps the metadata in a Rust HashMap, whose order changes from one save to
+    the next. The header (8-byte little-endian length, then JSON) is written again with
+    sorted keys and compact separators, padded with spaces to a multiple of 8 bytes as the
+    format requires (the data that follows stays aligned); the data bytes are kept, and
+    their offsets, relative to the end of the header, stay valid."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def save_config(folder: str | Path, model: ModelConfig, train: TrainConfig) -> None:
@@ -64,7 +81,7 @@ def load_config(folder: str | Path) -> tuple[ModelConfig, TrainConfig]:
     path = Path(folder) / CONFIG_FILE
     if not Path(folder).is_dir():
         raise RunError(f"no run folder at {folder}; give the path of a folder `deepae train` wrote")
-    data = fsio.read_json(path, fix="retrain or restore it from a copy")
+    data = fsio.read_json(path, fix="retrain or restore it from a copy", within=folder)
     if data is None:
         raise RunError(
             f"{path} is missing; {folder} is not a saved model (or training never got to save)"
@@ -87,7 +104,8 @@ def load_weights(folder: str | Path, net: AutoencoderNet) -> None:
     """Load model.safetensors into `net`, checking names and shapes against it."""
     path = Path(folder) / WEIGHTS_FILE
     try:
-        raw = fsio.read_bytes(path, max_bytes=MAX_WEIGHTS_BYTES, fix="retrain or restore it")
+        raw = fsio.read_bytes(path, max_bytes=MAX_WEIGHTS_BYTES, fix="retrain or restore it",
+                              within=folder)  # fmt: skip
         tensors = load_safetensors(raw)
     except FileNotFoundError:
         raise RunError(

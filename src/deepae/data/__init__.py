@@ -36,7 +36,8 @@ from deepae.data._base import (
     holdout_split,
 )
 from deepae.data.folders import parse_image_size, resize_images
-from deepae.data.mnist import DATASETS, DatasetSpec, fetch, info, load_idx_dataset, load_mnist
+from deepae.data.inventory import format_description, format_info, info
+from deepae.data.mnist import DATASETS, DatasetSpec, fetch, load_idx_dataset, load_mnist
 from deepae.errors import ConfigError, DataError
 
 DEFAULT_VAL_FRACTION = 0.1  # share of unsplit data held out for validation
@@ -105,6 +106,24 @@ def load_dataset(
     return dataclasses.replace(loaded, load_args=load_args)
 
 
+def data_command(action: str, *, dataset: str | None = None, data_dir=None, image_size=None,
+                 val_fraction: float | None = None, strict: bool = False,
+                 cache_dir=None, log: Log | None = None) -> str:  # fmt: skip
+    """What `deepae data fetch|info` prints. For a named dataset (default mnist): "fetch"
+    puts its verified files into the cache, "info" says which local copy `load_dataset`
+    would use (`info`). A folder or array file is loaded (folders are cached) and
+    described, whatever the action."""
+    name = dataset or "mnist"
+    if name not in DATASETS:
+        fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+        loaded = load_dataset(name, data_dir=data_dir, image_size=image_size, strict=strict,
+                              val_fraction=fraction, cache_dir=cache_dir, log=log)  # fmt: skip
+        return format_description(describe(loaded))
+    if action == "fetch":
+        return format_info(fetch(name, data_dir=data_dir, cache_dir=cache_dir, log=log))
+    return format_info(info(name, data_dir=data_dir, cache_dir=cache_dir))
+
+
 def _existing(source: str) -> Path:
     path = Path(source).expanduser()
     if not path.exists():
@@ -136,9 +155,12 @@ __all__ = [
     "cache_root",
     "check_pixels",
     "class_name",
+    "data_command",
     "describe",
     "fetch",
     "flatten_images",
+    "format_description",
+    "format_info",
     "format_record",
     "holdout_split",
     "info",

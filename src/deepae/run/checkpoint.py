@@ -13,7 +13,10 @@ initial weights are in the checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from safetensors.torch import save as save_safetensors
 from deepae import fsio
 from deepae.errors import RunError
 from deepae.run.files import CHECKPOINT_FILE
+from deepae.storage import canonical_safetensors
 from deepae.train import EpochRecord, Trainer, TrainState
 
 MAX_CHECKPOINT_BYTES = 12 * 2**30  # weights + two Adam moments of the largest model we allow
@@ -52,6 +56,7 @@ def save(folder: str | Path, trainer: Trainer, state: TrainState) -> Path:
         tensors,
         metadata={"format": FORMAT, "version": str(FORMAT_VERSION), "state": json.dumps(meta)},
     )
+    data = canonical_safetensors(data)  # the same state always gives the same bytes
     path = Path(folder) / CHECKPOINT_FILE
     fsio.write_bytes(path, data)
     return path
@@ -62,44 +67,225 @@ def exists(folder: str | Path) -> bool:
 
 
 def load(folder: str | Path, trainer: Trainer) -> TrainState:
-    """Restore weights, optimizer and schedule into `trainer`; returns the TrainState."""
+    """Restore weights, optimizer and schedule into `trainer`; returns the TrainState.
+
+    Every tensor (name, shape, dtype) and every value of the metadata is checked against
+    `trainer` before any is used: anything else is a RunError naming the file."""
     path = Path(folder) / CHECKPOINT_FILE
     try:
-        raw = fsio.read_bytes(path, max_bytes=MAX_CHECKPOINT_BYTES, fix="it cannot be resumed")
+        raw = fsio.read_bytes(path, max_bytes=MAX_CHECKPOINT_BYTES, fix="it cannot be resumed",
+                              within=folder)  # fmt: skip
         tensors = load_safetensors(raw)
         meta = _metadata(raw)
     except FileNotFoundError:
         raise RunError(f"{path} is missing: the run has no checkpoint to resume from") from None
-    except (SafetensorError, ValueError, OSError, KeyError) as e:
-        raise RunError(f"{path} is unreadable ({e}); the run cannot be resumed") from None
-    if meta.get("format") != FORMAT or int(meta.get("version", 0)) > FORMAT_VERSION:
+    except (SafetensorError, ValueError, OSError, KeyError, TypeError, RecursionError) as e:
+        raise RunError(f"{path} is unreadable ({_short(e)}); the run cannot be resumed") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RunError(f"{path} is not a deepae checkpoint; the run cannot be resumed")
+    version = meta.get("version")
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]{1,9}", version):
+        raise RunError(
+            f"{path} has format version {_short(version)}, not a whole number; it cannot be resumed"
+        )
+    if int(version) > FORMAT_VERSION:
         raise RunError(f"{path} is not a checkpoint this deepae can read; upgrade deepae")
     try:
-        info = json.loads(meta["state"])
-        model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        state, model, optimizer, schedule = _checked(meta, tensors, trainer)
+    except _Refused as e:
+        raise RunError(f"{path} {e}; it cannot be resumed", field=e.field) from None
+    try:
         trainer.net.load_state_dict(model)  # copies into the (possibly flat) parameters
-        optim_state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, pid, slot = key.split(".", 2)
-                optim_state.setdefault(int(pid), {})[slot] = value
-        trainer.load_state_dict(
-            {
-                "optimizer": {"state": optim_state, "param_groups": info["param_groups"]},
-                "schedule": info["schedule"],
-            }
-        )
-        history = [EpochRecord(**r) for r in info["history"]]
-        return TrainState(
-            epoch=info["epoch"],
-            step=info["step"],
-            history=history,
-            partial_losses=tensors.get("partial_losses"),
-        )
+        trainer.load_state_dict({"optimizer": optimizer, "schedule": schedule})
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise RunError(
             f"{path} does not match the run's config.json ({e}); it cannot be resumed"
         ) from None
+    return state
+
+
+# -- what a checkpoint may hold ----------------------------------------------------------
+# The fused Adam kernel (deepae.engine.fused_adam_step) trusts the sizes of the tensors it
+# is given: a moment shorter than its parameter makes it write past the end (SIGSEGV). So
+# nothing of a checkpoint is used before it has been checked against the trainer.
+
+# The per-parameter state torch.optim keeps for each optimizer as deepae.train builds it
+# (torch 2.13): "step" is a 0-d float32 count, the others have their parameter's shape.
+# SGD keeps a momentum buffer only with momentum. tests/test_checkpoint.py checks this
+# table against real optimizers.
+OPTIMIZER_SLOTS = {
+    "adam": ("step", "exp_avg", "exp_avg_sq"),
+    "adamw": ("step", "exp_avg", "exp_avg_sq"),
+    "adagrad": ("step", "sum"),
+    "adadelta": ("step", "square_avg", "acc_delta"),
+    "rmsprop": ("step", "square_avg"),
+    "sgd": ("momentum_buffer",),
+}
+_STATE_KEYS = ("epoch", "step", "history", "param_groups", "schedule")
+
+
+class _Refused(Exception):
+    """Why a checkpoint cannot be used (completes "PATH ..."), and the field it is about."""
+
+    def __init__(self, why: str, field: str | None = None):
+        super().__init__(why)
+        self.field = field
+
+
+def _checked(meta: dict, tensors: dict[str, torch.Tensor], trainer: Trainer):
+    """(TrainState, model state dict, optimizer state dict, schedule state) of a
+    checkpoint, every value checked against `trainer`; _Refused for anything else."""
+    try:
+        info = json.loads(meta.get("state"))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise _Refused(f"has unreadable training state ({_short(e)})") from None
+    if not isinstance(info, dict) or any(k not in info for k in _STATE_KEYS):
+        raise _Refused(f"lacks the training state ({', '.join(_STATE_KEYS)})")
+    epoch, step, spe = info["epoch"], info["step"], trainer.steps_per_epoch
+    if not _is_int(epoch) or epoch < 0:
+        raise _Refused(f"has epoch {_short(epoch)}, not a whole number >= 0")
+    if not _is_int(step) or not 0 <= step < spe:
+        raise _Refused(f"has step {_short(step)}, not a whole number in [0, {spe})")
+    history = _history(info["history"], epoch)
+    if epoch > trainer.cfg.epochs:
+        raise _Refused(
+            f"is after epoch {epoch}, more than epochs {trainer.cfg.epochs} (give epochs of at "
+            f"least {epoch})",
+            field="epochs",
+        )
+    _like(info["param_groups"], trainer.opt.state_dict()["param_groups"], "param_groups")
+    schedule = trainer.schedule.state_dict() if trainer.schedule else None
+    _like(info["schedule"], schedule, "schedule")
+    if schedule is not None and info["schedule"]["last_epoch"] != epoch * spe + step:
+        raise _Refused(f"has a schedule at step {_short(info['schedule']['last_epoch'])}, "
+                       f"not at epoch {epoch} step {step}")  # fmt: skip
+    model, slots, partial = _tensors(tensors, trainer)
+    if step > 0 and partial is None:
+        raise _Refused(f"stops at step {step} of an epoch without its partial_losses")
+    state = TrainState(epoch=epoch, step=step, history=history, partial_losses=partial)
+    optimizer = {"state": slots, "param_groups": info["param_groups"]}
+    return state, model, optimizer, info["schedule"]
+
+
+def _tensors(tensors: dict[str, torch.Tensor], trainer: Trainer):
+    """(model tensors, optimizer slots by param id, partial losses) of a checkpoint."""
+    expected = trainer.net.state_dict()
+    params = [p for group in trainer.opt.param_groups for p in group["params"]]
+    names = OPTIMIZER_SLOTS[trainer.cfg.optimizer]
+    if trainer.cfg.optimizer == "sgd" and trainer.cfg.momentum == 0:
+        names = ()  # SGD without momentum keeps no state
+    model: dict[str, torch.Tensor] = {}
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    partial = None
+    for key, value in tensors.items():
+        kind, _, rest = key.partition(".")
+        if kind == "model" and rest in expected:
+            _tensor(key, value, expected[rest].shape, expected[rest].dtype)
+            model[rest] = value
+        elif kind == "optim":
+            pid, slot = _slot(key, value, params, names)
+            slots.setdefault(pid, {})[slot] = value
+        elif key == "partial_losses":
+            _tensor(key, value, (trainer.steps_per_epoch,), torch.float32)
+            partial = value
+        else:
+            raise _Refused(f"holds an unexpected tensor {_short(key)}")
+    missing = sorted(set(expected) - set(model))
+    if missing:
+        raise _Refused(f"lacks the model tensor(s) {_short(', '.join(missing))}")
+    for pid, found in slots.items():
+        if set(found) != set(names):
+            raise _Refused(f"holds optimizer slots {sorted(found)} for parameter {pid}, "
+                           f"not {list(names)}")  # fmt: skip
+    return model, slots, partial
+
+
+def _slot(key: str, value: torch.Tensor, params: list, names: tuple[str, ...]) -> tuple[int, str]:
+    """(param id, slot name) of the tensor "optim.<pid>.<slot>", checked."""
+    _, pid, slot = (key.split(".", 2) + ["", ""])[:3]
+    if not re.fullmatch(r"0|[1-9][0-9]{0,8}", pid) or int(pid) >= len(params):
+        raise _Refused(f"holds {_short(key)} for a parameter the model does not have")
+    if slot not in names:
+        raise _Refused(f"holds {_short(key)}, not one of the optimizer's slots {list(names)}")
+    p = params[int(pid)]
+    if slot == "step":
+        _tensor(key, value, (), torch.float32)
+    else:
+        _tensor(key, value, p.shape, p.dtype)
+    return int(pid), slot
+
+
+def _tensor(key: str, value: torch.Tensor, shape, dtype: torch.dtype) -> None:
+    if tuple(value.shape) != tuple(shape) or value.dtype != dtype:
+        raise _Refused(
+            f"holds {_short(key)} of shape {tuple(value.shape)} {value.dtype}, where the run "
+            f"needs {tuple(shape)} {dtype}"
+        )
+
+
+def _history(value: Any, epochs: int) -> list[EpochRecord]:
+    names = [f.name for f in dataclasses.fields(EpochRecord)]
+    if not isinstance(value, list):
+        raise _Refused(f"has a history of {_short(value)}, not a list of epoch records")
+    if len(value) != epochs:
+        raise _Refused(f"has {len(value)} history records for {epochs} epochs")
+    for i, record in enumerate(value):
+        ok = isinstance(record, dict) and sorted(record) == sorted(names)
+        ok = ok and _is_int(record["epoch"])
+        ok = ok and all(_is_number(record[k]) or (k == "val_loss" and record[k] is None)
+                        for k in names)  # fmt: skip
+        if not ok:
+            raise _Refused(f"has a malformed history record {i + 1} ({_short(record)})")
+    return [EpochRecord(**r) for r in value]
+
+
+def _like(theirs: Any, ours: Any, where: str) -> None:
+    """Refuse `theirs` (from the file's JSON) unless it has the structure of `ours` (the
+    trainer's own): the same keys and lengths, finite numbers where numbers are, and the
+    same flags and names (booleans, None, strings); "params" lists must be equal."""
+    if isinstance(ours, bool) or ours is None or isinstance(ours, str):
+        ok = type(theirs) is type(ours) and theirs == ours
+    elif isinstance(ours, int | float):
+        ok = _is_number(theirs) and math.isfinite(theirs)
+    elif isinstance(ours, list | tuple):
+        ok = isinstance(theirs, list) and len(theirs) == len(ours)
+        for i, (a, b) in enumerate(zip(theirs, ours, strict=False) if ok else ()):
+            _like(a, b, f"{where}[{i}]")
+    elif isinstance(ours, dict):
+        ok = isinstance(theirs, dict) and set(theirs) == set(ours)
+        for key in ours if ok else ():
+            if key == "params" and theirs[key] != ours[key]:
+                ok = False
+                break
+            _like(theirs[key], ours[key], f"{where}.{key}")
+    else:
+        ok = False
+    if not ok:
+        raise _Refused(f"has {where} = {_short(theirs)}, where the run needs {_wanted(ours)}")
+
+
+def _wanted(ours: Any) -> str:
+    if isinstance(ours, bool) or not isinstance(ours, int | float | list | tuple | dict):
+        return _short(ours)
+    if isinstance(ours, int | float):
+        return "a finite number"
+    if isinstance(ours, dict):
+        return _short(f"the keys {', '.join(sorted(ours))}")
+    return f"a list of {len(ours)}"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    # Values from a crafted file go into one-line messages: repr (no newlines), cut short.
+    text = " ".join(str(v).split()) if isinstance(v, BaseException) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _metadata(raw: bytes) -> dict[str, Any]:

@@ -4,6 +4,7 @@ interpolation.png and loss.png, drawn from a model, its data and what training c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from deepae.run import files
 from deepae.train import EpochRecord
 
 ARTICLE_INDICES = tuple(range(110, 120))  # the article's originals-vs-reconstructions
+# The most images reconstructions.png shows (a column each): more cannot be told apart,
+# and `--indices 0-10000000000` must be refused before a list of them is built.
+MAX_INDICES = 1000
 
 
 def default_indices(n: int) -> list[int]:
@@ -23,11 +27,42 @@ def default_indices(n: int) -> list[int]:
     return list(ARTICLE_INDICES) if n >= ARTICLE_INDICES[-1] + 1 else list(range(min(10, n)))
 
 
+def parse_indices(text: str) -> list[int]:
+    """'110-119' -> [110, ..., 119]; '3,5,8' -> [3, 5, 8]; mixed forms allowed. At most
+    MAX_INDICES of them: counted before any list is built, so '0-10000000000' costs nothing."""
+    shown = repr(text if len(text) <= 40 else text[:37] + "...")
+    spans, count = [], 0
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d{1,18})\s*(?:-\s*(\d{1,18})\s*)?", part)
+        if not m or (m[2] is not None and int(m[2]) < int(m[1])):
+            raise ConfigError(
+                f"indices {shown}: use numbers and ranges like 110-119 or 3,5,8",
+                field="indices",
+            )
+        spans.append((int(m[1]), int(m[2] or m[1])))
+        count += spans[-1][1] - spans[-1][0] + 1
+        if count > MAX_INDICES:
+            raise ConfigError(
+                f"indices {shown} names more than the {MAX_INDICES} images a figure can "
+                f"show; choose at most {MAX_INDICES}",
+                field="indices",
+            )
+    return [i for first, last in spans for i in range(first, last + 1)]
+
+
 def check_indices(indices: Sequence[int] | None, n: int, split: str = "train") -> list[int]:
-    """`indices` checked against a set of n images (None: `default_indices(n)`)."""
+    """`indices` checked against a set of n images (None: `default_indices(n)`); at most
+    MAX_INDICES of them."""
     if indices is None:
         return default_indices(n)
-    bad = [i for i in indices if not 0 <= i < n]
+    if len(indices) > MAX_INDICES:
+        raise ConfigError(
+            f"indices names {len(indices)} images, more than the {MAX_INDICES} a figure can "
+            f"show; choose at most {MAX_INDICES}",
+            field="indices",
+        )
+    whole = (int, np.integer)
+    bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, whole) or not 0 <= i < n]
     if bad:
         raise ConfigError(
             f"indices {bad[:5]} out of range for {n} {split} images (0-{n - 1}); "
@@ -47,7 +82,8 @@ def write_figures(
     indices: Sequence[int] | None = None,
     pairs: Sequence[Sequence[int]] | None = None,
 ) -> list[Path]:
-    """Draw the run's figures into `folder` (loss.png only when there is a `history`);
+    """Draw the run's figures into `folder` (loss.png only when there is a `history`,
+    interpolation.png only when the test split holds a pair of images);
     `codes` = ae.encode(data.x_train) if already computed. Returns the paths."""
     from deepae import plots
 
@@ -69,6 +105,7 @@ def write_figures(
         "manifold.png": manifold_figure(ae, codes),
         "interpolation.png": interpolation_figure(ae, data, pairs),
     }
+    figures = {name: fig for name, fig in figures.items() if fig is not None}
     if history:
         # At history.csv's precision, so that the figure drawn at the end of training and
         # the one `deepae plot` redraws from the file are the same picture, bit for bit.
@@ -108,13 +145,16 @@ def manifold_figure(ae, codes: np.ndarray, size: int = latent.MANIFOLD_SIZE):
 
 def interpolation_figure(ae, data: LoadedData, pairs: Sequence[Sequence[int]] | None = None):
     """interpolation.png: for test-image index pairs (default: latent.default_pairs), the
-    images decoded along the straight line between the two codes, originals at the ends."""
+    images decoded along the straight line between the two codes, originals at the ends.
+    None when there is no pair to draw (a test split of a single image)."""
     from deepae import plots
 
     x, y = data.x_test, data.y_test
     if pairs is None:
         pairs = latent.default_pairs(len(x), y)
     pairs = latent.check_pairs(pairs, len(x))
+    if not pairs:
+        return None
     a, b = (np.array([p[k] for p in pairs]) for k in (0, 1))
     _, decoded = latent.interpolate(ae, x[a], x[b])  # (P, steps, H, W)
     names = [

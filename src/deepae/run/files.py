@@ -21,15 +21,19 @@ A folder without run.json is a plain saved model (`Autoencoder.save`): complete.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
+import os
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from deepae import fsio
-from deepae.errors import RunError
+from deepae.errors import ConfigError, RunError
 from deepae.storage import CONFIG_FILE, WEIGHTS_FILE
 from deepae.train import EpochRecord
 
@@ -52,7 +56,35 @@ FIGURES = {
 }
 LOSS_FIGURE = "loss.png"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+MAX_HISTORY_BYTES = 16 * 2**20  # ~40 bytes an epoch: far more epochs than anyone trains
 COMPLETE = "complete"
+STATUSES = ("training", "interrupted", "failed", COMPLETE)
+# Every file a run folder holds: what a command's output must never overwrite.
+RUN_FILES = (*MODEL_FILES, CHECKPOINT_FILE, STATUS_FILE, HISTORY_FILE, METRICS_FILE,
+             EVALUATION_FILE, EXPLORER_FILE, REPORT_FILE, *FIGURES, LOSS_FIGURE)  # fmt: skip
+
+
+def output_path(out: str | Path | None, folder: str | Path, default: str,
+                suffixes: Sequence[str]) -> Path:  # fmt: skip
+    """Where a command that reads the run in `folder` writes its output: `out`, or
+    folder/default. ConfigError (field "out") when the name does not end in one of
+    `suffixes`, or when it is the name of a file of a run folder (RUN_FILES, evaluation-*.json)
+    other than `default`: `--out RUN/config.json` must not destroy the run."""
+    path = Path(out) if out is not None else Path(folder) / default
+    name = path.name.lower()
+    if path.suffix not in suffixes:
+        raise ConfigError(
+            f"out {path}: use a {' or '.join(suffixes)} file name, e.g. {Path(folder) / default}",
+            field="out",
+        )
+    ours = name in RUN_FILES or (name.startswith("evaluation") and name.endswith(".json"))
+    if ours and name != default.lower():
+        raise ConfigError(
+            f"out {path}: {path.name} is a file of a run folder and would be overwritten; "
+            f"choose another name, e.g. {Path(folder) / default}",
+            field="out",
+        )
+    return path
 
 
 # -- run.json ---------------------------------------------------------------------------
@@ -78,9 +110,15 @@ def write_status(folder: str | Path, status: str, *, epochs_done: int, epochs: i
 def read_status(folder: str | Path) -> dict[str, Any] | None:
     """The run's status record, or None for a folder without one."""
     path = Path(folder) / STATUS_FILE
-    record = fsio.read_json(path, fix="delete it if the run finished")
-    if record is not None and (not isinstance(record, dict) or "status" not in record):
-        raise RunError(f"{path} is not a deepae run status file")
+    record = fsio.read_json(path, fix="delete it if the run finished", within=folder)
+    if record is None:
+        return None
+    if not isinstance(record, dict) or record.get("status") not in STATUSES:
+        raise RunError(f"{path} is not a deepae run status file (no status of "
+                       f"{', '.join(STATUSES)}); restore it, or start a new run")  # fmt: skip
+    if not isinstance(record.get("data"), dict | None):
+        raise RunError(f"{path}: its data record is damaged, so the run's data is unknown; "
+                       "restore it, or start a new run")  # fmt: skip
     return record
 
 
@@ -118,8 +156,9 @@ def read_history(folder: str | Path) -> list[EpochRecord]:
     (train_seconds is not stored: it reads as `seconds`)."""
     path = Path(folder) / HISTORY_FILE
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        raw = fsio.read_bytes(path, max_bytes=MAX_HISTORY_BYTES, fix="delete it or retrain",
+                              within=folder)  # fmt: skip
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"), newline="")))
         return [
             EpochRecord(
                 epoch=int(r["epoch"]),
@@ -147,7 +186,7 @@ def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
 def read_metrics(folder: str | Path) -> dict[str, Any]:
     """metrics.json as a dict ({} without one)."""
     path = Path(folder) / METRICS_FILE
-    value = fsio.read_json(path, fix="rerun `deepae plot` or retrain")
+    value = fsio.read_json(path, fix="rerun `deepae plot` or retrain", within=folder)
     if value is not None and not isinstance(value, dict):
         raise RunError(f"{path} is not a deepae metrics file; rerun `deepae plot` or retrain")
     return value or {}
@@ -168,7 +207,53 @@ def write_evaluation(folder: str | Path, result: dict[str, Any]) -> Path:
 def read_evaluation(folder: str | Path) -> dict[str, Any] | None:
     """evaluation.json (test split), or None without one."""
     path = Path(folder) / EVALUATION_FILE
-    value = fsio.read_json(path, fix="rerun `deepae evaluate`")
+    value = fsio.read_json(path, fix="rerun `deepae evaluate`", within=folder)
     if value is not None and not isinstance(value, dict):
         raise RunError(f"{path} is not a deepae evaluation file; rerun `deepae evaluate`")
     return value
+
+
+# -- the run's lock, and leftovers ------------------------------------------------------
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def locked(folder: str | Path) -> Iterator[Path]:
+    """Hold the run folder's lock while the block runs (creating the folder if needed), so
+    two processes never train into the same folder: the second gets a RunError at once.
+
+    An advisory `flock` on folder/.lock: the kernel drops it when the process ends, however
+    it ends (kill -9 included), so a crashed run never leaves a stale lock behind."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunError(
+            f"cannot write {folder}/: {e.strerror or e}; choose a writable runs folder "
+            "(nothing already saved was changed)"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunError(
+                f"another deepae process is training in {folder}; wait for it to finish, or "
+                "choose another name",
+                field="name",
+            ) from None
+        yield folder
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def empty_folder(folder: str | Path) -> None:
+    """Remove everything in a run folder but its lock (call it holding `locked`)."""
+    for entry in Path(folder).iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

@@ -8,7 +8,7 @@ each file is written once per event, and nothing is read back that the run still
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -22,12 +22,10 @@ from deepae import evaluate as evaluation
 from deepae import fsio, storage, train
 from deepae.api import Autoencoder
 from deepae.config import ModelConfig, TrainConfig, replace
-from deepae.data import DEFAULT_VAL_FRACTION, LoadedData, load_dataset
-from deepae.errors import ConfigError, DataError, MissingExtraError, RunError, TrainingDiverged
+from deepae.data import LoadedData
+from deepae.errors import ConfigError, DataError, MissingExtraError, TrainingDiverged
 from deepae.run import checkpoint, figures, files, report
-
-Log = Callable[[str], None]
-RESUME_CHANGES = ("epochs", "device")  # the config fields a resumed run may change
+from deepae.run.loading import Log, load_data, load_run_data
 
 
 @dataclass
@@ -59,25 +57,40 @@ def train_run(
     and report into `folder`. `log` receives the epoch lines, tables and warnings;
     `indices` are the training images of reconstructions.png (default: the article's
     110-119), `pairs` the test-image index pairs of interpolation.png. `resume` continues
-    from the folder's checkpoint (see `resume` for the checks that come first); `stop()`
+    from the folder's checkpoint (`resume()` checks the run and its data first); `stop()`
     is polled before every step. `evaluate` writes evaluation.json (needs scikit-learn);
-    `preset` is recorded in metrics.json."""
-    folder = Path(folder)
+    `preset` is recorded in metrics.json. The folder is locked for the run's life: a
+    second process training into it gets a RunError."""
+    with files.locked(folder):
+        return _train(Path(folder), model_config, train_config, data, log=log,
+                      progress=progress, indices=indices, pairs=pairs, resume=resume,
+                      stop=stop, evaluate=evaluate, preset=preset)  # fmt: skip
+
+
+def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
+           data: LoadedData, *, log: Log = print, progress: bool = True, indices=None,
+           pairs=None, resume: bool = False, stop=None, evaluate: bool = True,
+           preset: str | None = None, save_config: bool = False) -> RunResult:  # fmt: skip
+    """train_run's body, with the folder's lock held. Everything is checked (arguments,
+    data against the model, the checkpoint) before the first file is written."""
     indices = figures.check_indices(indices, len(data.x_train))  # before, not after, training
     if pairs is not None:
         from deepae.latent import check_pairs
 
         pairs = check_pairs(pairs, len(data.x_test))
+    _check_fits(model_config, data)
     evaluate = evaluate and _can_evaluate(log)
     ae = Autoencoder(model_config, train_config)
-    trainer = ae.trainer_for(len(data.x_train))
+    trainer = ae.trainer_for(data.x_train, log=log)
     record = data_record(data)
     if resume:
-        ae.train_state = checkpoint.load(folder, trainer)
+        ae.train_state = checkpoint.load(folder, trainer)  # checks every tensor first
         done = ae.train_state
         log(f"resuming {folder} after epoch {done.epoch} (+{done.step} steps)")
-    else:
-        storage.save_config(folder, model_config, train_config)  # first: any crash is resumable
+        fsio.remove_temporaries(folder)  # what a kill -9 mid-write left behind
+        files.write_history(folder, done.history)  # the checkpoint's history is the truth
+    if save_config or not resume:  # first: any crash after this is resumable
+        storage.save_config(folder, model_config, train_config)
 
     def set_status(state_name: str, message: str | None = None) -> None:
         s = ae.train_state
@@ -88,8 +101,10 @@ def train_run(
 
     def on_epoch_end(rec: train.EpochRecord, state: train.TrainState) -> None:
         log(train.format_epoch(rec, train_config.epochs))
-        files.write_history(folder, state.history)
+        # The checkpoint first: it holds the history too, so if a later write fails (a full
+        # disk) a resume rewrites history.csv from it instead of trusting a file ahead of it.
         checkpoint.save(folder, trainer, state)
+        files.write_history(folder, state.history)
         ae.train_state = state
         set_status("training")
 
@@ -108,8 +123,21 @@ def train_run(
         return RunResult(folder, {}, interrupted=True)
     result = _finish(folder, ae, data, evaluate=evaluate, indices=indices, pairs=pairs,
                      preset=preset, log=log)  # fmt: skip
-    set_status(files.COMPLETE)
+    # Complete, but a collapsed run says so in run.json too (metrics.json: "degenerate").
+    note = evaluation.collapse_note(result.metrics["dead_units"], model_config.latent_activation)
+    set_status(files.COMPLETE, note or None)
     return result
+
+
+def _check_fits(model_config: ModelConfig, data: LoadedData) -> None:
+    shape = data.x_train.shape[1:]
+    if int(np.prod(shape)) != model_config.input_size:
+        size = "x".join(map(str, model_config.image_shape))
+        raise DataError(
+            f"{data.name} has {'x'.join(map(str, shape))} images but the model takes {size}; "
+            "give the dataset it was trained on, or an image_size of " + size,
+            field="dataset",
+        )
 
 
 def _finish(folder: Path, ae: Autoencoder, data: LoadedData, *, evaluate: bool, indices,
@@ -179,8 +207,13 @@ def start(runs_dir: str | Path = "runs", name: str | None = None, *, preset: str
     model_config = replace(model_config, input_size=h * w, image_shape=(h, w))
     indices = figures.check_indices(run_options.pop("indices", None), len(data.x_train))
     folder = new_run_folder(runs_dir, name, preset=preset, overwrite=overwrite)
-    return train_run(folder, model_config, train_config, data, log=log, preset=preset,
-                     indices=indices, **run_options)  # fmt: skip
+    _check_fits(model_config, data)
+    with files.locked(folder):
+        # Checked again under the lock: another process may have started meanwhile.
+        new_run_folder(runs_dir, folder.name, overwrite=overwrite)
+        files.empty_folder(folder)  # an overwrite starts from an empty folder
+        return _train(folder, model_config, train_config, data, log=log, preset=preset,
+                      indices=indices, resume=False, **run_options)  # fmt: skip
 
 
 def redraw(folder: str | Path, *, indices: Sequence[int] | None = None,
@@ -194,143 +227,31 @@ def redraw(folder: str | Path, *, indices: Sequence[int] | None = None,
     return paths + write_pages(folder, ae, data)
 
 
-def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = None,
-                 **data_options: Any) -> tuple[dict[str, Any], Path]:  # fmt: skip
-    """Evaluate a finished run on a split of its data beside PCA (deepae.evaluate) and save
-    the result in the run folder. Returns (result, path of the file written)."""
-    ae, data = load_run_data(folder, log=log, **data_options)
-    result = evaluation.evaluate_run(ae, data, split=split)
-    return result, files.write_evaluation(folder, result)
-
-
-# -- continuing and reloading runs ----------------------------------------------------------
-
-
-def resume(folder: str | Path, data: LoadedData | None = None, *,
-           data_options: dict[str, Any] | None = None, log: Log = print,
-           progress: bool = True, stop: Callable[[], bool] | None = None,
-           evaluate: bool = True, indices: Sequence[int] | None = None,
-           pairs: Sequence[Sequence[int]] | None = None, **changes: Any) -> RunResult:  # fmt: skip
-    """Continue the stopped run in `folder` from its checkpoint, on the data it was trained
-    on (`data`, or reloaded from its record in run.json with `data_options` on top, see
-    `load_data`). `changes` may set `epochs`
-    (train further; not with a schedule whose shape depends on the total) and `device`.
-    Raises RunError (no checkpoint, nothing to do) or ConfigError (a change not allowed)."""
-    folder = Path(folder)
-    record = files.read_status(folder) if folder.is_dir() else None
-    if record is None or not checkpoint.exists(folder):
-        raise RunError(f"{folder} has no checkpoint to resume from; give a run folder that "
-                       "`deepae train` wrote")  # fmt: skip
-    model_config, train_config = storage.load_config(folder)
-    given = {k: v for k, v in changes.items() if v is not None}
-    fixed = sorted(set(given) - set(RESUME_CHANGES))
-    if fixed:
-        raise ConfigError(
-            f"a resumed run continues its saved configuration; only {' and '.join(RESUME_CHANGES)}"
-            f" may change (got {', '.join(fixed)})",
-            field=fixed[0],
-        )
-    extending = given.get("epochs", train_config.epochs) != train_config.epochs
-    if extending and train_config.schedule != "constant":
-        raise ConfigError(
-            f"epochs cannot change on resume with the {train_config.schedule} schedule (its "
-            "shape depends on the total); start a new run",
-            field="epochs",
-        )
-    train_config = replace(train_config, **given)
-    if record["status"] == files.COMPLETE and record["epochs_done"] >= train_config.epochs:
-        raise ConfigError(
-            f"run {folder} is complete ({record['epochs_done']} epochs); give a larger epochs "
-            "to train it further",
-            field="epochs",
-        )
-    if data is None:
-        data = load_data(record.get("data"), log=log, **(data_options or {}))
-    return train_run(folder, model_config, train_config, data, log=log, progress=progress,
-                     indices=indices, pairs=pairs, resume=True, stop=stop,
-                     evaluate=evaluate)  # fmt: skip
-
-
-def load_run(folder: str | Path) -> Autoencoder:
-    """The trained model of a run folder (or of `Autoencoder.save`'s folder); an unfinished
-    run is a RunError that says how to continue it."""
-    files.require_complete(folder)
-    return Autoencoder.load(folder)
-
-
-def load_run_data(folder: str | Path, *, log: Log | None = None,
-                  **options: Any) -> tuple[Autoencoder, LoadedData]:  # fmt: skip
-    """The trained model of a run folder and the data it was trained on, reloaded from
-    run.json's record. `options` (dataset, data_dir, image_size, val_fraction, strict)
-    override the record, e.g. to look at other data through the same model; data whose
-    images do not fit the model is a DataError."""
-    ae = load_run(folder)
-    status = files.read_status(folder) or {}
-    loaded = load_data(status.get("data"), log=log, **options)
-    shape, want = loaded.x_train.shape[1:], ae.model_config.image_shape
-    if int(np.prod(shape)) != ae.model_config.input_size:
-        size = "x".join(map(str, want))
-        raise DataError(
-            f"{loaded.name} has {'x'.join(map(str, shape))} images but the model of {folder} "
-            f"takes {size}; give image_size {size} or the dataset it was trained on",
-            field="image_size",
-        )
-    return ae, loaded
-
-
-def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=None,
-              image_size=None, val_fraction: float | None = None, strict: bool = False,
-              log: Log | None = None) -> LoadedData:  # fmt: skip
-    """The dataset that `recorded` (a run's "data" record, see `data_record`) describes,
-    with the given options on top; without a record or options: MNIST."""
-    rec = recorded if isinstance(recorded, dict) else {}
-    named = rec.get("dataset") or rec.get("name")
-    dataset = dataset or named or "mnist"
-    mine = rec if rec and dataset == named else {}  # the record describes its dataset only
-    if data_dir is None and mine.get("data_dir") and Path(mine["data_dir"]).exists():
-        data_dir = mine["data_dir"]  # else moved or deleted since: look in the usual places
-    return load_dataset(
-        dataset, data_dir=data_dir, strict=strict, log=log,
-        image_size=image_size if image_size is not None else mine.get("image_size"),
-        val_fraction=_first(val_fraction, mine.get("val_fraction"), DEFAULT_VAL_FRACTION),
-        seed=_first(mine.get("seed"), 0),
-    )  # fmt: skip
-
-
 def new_run_folder(runs_dir: str | Path, name: str | None = None, *, preset: str | None = None,
                    overwrite: bool = False) -> Path:  # fmt: skip
     """The folder of a new run: runs_dir/name (default: <preset>-<date>-<time>). An existing
-    non-empty folder is a ConfigError unless `overwrite`, which empties it first."""
+    non-empty folder is a ConfigError unless `overwrite` (then `start` empties it, under the
+    run's lock, once everything else is checked). Creates nothing."""
     name = name or time.strftime(f"{preset or 'article'}-%Y%m%d-%H%M%S")
+    if name in (".", "..") or "/" in name or "\0" in name:
+        raise ConfigError(
+            f"name {name!r} is not a folder name: give one name (no '/', not '.' or '..'); "
+            "the run goes in runs_dir/name",
+            field="name",
+        )
     folder = Path(runs_dir) / name
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise ConfigError(
-                f"run folder {folder} already exists; choose another name or overwrite it",
-                field="name",
-            )
-        shutil.rmtree(folder)
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise ConfigError(f"{folder} exists and is not a folder; choose another name", field="name")
+    if not overwrite and _has_run_files(folder):
+        raise ConfigError(
+            f"run folder {folder} already exists; choose another name or overwrite it",
+            field="name",
+        )
     return folder
 
 
-def write_codes(path: str | Path, codes: np.ndarray, labels: np.ndarray | None = None) -> Path:
-    """Save codes (N, latent) as .npy, or as .csv with columns index, label (-1 when
-    unlabelled), z0, z1, ...; the suffix of `path` chooses. Returns the path."""
-    path = Path(path)
-    if path.suffix == ".npy":
-        with fsio.atomic_path(path, suffix=".npy") as tmp:
-            np.save(tmp, codes)
-    elif path.suffix == ".csv":
-        header = "index,label," + ",".join(f"z{i}" for i in range(codes.shape[1]))
-        labels = labels if labels is not None else np.full(len(codes), -1)
-        lines = [header] + [
-            f"{i},{int(lab)}," + ",".join(f"{v:.7g}" for v in row)
-            for i, (lab, row) in enumerate(zip(labels, codes, strict=True))
-        ]
-        fsio.write_text(path, "\n".join(lines) + "\n")
-    else:
-        raise ConfigError(f"out {path}: use a .csv or .npy file name", field="out")
-    return path
+def _has_run_files(folder: Path) -> bool:
+    return folder.is_dir() and any(e.name != files.LOCK_FILE for e in folder.iterdir())
 
 
 # -- what a run records -----------------------------------------------------------------
@@ -341,12 +262,17 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -
     history = ae.history
     epoch_seconds = [r.train_seconds for r in history]
     trainer = ae.trainer
+    fractions = evaluation.zero_fractions(codes)
+    dead = evaluation.dead_unit_indices(fractions)
     return {
         "epochs": len(history),
         "loss": history[-1].loss if history else None,
         "val_loss": history[-1].val_loss if history else None,
         "loss_name": ae.train_config.loss,
-        "dead_latent_fractions": evaluation.zero_fractions(codes),
+        "dead_latent_fractions": fractions,
+        # Any dead latent unit makes the run degenerate: the pages show a banner.
+        "degenerate": bool(dead),
+        "dead_units": dead,
         "train_seconds": sum(epoch_seconds),
         "median_epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
         "engine": trainer.engine_name if trainer else None,
@@ -356,11 +282,26 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -
 
 
 def data_record(data: LoadedData) -> dict[str, Any]:
-    """What run.json says about the data a run was trained on: where it came from, and
-    (`load_args`) how deepae.data.load_dataset loads it again."""
+    """What run.json says about the data a run was trained on: where it came from, how
+    deepae.data.load_dataset loads it again (`load_args`), how many images, and the
+    SHA-256 of its arrays (so a resume can tell its own data from other data)."""
     path = data.path
     record = {"name": data.name, "source": data.source, "path": None if path is None else str(path)}
-    return {**record, **(data.load_args or {})}
+    record |= {"n_train": len(data.x_train), "n_test": len(data.x_test)}
+    return {**record, **(data.load_args or {}), "sha256": data_fingerprint(data)}
+
+
+def data_fingerprint(data: LoadedData) -> str:
+    """SHA-256 over the dtype, shape and bytes of x_train, y_train, x_test and y_test."""
+    digest = hashlib.sha256()
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        if a is None:
+            digest.update(b"none;")
+            continue
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape};".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()
 
 
 def dead_latent_warnings(fractions: Sequence[float], model_config: ModelConfig) -> list[str]:
@@ -380,6 +321,30 @@ def dead_latent_warnings(fractions: Sequence[float], model_config: ModelConfig) 
     return out
 
 
+def retry_command(folder: str | Path, argv: Sequence[str]) -> str:
+    """For a run in `folder` whose latent space collapsed: the `deepae train` command line
+    to try instead, from the user's own arguments `argv` (those after `deepae`), in a new
+    folder (without --name and --overwrite): with --latent-activation linear where the
+    latent layer was ReLU, else with the next --seed."""
+    import shlex
+
+    model_config, train_config = storage.load_config(folder)
+    fix = ("--latent-activation", "linear")
+    if model_config.latent_activation != "relu":
+        fix = ("--seed", str(train_config.seed + 1))
+    dropped = {"--name": 1, "--overwrite": 0, fix[0]: 1}  # flag -> how many values follow
+    kept, skip = [], 0
+    for token in argv:
+        flag = token.split("=", 1)[0]
+        if skip:
+            skip -= 1
+        elif flag in dropped:
+            skip = 0 if "=" in token else dropped[flag]
+        else:
+            kept.append(token)
+    return shlex.join(["deepae", *kept, *fix])
+
+
 def _can_evaluate(log: Log) -> bool:
     try:
         evaluation.require_sklearn()
@@ -387,7 +352,3 @@ def _can_evaluate(log: Log) -> bool:
         log(f"warning: {e}; training without the final evaluation")
         return False
     return True
-
-
-def _first(*values):
-    return next(v for v in values if v is not None)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from deepae import fsio
+from deepae import evaluate, fsio
 from deepae.run import files
 from deepae.train import EpochRecord
 
@@ -57,6 +57,7 @@ def build_report(folder: str | Path, inputs: ReportInputs) -> str:
     metrics, evaluation = inputs.metrics, inputs.evaluation
     parts = [
         f"<h1>Run <code>{_esc(name)}</code></h1>",
+        _collapse_banner(metrics, inputs.config),
         _intro(folder, inputs.data_name),
         _section("Final metrics", _table(metrics) if metrics else _missing(files.METRICS_FILE)),
     ]
@@ -80,6 +81,21 @@ def write_report(folder: str | Path, inputs: ReportInputs) -> Path:
 
 
 # -- sections ------------------------------------------------------------------------------
+
+
+def _collapse_banner(metrics: dict[str, Any] | None, config: dict[str, Any]) -> str:
+    """A banner above everything when a latent unit of the run is dead (metrics.json's
+    "dead_units"; for older runs, its "dead_latent_fractions")."""
+    metrics = metrics or {}
+    dead = metrics.get("dead_units")
+    if not isinstance(dead, list):
+        try:
+            dead = evaluate.dead_unit_indices(metrics.get("dead_latent_fractions") or [])
+        except TypeError:  # a hand-edited file: no banner rather than no report
+            dead = []
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    note = evaluate.collapse_note(dead, model.get("latent_activation", "relu"))
+    return f"<p class=banner role=alert><b>Warning:</b> {_esc(note)}</p>" if note else ""
 
 
 def _intro(folder: Path, data_name: str | None) -> str:
@@ -202,6 +218,8 @@ h2 { font-size: 17px; margin: 0 0 10px; }
 section { background: #fff; border: 1px solid #dfe3e8; border-radius: 8px; padding: 14px 18px;
   margin: 14px 0; overflow-x: auto; }
 .muted { color: #5d6875; }
+.banner { background: #fdecea; border: 1px solid #d93025; color: #7a1c14; border-radius: 8px;
+  padding: 10px 14px; margin: 10px 0; }
 a.button { display: inline-block; background: #1f6feb; color: #fff; padding: 6px 14px;
   border-radius: 6px; text-decoration: none; font-weight: 600; margin-right: 8px; }
 table { border-collapse: collapse; font-size: 14px; }

@@ -1,0 +1,101 @@
+"""Continuing a stopped run: the checks that come before anything is written, then the
+pipeline's own training loop, with the run's lock held."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from deepae import storage
+from deepae.config import TrainConfig, replace
+from deepae.data import LoadedData
+from deepae.errors import ConfigError, DataError, RunError
+from deepae.run import checkpoint, files
+from deepae.run.loading import load_data
+from deepae.run.pipeline import Log, RunResult, _train, data_record
+
+RESUME_CHANGES = ("epochs", "device")  # the config fields a resumed run may change
+
+
+def resume(folder: str | Path, data: LoadedData | None = None, *,
+           data_options: dict[str, Any] | None = None, log: Log = print,
+           progress: bool = True, stop: Callable[[], bool] | None = None,
+           evaluate: bool = True, indices: Sequence[int] | None = None,
+           pairs: Sequence[Sequence[int]] | None = None, **changes: Any) -> RunResult:  # fmt: skip
+    """Continue the stopped run in `folder` from its checkpoint, up to the epoch count in
+    run.json (an interrupted extension finishes every epoch it was asked for), on the data
+    it was trained on (`data`, or reloaded from its record in run.json with `data_options`
+    on top, see `load_data`; other data is refused by its SHA-256). `changes` may set
+    `epochs` (train further; not below the epochs done, nor with a schedule whose shape
+    depends on the total) and `device`. Everything is checked before anything is written:
+    a refused resume leaves the run exactly as it was. Raises RunError (no checkpoint, a
+    damaged one, another process training it), DataError (other data) or ConfigError."""
+    folder = Path(folder)
+    record = files.read_status(folder) if folder.is_dir() else None
+    if record is None or not checkpoint.exists(folder):
+        raise RunError(f"{folder} has no checkpoint to resume from; give a run folder that "
+                       "`deepae train` wrote")  # fmt: skip
+    saved_model, saved_train = storage.load_config(folder)
+    given = {k: v for k, v in changes.items() if v is not None}
+    fixed = sorted(set(given) - set(RESUME_CHANGES))
+    if fixed:
+        raise ConfigError(
+            f"a resumed run continues its saved configuration; only {' and '.join(RESUME_CHANGES)}"
+            f" may change (got {', '.join(fixed)})",
+            field=fixed[0],
+        )
+    done, recorded = (_count(record, key, folder) for key in ("epochs_done", "epochs"))
+    target = given.pop("epochs", max(recorded, saved_train.epochs))
+    _check_target(folder, saved_train, target, done, record["status"])
+    train_config = replace(saved_train, epochs=target, **given)
+    if data is None:
+        data = load_data(record.get("data"), log=log, **(data_options or {}))
+    _check_same_data(folder, record.get("data"), data)
+    with files.locked(folder):
+        return _train(folder, saved_model, train_config, data, log=log, progress=progress,
+                      indices=indices, pairs=pairs, resume=True, stop=stop, evaluate=evaluate,
+                      preset=None, save_config=train_config != saved_train)  # fmt: skip
+
+
+def _count(record: dict, key: str, folder: Path) -> int:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RunError(f"{folder}/{files.STATUS_FILE}: {key} is {value!r}, not a count; the run "
+                       "status is damaged: restore it, or start a new run")  # fmt: skip
+    return value
+
+
+def _check_target(folder: Path, saved: TrainConfig, target: Any, done: int, status: str) -> None:
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise ConfigError(f"epochs must be a positive integer, got {target!r}", field="epochs")
+    if target < done:
+        raise ConfigError(f"epochs {target} is below the {done} epochs {folder} has done; give "
+                          f"at least {done + 1} to train it further", field="epochs")  # fmt: skip
+    if target != saved.epochs and saved.schedule != "constant":
+        raise ConfigError(
+            f"epochs cannot change on resume with the {saved.schedule} schedule (its shape "
+            "depends on the total); start a new run",
+            field="epochs",
+        )
+    if status == files.COMPLETE and done >= target:
+        raise ConfigError(f"run {folder} is complete ({done} epochs); give a larger epochs to "
+                          "train it further", field="epochs")  # fmt: skip
+
+
+def _check_same_data(folder: Path, recorded: Any, data: LoadedData) -> None:
+    """A run resumes on its own data only: same content, by SHA-256 (runs recorded before
+    the hash: the same numbers of images at least)."""
+    rec = recorded if isinstance(recorded, dict) else {}
+    mine = data_record(data)
+    same = (
+        rec.get("sha256") == mine["sha256"]
+        if rec.get("sha256")
+        else all(rec.get(k) in (None, mine[k]) for k in ("n_train", "n_test"))
+    )
+    if not same:
+        raise DataError(
+            f"{folder} was trained on other data than {data.name} ({data.path}); a run resumes "
+            "on its own data only: leave out the data options, or start a new run",
+            field="dataset",
+        )

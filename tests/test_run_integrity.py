@@ -1,0 +1,219 @@
+"""A run never ends in a state that lies about itself: refused resumes change nothing,
+interrupted extensions finish, other data is refused, overwrite starts empty, one trainer
+per folder, and leftovers of a kill -9 are cleaned. Each test checks the bytes of the run's
+files before and after (deepae.run.pipeline, resume, files)."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from deepae import run
+from deepae.errors import ConfigError, DataError, DeepAEError, RunError
+from deepae.run import files
+
+CLI = [sys.executable, "-m", "deepae.cli"]
+WATCHED = ("run.json", "history.csv", "model.safetensors", "config.json", "checkpoint.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist_small):
+    """400 training and 100 validation digits: an epoch is 13 steps."""
+    return dataclasses.replace(
+        mnist_small, x_train=mnist_small.x_train[:400], y_train=mnist_small.y_train[:400],
+        x_test=mnist_small.x_test[:100], y_test=mnist_small.y_test[:100],
+    )  # fmt: skip
+
+
+def start(runs_dir, name, data, **options):
+    options = {"epochs": 2, "latent_activation": "linear", "device": "cpu", **options}
+    return run.start(runs_dir, name, data=data, log=lambda _: None, progress=False,
+                     evaluate=False, **options)  # fmt: skip
+
+
+def snapshot(folder):
+    return {n: (folder / n).read_bytes() for n in WATCHED if (folder / n).exists()}
+
+
+def status(folder):
+    return json.loads((folder / "run.json").read_text())
+
+
+@pytest.fixture
+def done(tmp_path, tiny):
+    """A complete 2-epoch run, and its files' bytes."""
+    start(tmp_path, "r", tiny)
+    return tmp_path / "r"
+
+
+# -- 1. a refused resume changes nothing -----------------------------------------------------
+
+
+def test_resume_with_images_of_another_size_is_refused_and_changes_nothing(done, tmp_path):
+    before = snapshot(done)
+    other = tmp_path / "other14x14.npz"
+    rng = np.random.default_rng(0)
+    np.savez(other, images=rng.integers(0, 256, (60, 14, 14), np.uint8))
+    proc = subprocess.run(
+        [*CLI, "train", "--resume", str(done), "--epochs", "3", "--dataset", str(other)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert snapshot(done) == before  # run.json still says complete, with its own data
+    assert status(done)["status"] == "complete"
+
+
+def test_a_failed_checkpoint_write_leaves_history_and_model_behind_nothing(done, tiny, monkeypatch):
+    # A full disk while extending: the checkpoint is written first, so when it fails,
+    # history.csv is not ahead of the model (it used to gain the epoch the model lacked).
+    before = snapshot(done)
+
+    def full_disk(*args, **kwargs):
+        raise DeepAEError("cannot write checkpoint.safetensors: No space left on device")
+
+    monkeypatch.setattr(run.pipeline.checkpoint, "save", full_disk)
+    with pytest.raises(DeepAEError, match="No space left"):
+        run.resume(done, tiny, epochs=3, log=lambda _: None, progress=False, evaluate=False)
+    after = snapshot(done)
+    assert after["history.csv"] == before["history.csv"]
+    assert after["model.safetensors"] == before["model.safetensors"]
+    assert after["checkpoint.safetensors"] == before["checkpoint.safetensors"]
+    monkeypatch.undo()
+    result = run.resume(done, tiny, log=lambda _: None, progress=False, evaluate=False)
+    assert result.metrics["epochs"] == 3 and status(done)["epochs_done"] == 3
+
+
+# -- 2. an interrupted extension finishes every epoch ----------------------------------------
+
+
+def test_interrupted_extension_then_plain_resume_finishes_all_epochs(done, tiny):
+    polls = {"n": 0}
+
+    def stop_in_epoch_4():  # 13 steps an epoch: epoch 3 runs polls 1-13, epoch 4 from 14
+        polls["n"] += 1
+        return polls["n"] > 13 + 5
+
+    quiet = {"log": lambda _: None, "progress": False, "evaluate": False}
+    result = run.resume(done, tiny, epochs=5, stop=stop_in_epoch_4, **quiet)
+    assert result.interrupted
+    assert (status(done)["epochs_done"], status(done)["step"], status(done)["epochs"]) == (3, 5, 5)
+    result = run.resume(done, tiny, **quiet)  # no --epochs: the run's own target, 5
+    assert not result.interrupted and result.metrics["epochs"] == 5
+    assert (status(done)["status"], status(done)["epochs_done"]) == ("complete", 5)
+    assert len(run.read_history(done)) == 5
+    saved = json.loads((done / "config.json").read_text())["train"]
+    assert saved["epochs"] == 5  # config.json agrees with the run it describes
+
+
+def test_resume_below_the_epochs_done_is_refused(done):
+    before = snapshot(done)
+    proc = subprocess.run([*CLI, "train", "--resume", str(done), "--epochs", "1"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "below the 2 epochs" in proc.stderr
+    assert snapshot(done) == before
+
+
+# -- 3. resume with other data is refused ----------------------------------------------------
+
+
+@pytest.mark.parametrize("n_train", [300, 500])  # smaller and larger than the run's 400
+def test_resume_on_other_data_of_the_same_shape_is_refused(done, tiny, mnist_small, n_train):
+    other = dataclasses.replace(tiny, x_train=mnist_small.x_train[:n_train],
+                                y_train=mnist_small.y_train[:n_train])  # fmt: skip
+    before = snapshot(done)
+    with pytest.raises(DataError, match="trained on other data"):
+        run.resume(done, other, epochs=3, log=lambda _: None, progress=False)
+    assert snapshot(done) == before
+
+
+def test_resume_on_its_own_data_reloaded_from_the_record_works(tmp_path):
+    # The run's data record (name, load arguments, SHA-256) is enough to reload it.
+    fixture = "tests/fixtures/mnist-small.npz"
+    args = ["--dataset", fixture, "--epochs", "1", "--runs-dir", str(tmp_path), "--name", "a"]
+    common = ["--no-evaluate", "--no-progress", "--latent-activation", "linear"]
+    assert subprocess.run([*CLI, "train", *args, *common], capture_output=True,
+                          timeout=300).returncode == 0  # fmt: skip
+    proc = subprocess.run([*CLI, "train", "--resume", str(tmp_path / "a"), "--epochs", "2",
+                           "--no-progress", "--no-evaluate"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert status(tmp_path / "a")["epochs_done"] == 2
+
+
+# -- 4. --overwrite starts from an empty folder ----------------------------------------------
+
+
+def test_overwrite_leaves_nothing_of_the_old_run(done, tiny):
+    (done / "evaluation.json").write_text('{"split": "test", "stale": true}')
+    (done / "notes.txt").write_text("old")
+    old_checkpoint = (done / "checkpoint.safetensors").read_bytes()
+    result = start(done.parent, done.name, tiny, overwrite=True, epochs=1,
+                   stop=lambda: True)  # fmt: skip
+    assert result.interrupted  # stopped before its first step
+    names = {p.name for p in done.iterdir()} - {files.LOCK_FILE}
+    assert "evaluation.json" not in names and "notes.txt" not in names
+    assert (done / "checkpoint.safetensors").read_bytes() != old_checkpoint
+    assert (status(done)["epochs"], status(done)["epochs_done"]) == (1, 0)
+
+
+def test_without_overwrite_an_existing_run_is_refused(done, tiny):
+    before = snapshot(done)
+    with pytest.raises(ConfigError, match="already exists"):
+        start(done.parent, done.name, tiny)
+    assert snapshot(done) == before
+
+
+# -- 5. one trainer per run folder -----------------------------------------------------------
+
+
+def test_the_lock_is_exclusive_and_released(tmp_path):
+    with files.locked(tmp_path / "r"):  # noqa: SIM117 (the inner lock must be tried inside)
+        with pytest.raises(RunError, match="another deepae process is training"):
+            with files.locked(tmp_path / "r"):
+                pass
+    with files.locked(tmp_path / "r"):  # released when the first one ended
+        pass
+
+
+def test_a_second_training_with_the_same_name_gets_one_line_and_exit_2(tmp_path):
+    fixture = "tests/fixtures/mnist-small.npz"
+    args = [*CLI, "train", "--dataset", fixture, "--runs-dir", str(tmp_path), "--name", "same",
+            "--no-progress", "--no-evaluate", "--overwrite"]  # fmt: skip
+    first = subprocess.Popen([*args, "--epochs", "200"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "same" / "history.csv").exists():  # training has started
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        before = snapshot(tmp_path / "same")
+        second = subprocess.run([*args, "--epochs", "1"], capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert second.returncode == 2
+        assert second.stderr.count("\n") == 1 and "another deepae process" in second.stderr
+        assert snapshot(tmp_path / "same")["config.json"] == before["config.json"]
+        assert first.poll() is None  # the first one goes on
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+
+
+# -- 6. leftovers of a kill -9 are cleaned up on resume --------------------------------------
+
+
+def test_resume_removes_leftover_temporary_files(tmp_path, tiny):
+    result = start(tmp_path, "r", tiny, epochs=2, stop=lambda: True)
+    assert result.interrupted
+    folder = tmp_path / "r"
+    leftovers = [".checkpoint.safetensors.k2j3h4.tmp", ".latent.png.x8y9.tmp.png"]
+    for name in leftovers:
+        (folder / name).write_bytes(b"half a file")
+    (folder / ".notes").write_text("not ours")  # hidden, but not a temporary of deepae's
+    run.resume(folder, tiny, log=lambda _: None, progress=False, evaluate=False)
+    names = {p.name for p in folder.iterdir()}
+    assert not names & set(leftovers) and ".notes" in names
