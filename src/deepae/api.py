@@ -5,6 +5,7 @@ command line all use.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class Autoencoder:
         self.history: list[train.EpochRecord] = []
         self.train_state = train.TrainState()
         self.trainer: train.Trainer | None = None
+        self._graph_key: tuple[str, int] | None = None  # the neighbour graph of the last fit
+        self._graph_cache = None
 
     # -- training -----------------------------------------------------------------------
 
@@ -74,7 +77,7 @@ class Autoencoder:
         x_val = None
         if validation_data is not None:
             x_val = self._as_input(validation_data, "validation_data")
-        trainer = self.trainer_for(len(x_train))
+        trainer = self.trainer_for(x_train, log=print if verbose else None)
 
         def report(record: train.EpochRecord, state: train.TrainState) -> None:
             if verbose:
@@ -89,15 +92,31 @@ class Autoencoder:
         self.history = self.train_state.history
         return self.history
 
-    def trainer_for(self, n_train: int) -> train.Trainer:
-        """The trainer (optimizer state included) for `n_train` images; built on first use
-        and rebuilt, keeping the optimizer state, when the training config changed."""
+    def trainer_for(self, x: Any, *, log: Callable[[str], None] | None = None) -> train.Trainer:
+        """The trainer (optimizer state included) for training images x; built on first use
+        and rebuilt, keeping the optimizer state, when the training config or the number of
+        images changed. With a neighbour loss it gets the images' graph (built or taken from
+        the cache, deepae.neighbours; `log` hears about it)."""
+        x_train = x if isinstance(x, torch.Tensor) else self._as_input(x, "x")
+        n_train = len(x_train)
         trainer = self.trainer
         if trainer is None or trainer.cfg != self.train_config or trainer.n_train != n_train:
-            self.trainer = train.Trainer(self.net, self.train_config, n_train)
+            graph = self._graph(x_train, log) if self.train_config.neighbour_weight else None
+            self.trainer = train.Trainer(self.net, self.train_config, n_train, graph=graph)
             if trainer is not None and self.train_state.epoch:
                 self.trainer.load_state_dict(trainer.state_dict())
         return self.trainer
+
+    def _graph(self, x_train: torch.Tensor, log):
+        from deepae import neighbours
+
+        flat = x_train.cpu().numpy()  # (N, D) float32 in [0, 1]
+        key = hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
+        k = self.train_config.neighbours
+        if self._graph_key != (key, k):
+            self._graph_cache = neighbours.graph_for(flat, k, key, log=log)
+            self._graph_key = (key, k)
+        return self._graph_cache
 
     # -- the verbs ----------------------------------------------------------------------
 

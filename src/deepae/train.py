@@ -96,7 +96,7 @@ def make_schedule(opt, cfg: TrainConfig, total_steps: int):
 class Trainer:
     """Owns the optimizer and the engine for one net; `fit` drives it epoch by epoch."""
 
-    def __init__(self, net: AutoencoderNet, cfg: TrainConfig, n_train: int):
+    def __init__(self, net: AutoencoderNet, cfg: TrainConfig, n_train: int, graph=None):
         if cfg.loss == "bce" and net.config.output_activation != "sigmoid":
             raise ConfigError(
                 "loss 'bce' needs output_activation 'sigmoid'; use loss 'mse'", field="loss"
@@ -106,8 +106,12 @@ class Trainer:
         self.net = net.to(self.device)
         self.n_train = n_train
         self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+        self.neighbour = _neighbour_loss(cfg, graph, n_train)
+        if self.neighbour is not None and cfg.engine == "fused":
+            raise ConfigError("the fused engine has no neighbour loss; use engine 'autograd' "
+                              "(or 'auto') with neighbour_weight > 0", field="engine")  # fmt: skip
         use_fused = cfg.engine == "fused" or (
-            cfg.engine == "auto" and fused.supports(net, cfg.loss)
+            cfg.engine == "auto" and self.neighbour is None and fused.supports(net, cfg.loss)
         )
         self.engine = fused.FusedDenseEngine(net, cfg.loss) if use_fused else None
         params = [self.engine.flat] if self.engine else list(net.parameters())
@@ -137,13 +141,10 @@ class Trainer:
         """
         from tqdm.auto import tqdm
 
-        n, dim = x.shape
-        bs = self.cfg.batch_size
-        order = _epoch_order(n, self.cfg, epoch).to(self.device)
+        step_fn = self._epoch_plan(x, epoch)
         if losses is None:
             losses = torch.zeros(self.steps_per_epoch, device=self.device)
         losses = losses.to(self.device)
-        batch = torch.empty(0, device=self.device)
         self.net.train()
         # disable=None: a bar only on a terminal, never in logs
         bar = tqdm(
@@ -161,11 +162,7 @@ class Trainer:
             while step < self.steps_per_epoch:
                 if stop is not None and stop():
                     break
-                idx = order[step * bs : (step + 1) * bs]
-                if batch.shape[0] != idx.shape[0]:
-                    batch = x.new_empty(idx.shape[0], dim)
-                torch.index_select(x, 0, idx, out=batch)  # (B, D)
-                losses[step] = self._step(batch)
+                losses[step] = step_fn(step)
                 step += 1
                 if step % check_every == 0 or step == self.steps_per_epoch:
                     _check_finite(losses, step - 1, check_every, epoch)
@@ -176,6 +173,43 @@ class Trainer:
             bar.close()
         _check_finite(losses, step - 1, check_every, epoch)
         return step, losses
+
+    def _epoch_plan(self, x: torch.Tensor, epoch: int) -> Callable[[int], torch.Tensor]:
+        """step -> that step's summed loss, for epoch `epoch` of x (N, D): batches of the
+        epoch's shuffle, or (with a neighbour loss) the epoch's sampled edges."""
+        bs = self.cfg.batch_size
+        if self.neighbour is not None:
+            edges = self.neighbour.epoch_edges(epoch, self.steps_per_epoch, bs)
+            heads, tails, negatives = (t.to(self.device) for t in edges)
+            return lambda s: self._neighbour_step(x, heads[s], tails[s], negatives[s])
+        order = _epoch_order(len(x), self.cfg, epoch).to(self.device)
+        buffers: dict[int, torch.Tensor] = {}
+
+        def plain_step(s: int) -> torch.Tensor:
+            idx = order[s * bs : (s + 1) * bs]
+            if len(idx) not in buffers:  # the last batch of an epoch may be smaller
+                buffers[len(idx)] = x.new_empty(len(idx), x.shape[1])
+            batch = torch.index_select(x, 0, idx, out=buffers[len(idx)])  # (B, D)
+            return self._step(batch)
+
+        return plain_step
+
+    def _neighbour_step(self, x, head, tail, negatives) -> torch.Tensor:
+        """One step of reconstruction + neighbour_weight * UMAP loss on a batch of edges:
+        head, tail (B,) image indices; negatives (R*B,) positions in the batch."""
+        x_head, x_tail = x[head], x[tail]  # (B, D) each
+        z = self.net.encoder(torch.cat([x_head, x_tail]))  # (2B, latent)
+        z_head, z_tail = z[: len(head)], z[len(head) :]
+        # Reconstruction of the heads only: every image is a head as often as its edges
+        # weigh, and decoding the tails too would double the decoder's cost for no gain.
+        loss = self.loss_fn(self.net.decoder.logits(z_head), x_head)
+        loss = loss + self.cfg.neighbour_weight * self.neighbour(z_head, z_tail, negatives)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss.detach() * x_head.numel()
 
     def _step(self, batch: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:
@@ -269,6 +303,21 @@ def _epoch_order(n: int, cfg: TrainConfig, epoch: int) -> torch.Tensor:
     # A fresh CPU generator per (seed, epoch): device-independent and resumable.
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=gen)
+
+
+def _neighbour_loss(cfg: TrainConfig, graph, n_train: int):
+    if cfg.neighbour_weight == 0:
+        return None
+    from deepae.neighbours import NeighbourLoss
+
+    if graph is None or graph.n_images != n_train:
+        raise ConfigError(
+            "neighbour_weight > 0 needs the neighbour graph of the training images "
+            "(deepae.neighbours.graph_for); Autoencoder.fit builds it",
+            field="neighbour_weight",
+        )
+    return NeighbourLoss(graph, min_dist=cfg.min_dist, negative_rate=cfg.negative_rate,
+                         seed=cfg.seed)  # fmt: skip
 
 
 def _check_finite(losses: torch.Tensor, step: int, window: int, epoch: int) -> None:

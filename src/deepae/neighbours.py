@@ -1,0 +1,249 @@
+"""Neighbour maps: UMAP's graph of the training images and the loss that keeps it in 2-D.
+
+A plane that separates the digits needs to know which images are neighbours. UMAP
+(McInnes, Healy & Melville 2018) builds a fuzzy graph of the k nearest neighbours and
+lays it out so that linked images land close and unlinked ones apart; Parametric UMAP
+(Sainburg, McInnes & Gentner 2021) trains an encoder to do so, and with a reconstruction
+loss beside it (their UMAP/AE) the decoder comes for free. deepae does the latter with a
+dense autoencoder:
+
+- the graph is umap-learn's own: pynndescent's approximate k nearest neighbours, then
+  `fuzzy_simplicial_set`; it is built once per dataset and parameters and cached as plain
+  arrays (never pickle), verified by SHA-256 on every use;
+- each training step samples edges in proportion to their weight, encodes both ends,
+  pulls linked codes together and pushes each head away from `negative_rate` tails of
+  other edges in the batch (in-batch negatives, as Parametric UMAP does), with UMAP's
+  curve q(d) = 1 / (1 + a d^(2b)), a and b from `find_ab_params(1.0, min_dist)`.
+
+umap-learn is an optional dependency: `pip install 'deepae[umap]'`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepae import fsio
+from deepae.data import cache_root
+from deepae.data.arrays import open_npz
+from deepae.errors import ConfigError, DataError, DeepAEError, MissingExtraError
+
+GRAPH_VERSION = 1  # part of the cache key: bump when the graph's making changes
+GRAPH_SEED = 0  # the graph is a property of the data, not of a training seed
+CACHE_SUBDIR = "graphs"
+SPREAD = 1.0  # UMAP's default spread, with min_dist the shape of q(d)
+DIST_EPS = 1e-4  # keeps log(d^2) finite for codes that coincide
+EXACT_BELOW = 4096  # fewer images: exact neighbours from all distances, as umap-learn does
+
+Log = Callable[[str], None]
+
+
+def require_umap():
+    """umap-learn's `umap.umap_` module; MissingExtraError saying what to install if it is
+    missing."""
+    try:
+        with warnings.catch_warnings():
+            # umap/__init__ warns when TensorFlow (for its ParametricUMAP) is absent: we use
+            # only its graph functions, which do not need it.
+            warnings.simplefilter("ignore", ImportWarning)
+            import pynndescent  # noqa: F401
+            import umap.umap_ as umap_
+    except ImportError:
+        raise MissingExtraError(
+            "neighbour maps (neighbour_weight > 0, the umap2d preset) need umap-learn; "
+            "install it with: pip install 'deepae[umap]'"
+        ) from None
+    return umap_
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """UMAP's fuzzy graph as edge lists: head (E,), tail (E,) int64 image indices and
+    weight (E,) float32 in (0, 1]; `sha256` identifies it (checkpoints record it)."""
+
+    head: np.ndarray
+    tail: np.ndarray
+    weight: np.ndarray
+    n_neighbors: int
+    n_images: int
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.head)
+
+
+def curve_params(min_dist: float) -> tuple[float, float]:
+    """UMAP's a, b for `min_dist` (spread 1): q(d) = 1 / (1 + a d^(2b)) fitted to
+    exp(-(d - min_dist)) beyond min_dist; min_dist 0.1 gives a = 1.577, b = 0.895."""
+    a, b = require_umap().find_ab_params(SPREAD, min_dist)
+    return float(a), float(b)
+
+
+# -- the graph -----------------------------------------------------------------------------
+
+
+def build_graph(x: np.ndarray, n_neighbors: int, *, log: Log | None = None) -> Graph:
+    """UMAP's fuzzy simplicial set of images x (N, D) float32 in [0, 1] (Euclidean).
+
+    pynndescent finds the approximate k nearest neighbours (seeded, so the same data gives
+    the same graph); umap-learn's fuzzy_simplicial_set turns them into edge weights."""
+    fuzzy_simplicial_set = require_umap().fuzzy_simplicial_set
+    from pynndescent import NNDescent
+
+    n = len(x)
+    check_neighbours(n_neighbors, n)
+    log = log or _quiet
+    log(f"building the neighbour graph of {n:,} images (k={n_neighbors}) ...")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rng = np.random.RandomState(GRAPH_SEED)
+    if n < EXACT_BELOW:  # umap-learn's own rule (UMAP.fit, `_small_data`): exact distances
+        from sklearn.metrics import pairwise_distances
+
+        graph, _, _ = fuzzy_simplicial_set(pairwise_distances(x), n_neighbors, rng, "precomputed")
+    else:
+        knn = NNDescent(x, n_neighbors=n_neighbors, metric="euclidean",
+                        random_state=GRAPH_SEED, n_jobs=1, low_memory=True)  # fmt: skip
+        indices, distances = knn.neighbor_graph
+        graph, _, _ = fuzzy_simplicial_set(x, n_neighbors, rng, "euclidean",
+                                           knn_indices=indices, knn_dists=distances)  # fmt: skip
+    coo = graph.tocoo()
+    keep = coo.data > 0
+    head, tail = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64)
+    weight = coo.data[keep].astype(np.float32)
+    return Graph(head, tail, weight, n_neighbors, n, _arrays_sha256(head, tail, weight))
+
+
+def check_neighbours(n_neighbors: int, n_images: int) -> None:
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 2:
+        raise ConfigError(f"neighbours must be an integer >= 2, got {n_neighbors!r}",
+                          field="neighbours")  # fmt: skip
+    if n_neighbors >= n_images:
+        raise ConfigError(
+            f"neighbours {n_neighbors} needs more training images than the {n_images} given; "
+            "use fewer neighbours or more images",
+            field="neighbours",
+        )
+
+
+def graph_for(
+    x: np.ndarray,
+    n_neighbors: int,
+    data_key: str,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    log: Log | None = None,
+) -> Graph:
+    """The graph of images x (N, D), from the cache when it holds a verified copy for the
+    same data (`data_key`, e.g. its SHA-256) and parameters; else built and cached.
+
+    A cache entry that is missing, corrupt or for other data is rebuilt, never trusted."""
+    log = log or _quiet
+    key = hashlib.sha256(
+        json.dumps([GRAPH_VERSION, data_key, n_neighbors, GRAPH_SEED, len(x)]).encode()
+    ).hexdigest()[:32]
+    folder = cache_root(cache_dir) / CACHE_SUBDIR
+    cached = _read_cache(folder, key, n_neighbors, len(x), log)
+    if cached is not None:
+        return cached
+    graph = build_graph(x, n_neighbors, log=log)
+    _write_cache(folder, key, graph, data_key, log)
+    return graph
+
+
+def _read_cache(folder: Path, key: str, n_neighbors: int, n: int, log: Log) -> Graph | None:
+    meta_path, npz_path = folder / f"{key}.json", folder / f"{key}.npz"
+    try:
+        meta = fsio.read_json(meta_path)
+        if meta is None or not npz_path.exists():
+            return None
+        with open_npz(npz_path) as npz:
+            head, tail, weight = (npz[k] for k in ("head", "tail", "weight"))
+        if not isinstance(meta, dict) or meta.get("sha256") != _arrays_sha256(head, tail, weight):
+            raise DataError("its arrays do not match their recorded SHA-256")
+        if meta.get("n_images") != n or meta.get("n_neighbors") != n_neighbors:
+            raise DataError("it was made for other data or parameters")
+        if len(head) and (head.max() >= n or tail.max() >= n or head.min() < 0):
+            raise DataError("it links images that do not exist")
+    except (DeepAEError, KeyError, ValueError) as e:
+        log(f"rebuilding the neighbour graph: the cached one in {folder} is unusable ({e})")
+        return None
+    return Graph(head, tail, weight, n_neighbors, n, meta["sha256"])
+
+
+def _write_cache(folder: Path, key: str, graph: Graph, data_key: str, log: Log) -> None:
+    try:
+        with fsio.atomic_path(folder / f"{key}.npz", suffix=".npz") as tmp:
+            np.savez(tmp, head=graph.head, tail=graph.tail, weight=graph.weight)
+        meta = {
+            "version": GRAPH_VERSION, "data": data_key, "n_neighbors": graph.n_neighbors,
+            "n_images": graph.n_images, "edges": len(graph), "sha256": graph.sha256,
+        }  # fmt: skip
+        fsio.write_json(folder / f"{key}.json", meta)  # last: it makes the entry valid
+    except DeepAEError as e:  # a read-only cache only costs time next run
+        log(f"warning: not caching the neighbour graph ({e})")
+
+
+def _arrays_sha256(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape};".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()
+
+
+# -- the loss ------------------------------------------------------------------------------
+
+
+class NeighbourLoss:
+    """Samples edges for an epoch and scores codes against the graph.
+
+    Edges are drawn with replacement in proportion to their weight, from a CPU generator
+    seeded with (seed, epoch) like the shuffle, so a resumed run draws the same edges."""
+
+    def __init__(self, graph: Graph, *, min_dist: float, negative_rate: int, seed: int):
+        self.graph = graph
+        self.a, self.b = curve_params(min_dist)
+        self.log_a = math.log(self.a)
+        self.negative_rate = negative_rate
+        self.seed = seed
+        # Copies: arrays read from the cache are read-only, and torch wants to own them.
+        self._weight = torch.tensor(graph.weight)
+        self._head = torch.tensor(graph.head)
+        self._tail = torch.tensor(graph.tail)
+
+    def epoch_edges(self, epoch: int, steps: int, batch: int):
+        """(heads, tails) (steps, batch) int64 image indices and negatives
+        (steps, negative_rate * batch) int64 positions within each batch."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 7)
+        picks = torch.multinomial(self._weight, steps * batch, replacement=True, generator=gen)
+        negatives = torch.randint(0, batch, (steps, self.negative_rate * batch), generator=gen)
+        return (self._head[picks].view(steps, batch), self._tail[picks].view(steps, batch),
+                negatives)  # fmt: skip
+
+    def __call__(self, z_head: torch.Tensor, z_tail: torch.Tensor,
+                 negatives: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """UMAP's cross-entropy of codes z_head, z_tail (B, d) of linked images, and of
+        z_head against z_tail[negatives] (R*B,): mean over the B * (1 + R) pairs."""
+        repeats = self.negative_rate
+        d2_pos = (z_head - z_tail).pow(2).sum(1)  # (B,)
+        d2_neg = (z_head.repeat(repeats, 1) - z_tail[negatives]).pow(2).sum(1)  # (R*B,)
+        # With t = log(a d^(2b)): q = sigmoid(-t), -log q = softplus(t), -log(1-q) = softplus(-t)
+        t_pos = self.log_a + self.b * torch.log(d2_pos + DIST_EPS)
+        t_neg = self.log_a + self.b * torch.log(d2_neg + DIST_EPS)
+        total = nn.functional.softplus(t_pos).sum() + nn.functional.softplus(-t_neg).sum()
+        return total / (len(z_head) * (1 + repeats))
+
+
+def _quiet(message: str) -> None:
+    """The default `log`: the library prints nothing."""

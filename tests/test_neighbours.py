@@ -1,0 +1,148 @@
+"""deepae.neighbours: UMAP's graph (against umap-learn's own), its cache, the loss (against a
+hand computation), and training with it (a better map than a plain autoencoder's)."""
+
+import dataclasses
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepae import neighbours, run
+from deepae.config import ModelConfig, TrainConfig
+from deepae.data import flatten_images
+from deepae.errors import ConfigError, MissingExtraError
+
+
+@pytest.fixture(scope="module")
+def x300(mnist_small):
+    return flatten_images(mnist_small.x_train[:300])  # (300, 784)
+
+
+# -- the loss --------------------------------------------------------------------------------
+
+
+def test_loss_against_a_hand_computation():
+    a, b = neighbours.curve_params(0.1)
+    assert (a, b) == pytest.approx((1.577, 0.895), abs=1e-3)  # umap-learn's, for min_dist 0.1
+    graph = neighbours.Graph(np.array([0]), np.array([1]), np.array([1.0], np.float32), 2, 2, "")
+    loss = neighbours.NeighbourLoss(graph, min_dist=0.1, negative_rate=2, seed=0)
+    z_head = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    z_tail = torch.tensor([[3.0, 4.0], [1.0, 0.5]])
+    negatives = torch.tensor([1, 0, 0, 0])  # heads repeated twice: (h0,t1) (h1,t0) (h0,t0) (h1,t0)
+
+    def q(d):  # UMAP's curve, straight from its definition
+        return 1.0 / (1.0 + a * d ** (2 * b))
+
+    eps = neighbours.DIST_EPS
+    dist = lambda u, v: math.sqrt((u[0] - v[0]) ** 2 + (u[1] - v[1]) ** 2 + eps)  # noqa: E731
+    h, t = z_head.tolist(), z_tail.tolist()
+    attract = -math.log(q(dist(h[0], t[0]))) - math.log(q(dist(h[1], t[1])))
+    pairs = [(h[0], t[1]), (h[1], t[0]), (h[0], t[0]), (h[1], t[0])]
+    repel = sum(-math.log(1 - q(dist(u, v))) for u, v in pairs)
+    expected = (attract + repel) / (2 * (1 + 2))
+    assert loss(z_head, z_tail, negatives).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_edges_are_drawn_by_weight_and_reproducibly():
+    weight = np.array([0.1, 0.9, 0.0001], np.float32)
+    graph = neighbours.Graph(np.array([0, 1, 2]), np.array([1, 2, 0]), weight, 2, 3, "")
+    loss = neighbours.NeighbourLoss(graph, min_dist=0.1, negative_rate=3, seed=4)
+    heads, tails, negatives = loss.epoch_edges(epoch=2, steps=50, batch=200)
+    share = np.bincount(heads.numpy().ravel(), minlength=3) / heads.numel()
+    np.testing.assert_allclose(share, weight / weight.sum(), atol=0.01)
+    assert negatives.shape == (50, 600) and negatives.max() < 200
+    again = loss.epoch_edges(epoch=2, steps=50, batch=200)
+    assert all(torch.equal(u, v) for u, v in zip((heads, tails, negatives), again, strict=True))
+    assert not torch.equal(heads, loss.epoch_edges(epoch=3, steps=50, batch=200)[0])
+
+
+# -- the graph -------------------------------------------------------------------------------
+
+
+def test_graph_equals_umap_learns_own(x300):
+    from sklearn.metrics import pairwise_distances
+
+    fuzzy_simplicial_set = neighbours.require_umap().fuzzy_simplicial_set
+    ours = neighbours.build_graph(x300, 15)
+    # What UMAP.fit itself does with fewer than 4,096 points: all pairwise distances.
+    rng = np.random.RandomState(0)
+    theirs, _, _ = fuzzy_simplicial_set(pairwise_distances(x300), 15, rng, "precomputed")
+    ours_dense = np.zeros((300, 300), np.float32)
+    ours_dense[ours.head, ours.tail] = ours.weight
+    np.testing.assert_allclose(ours_dense, theirs.toarray(), atol=1e-6)
+    assert ours.n_images == 300 and len(ours) == theirs.nnz
+
+
+def test_cache_hit_miss_and_corruption(x300, tmp_path, monkeypatch):
+    logs = []
+    first = neighbours.graph_for(x300, 10, "key-a", cache_dir=tmp_path, log=logs.append)
+    built = neighbours.build_graph
+    monkeypatch.setattr(neighbours, "build_graph", lambda *a, **k: pytest.fail("rebuilt"))
+    hit = neighbours.graph_for(x300, 10, "key-a", cache_dir=tmp_path, log=logs.append)
+    assert hit.sha256 == first.sha256 and np.array_equal(hit.weight, first.weight)
+    monkeypatch.setattr(neighbours, "build_graph", built)
+    (npz,) = (tmp_path / "graphs").glob("*.npz")
+    raw = bytearray(npz.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte inside the stored arrays
+    npz.write_bytes(bytes(raw))
+    again = neighbours.graph_for(x300, 10, "key-a", cache_dir=tmp_path, log=logs.append)
+    assert again.sha256 == first.sha256  # rebuilt, and the same graph
+    assert any("rebuilding the neighbour graph" in m for m in logs)
+    other = neighbours.graph_for(x300, 11, "key-a", cache_dir=tmp_path, log=logs.append)
+    assert other.n_neighbors == 11 and len(list((tmp_path / "graphs").glob("*.npz"))) == 2
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, phrase",
+    [
+        ("neighbour_weight", -1.0, "neighbour_weight must be a number >= 0"),
+        ("neighbours", 1, "neighbours must be at least 2"),
+        ("min_dist", 2.0, "min_dist must lie in"),
+        ("negative_rate", 0, "negative_rate must be positive"),
+    ],
+)
+def test_bad_neighbour_settings_name_their_field(field, value, phrase):
+    with pytest.raises(ConfigError, match=phrase) as err:
+        TrainConfig(**{field: value})
+    assert err.value.field == field
+
+
+def test_more_neighbours_than_images_is_refused(x300):
+    with pytest.raises(ConfigError, match="neighbours 300 needs more training images"):
+        neighbours.build_graph(x300, 300)
+
+
+def test_without_umap_learn_one_line_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # an import of umap now fails
+    with pytest.raises(MissingExtraError, match=r"pip install 'deepae\[umap\]'"):
+        neighbours.require_umap()
+
+
+# -- training with it ------------------------------------------------------------------------
+
+
+def test_resume_with_a_neighbour_loss_is_bit_identical(mnist_small, tmp_path):
+    data = dataclasses.replace(mnist_small, x_train=mnist_small.x_train[:600],
+                               y_train=mnist_small.y_train[:600])  # fmt: skip
+    model = ModelConfig(hidden_sizes=(64,), latent_activation="linear")
+    train = TrainConfig(epochs=2, batch_size=64, neighbour_weight=2.0, device="cpu")
+    quiet = dict(log=lambda _: None, progress=False, evaluate=False)
+    run.train_run(tmp_path / "a", model, train, data, **quiet)
+    polls = {"n": 0}
+
+    def stop_mid_epoch_2():  # 10 steps an epoch
+        polls["n"] += 1
+        return polls["n"] > 14
+
+    assert run.train_run(
+        tmp_path / "b", model, train, data, stop=stop_mid_epoch_2, **quiet
+    ).interrupted
+    run.resume(tmp_path / "b", data, **quiet)
+    a, b = (load_file(tmp_path / r / "model.safetensors") for r in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
