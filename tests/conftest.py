@@ -5,6 +5,20 @@ from pathlib import Path
 
 import pytest
 
+# deepae.plots draws pyplot figures; tests only save them, on any machine.
+os.environ.setdefault("MPLBACKEND", "agg")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the pyplot figures a test drew and did not save (deepae.run.save_figure
+    closes its own): pyplot warns past 20 open figures, and warnings are errors here."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
 
 @pytest.fixture(scope="session")
 def mnist():

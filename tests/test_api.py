@@ -92,3 +92,33 @@ def test_summary_prints_and_returns_the_table(capsys):
     text = Autoencoder().summary()
     assert capsys.readouterr().out.strip() == text.strip()
     assert "dense_4 (Dense)" in text and "25872" in text
+
+
+# -- figures from the model: pyplot figures, or drawn into the caller's axes ---------------
+
+
+def test_plot_helpers_draw_what_the_verbs_compute(ae, mnist_small):
+    import matplotlib.pyplot as plt
+
+    x, y = mnist_small.x_test[:300], mnist_small.y_test[:300]
+    fig = ae.plot_latent(x, y)
+    assert plt.fignum_exists(fig.number)  # pyplot's: a notebook shows it, plt.show() too
+    offsets = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_array_equal(np.asarray(offsets), ae.encode(x))
+    own, axes = plt.subplots(1, 2)
+    assert ae.plot_latent(x, y, ax=axes[1]) is own and axes[1].get_legend() is not None
+    # Without x, the manifold spans the codes of the images the model was fit on.
+    grid = ae.plot_manifold().axes[0].images[0].get_array()
+    again = ae.plot_manifold(mnist_small.x_train[:1000]).axes[0].images[0].get_array()
+    np.testing.assert_array_equal(grid, again)
+    fig = ae.plot_reconstructions(x[:25], y[:25])  # 25 images: 3 blocks of 10 columns
+    shown = [a for a in fig.axes if a.images]
+    assert len(fig.axes) == 3 * 2 * 10 and len(shown) == 50
+    recon = ae.reconstruct(x[:1])[0]  # row 2 of block 1: the reconstructions
+    np.testing.assert_allclose(shown[10].images[0].get_array(), recon, atol=1e-6)
+
+
+def test_plot_manifold_needs_images_before_any_fit():
+    with pytest.raises(ConfigError) as e:
+        Autoencoder().plot_manifold()
+    assert e.value.field == "x"

@@ -20,6 +20,10 @@ from deepae._version import __version__
 # public name -> module that defines it
 _EXPORTS = {
     "Autoencoder": "deepae.api",
+    "History": "deepae.callbacks",
+    "Callback": "deepae.callbacks",
+    "EarlyStopping": "deepae.callbacks",
+    "CSVLogger": "deepae.callbacks",
     "ModelConfig": "deepae.config",
     "TrainConfig": "deepae.config",
     "load_mnist": "deepae.data",
@@ -34,6 +38,10 @@ _EXPORTS = {
 
 __all__ = [
     "Autoencoder",
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "History",
     "ConfigError",
     "DataError",
     "DeepAEError",
@@ -49,6 +57,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from deepae.api import Autoencoder
+    from deepae.callbacks import Callback, CSVLogger, EarlyStopping, History
     from deepae.config import ModelConfig, TrainConfig
     from deepae.data import load_dataset, load_mnist
     from deepae.errors import (

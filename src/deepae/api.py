@@ -1,12 +1,16 @@
 """`Autoencoder`: the Python face of deepae. NumPy in, NumPy out; the model speaks in
 verbs (`fit`, `encode`, `decode`, `reconstruct`) that the plots, the explorer and the
-command line all use.
+command line all use, under Keras' names too (`fit` as Keras', `predict`, `evaluate`,
+`compile`, `encoder.predict`) and scikit-learn's (`fit_transform`, `transform`,
+`inverse_transform`, `get_params`, `set_params`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,8 @@ import numpy as np
 import torch
 
 from deepae import config as cfg
-from deepae import model, storage, train
+from deepae import fit_args, latent, model, plots, storage, train
+from deepae.callbacks import CallbackList, History, epoch_logs
 from deepae.data import flatten_images
 from deepae.errors import ConfigError
 
@@ -26,71 +31,106 @@ class Autoencoder:
     """A dense autoencoder; `Autoencoder()` is the article's 784-32-2-32-784 model.
 
     Keyword arguments set fields of `ModelConfig` (architecture) or `TrainConfig`
-    (optimizer, epochs, seed, ...), e.g. `Autoencoder(latent_activation="linear", seed=3)`.
+    (optimizer, epochs, seed, ...), e.g. `Autoencoder(latent_activation="linear", seed=3)`;
+    `preset` starts from a named config (deepae.config.PRESETS, e.g. "best2d") that they
+    override.
     """
 
     def __init__(
         self,
         model_config: cfg.ModelConfig | None = None,
         train_config: cfg.TrainConfig | None = None,
+        *,
+        preset: str | None = None,
         **options: Any,
     ):
-        unknown = sorted(set(options) - _MODEL_FIELDS - _TRAIN_FIELDS)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {', '.join(unknown)}")
-        model_opts = {k: v for k, v in options.items() if k in _MODEL_FIELDS}
-        train_opts = {k: v for k, v in options.items() if k in _TRAIN_FIELDS}
+        _check_options(options)
+        if preset is not None:
+            if model_config is not None or train_config is not None:
+                raise ConfigError("give a preset or configs, not both", field="preset")
+            model_config, train_config = cfg.resolve(preset)
+        model_opts = _pick(options, _MODEL_FIELDS)
+        train_opts = _pick(options, _TRAIN_FIELDS)
         self.model_config = cfg.replace(model_config or cfg.ModelConfig(), **model_opts)
         self.train_config = cfg.replace(train_config or cfg.TrainConfig(), **train_opts)
         self.net = model.build(self.model_config, seed=self.train_config.seed)
-        self.history: list[train.EpochRecord] = []
-        self.train_state = train.TrainState()
+        self.history: History | None = None  # the last fit's, as Keras' model.history
+        self.stop_training = False  # a callback sets it to end fit after an epoch
+        self._fit_images: Any = None  # the last fit's x: plot_manifold's default range
+        self.train_state = train.TrainState()  # every epoch trained: train_state.history
         self.trainer: train.Trainer | None = None
         self._graph_key: tuple[str, int] | None = None  # the neighbour graph of the last fit
         self._graph_cache = None
+        # Where neighbour graphs are cached (deepae.neighbours); None: beside the data cache.
+        self.graph_cache_dir: str | Path | None = None
 
     # -- training -----------------------------------------------------------------------
 
     def fit(
         self,
         x: np.ndarray,
-        validation_data: np.ndarray | None = None,
+        y: np.ndarray | None = None,
         *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
         verbose: int = 1,
+        callbacks: Sequence[Any] | None = None,
+        initial_epoch: int = 0,
         progress: bool | None = None,
         on_epoch_end: Callable[[train.EpochRecord, train.TrainState], None] | None = None,
         stop: Callable[[], bool] | None = None,
-        **train_options: Any,
-    ) -> list[train.EpochRecord]:
-        """Train on images x: uint8 (N, H, W) or float (N, D) in [0, 1]. Labels are never
-        needed. `verbose=1` prints Keras' epoch lines and shows a progress bar (`progress`
-        overrides the bar alone); `train_options`
-        override `TrainConfig` fields for this model (epochs=, batch_size=, lr=, ...).
-        Calling fit again continues training (up to the new `epochs`); `stop()` is polled
-        before each step to end early (`self.train_state.interrupted` then says so).
-        Returns the history, one record per epoch."""
-        unknown = sorted(set(train_options) - _TRAIN_FIELDS)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}")
-        self.train_config = cfg.replace(self.train_config, **train_options)
-        x_train = self._as_input(x, "x")
-        x_val = None
-        if validation_data is not None:
-            x_val = self._as_input(validation_data, "validation_data")
+    ) -> History:
+        """Train on images x, as Keras' `fit`: uint8 (N, H, W) or float (N, D) in [0, 1].
+
+        `y`, if given, must be x itself (an autoencoder's target is its input: the
+        article's `fit(X, X, ...)`). Each call trains `epochs` more epochs (default: the
+        config's), continuing weights, optimizer state and the epoch count, so two fits of
+        2 epochs train 4; Keras' own way to continue, `initial_epoch=k`, trains epochs
+        k..epochs-1 and k must be the epochs already trained. Validation: `validation_data`
+        (x_val, or Keras' (x_val, x_val)), else the last `validation_split` of x, as Keras
+        takes it. `verbose` 1: Keras' epoch lines and one progress bar over the whole
+        training (`progress` overrides the bar alone); 2: the lines only; 0: silence.
+        `callbacks`: deepae.callbacks (EarlyStopping, CSVLogger, or any object with their
+        hooks). For the run pipeline: `on_epoch_end(record, state)` after each epoch, and
+        `stop()`, polled before each step (`train_state.interrupted` then says so).
+        Returns a `History` of this call's epochs (also kept as `self.history`)."""
+        x_train, x_val = fit_args.fit_data(self._as_input, x, y, validation_data,
+                                           validation_split)  # fmt: skip
+        first, target = fit_args.epoch_span(self.train_state.epoch, self.train_config,
+                                            epochs, initial_epoch)  # fmt: skip
+        history = History(self, {"verbose": verbose, "epochs": target, "initial_epoch": first})
+        self.history, self._fit_images = history, x
+        if target <= first:  # Keras trains nothing when initial_epoch >= epochs
+            return history
+        self.train_state.epoch = first  # a fresh model given initial_epoch starts there
+        self.train_config = cfg.replace(self.train_config, epochs=target, batch_size=batch_size,
+                                        shuffle=bool(shuffle))  # fmt: skip
         trainer = self.trainer_for(x_train, log=print if verbose else None)
+        history.params["steps"] = trainer.steps_per_epoch
+        hooks = CallbackList(callbacks, self)
+        self.stop_training = False  # callbacks set it to end training after an epoch
 
         def report(record: train.EpochRecord, state: train.TrainState) -> None:
+            logs = history.add(record)
             if verbose:
-                print(train.format_epoch(record, self.train_config.epochs), flush=True)
+                print(train.format_epoch(record, target), flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(record, state)
+            hooks.call("on_epoch_end", record.epoch - 1, logs)
 
+        hooks.call("on_train_begin", {})
         self.train_state = train.fit(
             trainer, x_train, x_val, state=self.train_state, on_epoch_end=report,
-            progress=verbose > 0 if progress is None else progress, stop=stop,
+            progress=verbose == 1 if progress is None else progress,
+            stop=lambda: self.stop_training or (stop is not None and stop()),
         )  # fmt: skip
-        self.history = self.train_state.history
-        return self.history
+        if self.stop_training and self.train_state.step == 0:  # stopped between epochs
+            self.train_state.interrupted, self.train_state.partial_losses = False, None
+        hooks.call("on_train_end", epoch_logs(history.records[-1]) if history.records else {})
+        return history
 
     def trainer_for(self, x: Any, *, log: Callable[[str], None] | None = None) -> train.Trainer:
         """The trainer (optimizer state included) for training images x; built on first use
@@ -114,14 +154,16 @@ class Autoencoder:
         key = hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
         k = self.train_config.neighbours
         if self._graph_key != (key, k):
-            self._graph_cache = neighbours.graph_for(flat, k, key, log=log)
+            self._graph_cache = neighbours.graph_for(flat, k, key, log=log,
+                                                     cache_dir=self.graph_cache_dir)  # fmt: skip
             self._graph_key = (key, k)
         return self._graph_cache
 
     # -- the verbs ----------------------------------------------------------------------
 
     def encode(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-        """Images (N, H, W) uint8 or (N, D) float -> codes (N, latent) float32."""
+        """Images (N, H, W) uint8 or (N, D) float -> codes (N, latent) float32; one image,
+        (H, W) or (D,), gives (1, latent)."""
         return self._run(self.net.encoder, self._as_input(x, "x"), batch_size)
 
     def decode(self, z: np.ndarray | list, batch_size: int = 8192) -> np.ndarray:
@@ -132,7 +174,8 @@ class Autoencoder:
             z_arr = z_arr[None]
         if z_arr.ndim != 2 or z_arr.shape[1] != latent or not np.isfinite(z_arr).all():
             raise ConfigError(
-                f"codes must be finite numbers of shape (N, {latent}), got shape {z_arr.shape}"
+                f"codes must be finite numbers of shape (N, {latent}), got shape {z_arr.shape}",
+                field="z",
             )
         out = self._run(self.net.decoder, torch.from_numpy(z_arr), batch_size)
         return out.reshape(len(out), *self.model_config.image_shape)
@@ -142,12 +185,140 @@ class Autoencoder:
         out = self._run(self.net, self._as_input(x, "x"), batch_size)
         return out.reshape(len(out), *self.model_config.image_shape)
 
+    # Keras' and scikit-learn's names for the same verbs.
+
+    def predict(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Keras' predict: the reconstructions of x, float32 shaped like x ((N, 784) in,
+        (N, 784) out; (N, 28, 28) in, (N, 28, 28) out)."""
+        return self.reconstruct(x, batch_size).reshape(np.shape(x))
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 8192) -> float:
+        """Keras' evaluate: the mean loss (the config's, BCE by default) of reconstructing
+        x, per pixel and image; `y`, if given, must be x itself."""
+        flat = self._as_input(x, "x")  # (N, D)
+        fit_args.check_target(self._as_input, x, y, flat, "y")
+        loss_fn = train.loss_function(self.train_config.loss, self.model_config)
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        total = 0.0
+        with torch.no_grad():
+            for i in range(0, len(flat), batch_size):
+                xb = flat[i : i + batch_size].to(device)
+                total += loss_fn(self.net.logits(xb), xb).double().item() * xb.numel()
+        return total / max(flat.numel(), 1)
+
+    def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options):
+        """scikit-learn's fit_transform: `fit(x, **fit_options)`, then the codes of x: an
+        array (N, latent)."""
+        self.fit(x, y, **fit_options)
+        return self.encode(x)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """scikit-learn's transform: `encode` (images -> codes (N, latent))."""
+        return self.encode(x)
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        """scikit-learn's inverse_transform: `decode` (codes -> images (N, H, W))."""
+        return self.decode(z)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Every ModelConfig and TrainConfig field as a dict: `Autoencoder(**params)` builds
+        the same (untrained) model, as scikit-learn's clone does."""
+        return {**_fields(self.model_config), **_fields(self.train_config)}
+
+    def set_params(self, **params: Any) -> Autoencoder:
+        """Change config fields. A changed architecture (or seed) builds a new, untrained
+        network; training fields apply from the next fit. Returns self."""
+        _check_options(params)
+        model_config = cfg.replace(self.model_config, **_pick(params, _MODEL_FIELDS))
+        train_config = cfg.replace(self.train_config, **_pick(params, _TRAIN_FIELDS))
+        rebuild = model_config != self.model_config or train_config.seed != self.train_config.seed
+        self.model_config, self.train_config = model_config, train_config
+        if rebuild:
+            self.net = model.build(model_config, seed=train_config.seed)
+            self.train_state, self.trainer, self.history = train.TrainState(), None, None
+        return self
+
+    def compile(self, optimizer: str = "adam", loss: str = "binary_crossentropy") -> None:
+        """Keras' compile, for the article's code: sets `optimizer` and `loss` (Keras' names
+        'binary_crossentropy' and 'mean_squared_error' / 'mse')."""
+        names = {"binary_crossentropy": "bce", "mean_squared_error": "mse", "mse": "mse",
+                 "bce": "bce"}  # fmt: skip
+        if loss not in names:
+            raise ConfigError(f"loss must be one of {', '.join(names)}; got {loss!r}", field="loss")
+        self.set_params(optimizer=optimizer, loss=names[loss])
+
+    @property
+    def encoder(self) -> _Half:
+        """The encoder as a Keras model: `ae.encoder.predict(x)` = `ae.encode(x)`."""
+        return _Half(self.encode)
+
+    @property
+    def decoder(self) -> _Half:
+        """The decoder as a Keras model: `ae.decoder.predict(z)` gives flat images (N, D),
+        as the article's Keras decoder does."""
+        return _Half(lambda z: self.decode(z).reshape(len(np.atleast_2d(z)), -1))
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every weight and buffer, in `state_dict` order (Keras' get_weights)."""
+        return [t.detach().cpu().numpy().copy() for t in self.net.state_dict().values()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Load what `get_weights` returned, in place (the trainer keeps its optimizer)."""
+        tensors = list(self.net.state_dict().values())
+        if len(weights) != len(tensors) or any(
+            np.shape(w) != tuple(t.shape) for w, t in zip(weights, tensors, strict=False)
+        ):
+            raise ConfigError("weights do not match this model's layers; give what get_weights"
+                              " of the same architecture returned", field="weights")  # fmt: skip
+        with torch.no_grad():
+            for t, w in zip(tensors, weights, strict=True):
+                t.copy_(torch.as_tensor(np.asarray(w)))  # in place: fused views stay views
+
     def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
         """The Keras-style summary table; printed (as Keras does) and returned."""
         text = model.summary(self.net)
         if print_fn is not None:
             print_fn(text)
         return text
+
+    # -- pictures (deepae.plots; pyplot figures: a notebook shows them) ------------------
+
+    def plot_latent(self, x: np.ndarray, y: np.ndarray | None = None, *, class_names=None,
+                    ax=None, title: str | None = None):  # fmt: skip
+        """The article's scatter: the codes of images x coloured by labels y (N,) or None,
+        on the plane (a PCA plane of the codes for latent sizes other than 2). Returns the
+        figure."""
+        codes = self.encode(x)
+        view = latent.fit_plane(codes)
+        return plots.plot_latent(view.project(codes), y, class_names=class_names, ax=ax,
+                                 title=title or f"{len(codes):,} codes{view.note}",
+                                 axis_labels=view.axis_labels)  # fmt: skip
+
+    def plot_manifold(self, x: np.ndarray | None = None, *, codes: np.ndarray | None = None,
+                      size: int = latent.MANIFOLD_SIZE, ax=None, title=None):  # fmt: skip
+        """The decoder on a size x size grid over the 1st-99th percentile of the codes of
+        images x (default: the images of the last fit; or give their `codes` (N, latent)).
+        Returns the figure."""
+        if codes is None:
+            x = self._fit_images if x is None else x
+            if x is None:
+                raise ConfigError("plot_manifold needs images x to choose the range of the "
+                                  "grid (this model has not been fit here)", field="x")  # fmt: skip
+            codes = self.encode(x)
+        view = latent.fit_plane(codes)
+        us, vs = latent.manifold_grid(view.project(codes), size)
+        return plots.plot_manifold(latent.decode_grid(self, view, us, vs), us, vs, ax=ax,
+                                   axis_labels=view.axis_labels, title=title)  # fmt: skip
+
+    def plot_reconstructions(self, x: np.ndarray, labels: Sequence | None = None, *,
+                             max_columns: int | None = plots.MAX_COLUMNS):  # fmt: skip
+        """Images x above their reconstructions, titled with `labels`; more than
+        `max_columns` wrap into further row pairs. Returns the figure."""
+        flat = self._as_input(x, "x").numpy()  # (N, D) in [0, 1]
+        originals = flat.reshape(len(flat), *self.model_config.image_shape)
+        return plots.plot_reconstructions(originals, self.reconstruct(x), labels,
+                                          max_columns=max_columns)  # fmt: skip
 
     # -- persistence --------------------------------------------------------------------
 
@@ -167,13 +338,21 @@ class Autoencoder:
     # -- helpers ------------------------------------------------------------------------
 
     def _as_input(self, x: Any, name: str) -> torch.Tensor:
-        flat = flatten_images(np.asarray(x))  # (N, D) float32 in [0, 1]
-        if flat.shape[1] != self.model_config.input_size:
+        """Images as the network takes them: float32 (N, D) in [0, 1]. One image, (H, W)
+        or (D,), is a batch of one, as scikit-learn's transform takes one sample."""
+        arr = np.asarray(x)
+        shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
+        if arr.shape == shape or arr.shape == (d,):
+            arr = arr.reshape(1, d)
+        elif arr.ndim not in (2, 3) or math.prod(arr.shape[1:]) != d:
+            h, w = shape
             raise ConfigError(
-                f"{name} has {flat.shape[1]} values per image but the model takes "
-                f"{self.model_config.input_size}; build it with input_size={flat.shape[1]}"
+                f"{name} has shape {arr.shape}, but the model takes {h}x{w} images ({d} "
+                f"values): give ({h}, {w}) or ({d},) for one image, (N, {h}, {w}) or (N, {d}) "
+                "for many (other images need a model built with input_size and image_shape)",
+                field=name,
             )
-        return torch.from_numpy(flat)
+        return torch.from_numpy(flatten_images(arr, name))
 
     @torch.no_grad()
     def _run(self, module: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
@@ -185,3 +364,24 @@ class Autoencoder:
         if not parts:
             return np.zeros((0, module(x[:0].to(device)).shape[1]), np.float32)
         return torch.cat(parts).numpy()
+
+
+class _Half:
+    """One half of the autoencoder as the article's Keras models use it: `predict`."""
+
+    def __init__(self, predict: Callable[[Any], np.ndarray]):
+        self.predict = predict
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - _MODEL_FIELDS - _TRAIN_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}", field=unknown[0])
+
+
+def _pick(options: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in fields}
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

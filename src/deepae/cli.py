@@ -7,6 +7,7 @@ Heavy imports (PyTorch, Matplotlib) happen inside the commands that need them, s
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -38,10 +39,15 @@ TRAIN_OPTIONS = [
     ("--weight-decay", "weight_decay", float, "L2 weight decay"),
     ("--engine", "engine", str, "fused (hand-written backward, fast) or autograd"),
     ("--adam-betas", "adam_betas", "floats", "Adam's beta1,beta2"),
+    ("--neighbour-weight", "neighbour_weight", float, "weight of UMAP's graph loss (0: off)"),
+    ("--neighbours", "neighbours", int, "k of the neighbour graph"),
+    ("--min-dist", "min_dist", float, "UMAP's min_dist: how tightly neighbours may pack"),
+    ("--negative-rate", "negative_rate", int, "in-batch negative samples per edge"),
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MPLBACKEND", "agg")  # commands save figures, never show them
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)  # the user's own, for advice
@@ -94,7 +100,7 @@ _DATA = [
 
 
 def _split(default: str):
-    return (("--split",), {"choices": ("train", "test"), "default": default,
+    return (("--split",), {"choices": ("train", "test"), "default": default, "type": _lower,
                            "help": f"(default: {default})"})  # fmt: skip
 
 
@@ -107,7 +113,7 @@ def _commands() -> dict:
                          "article, the article's model and recipe); options given on the "
                          "command line override it"}),
         (("--no-evaluate",), {"action": "store_true", "help": "skip the final evaluation.json"}),
-        (("--runs-dir",), {"default": "runs", "help": "folder of run folders (default: runs)"}),
+        (("--runs-dir",), {"help": "folder of run folders (default: runs)"}),
         (("--overwrite",), {"action": "store_true", "help": "replace an existing run folder"}),
         (("--resume",), {"metavar": "RUN", "help": "continue a stopped run from its checkpoint"}),
         _INDICES, (("--no-progress",), {"action": "store_true", "help": "no progress bar"}),
@@ -127,7 +133,7 @@ def _commands() -> dict:
         "decode": ("turn latent points into images", cmd_decode, [
             _RUN, (("points",), {"nargs": "+", "metavar": "X,Y",
                                  "help": "latent coordinates, e.g. 0,5 3,1"}),
-            (("--out",), {"help": "output .png or .npy (default: RUN/decoded.png)"}),
+            (("--out",), {"help": "output .png or .npy (default: ./decoded.png)"}),
         ], []),
         "reconstruct": ("originals vs reconstructions figure", cmd_reconstruct, [
             _RUN, _INDICES, _split("train"),
@@ -191,8 +197,10 @@ def _add_config_options(p: argparse.ArgumentParser, options) -> None:
 def cmd_train(args) -> int:
     from deepae import run
 
-    if args.resume and args.preset:
-        raise ConfigError("--resume continues the saved configuration; leave out --preset")
+    given = [f"--{k.replace('_', '-')}" for k in ("preset", "name", "runs_dir", "overwrite")
+             if getattr(args, k)]  # fmt: skip
+    if args.resume and given:
+        raise ConfigError(f"--resume continues the saved run in its folder; leave out {given[0]}")
     with run.StopOnSignal() as stopper:
         common = dict(log=print, progress=not args.no_progress, stop=stopper.requested,
                       evaluate=not args.no_evaluate, pairs=args.pairs, indices=_indices(args),
@@ -201,7 +209,7 @@ def cmd_train(args) -> int:
         if args.resume:
             result = run.resume(args.resume, **common, **options)
         else:
-            result = run.start(args.runs_dir, args.name, preset=args.preset,
+            result = run.start(args.runs_dir or "runs", args.name, preset=args.preset,
                                overwrite=args.overwrite, **common, **options)  # fmt: skip
     if result.interrupted:
         _info(
@@ -250,7 +258,7 @@ def cmd_encode(args) -> int:
 def cmd_decode(args) -> int:
     from deepae import run
 
-    out = run.output_path(args.out, args.run, "decoded.png", (".png", ".npy"))
+    out = run.output_path(args.out, ".", "decoded.png", (".png", ".npy"))  # not into RUN
     ae = run.load_run(args.run)
     points = [parse_point(p, ae.model_config.latent_size) for p in args.points]
     run.write_decoded(out, ae, points)
@@ -290,8 +298,8 @@ def cmd_explore(args) -> int:
     ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
     path = write_explorer(args.run, ae, loaded, out=out, points=args.points)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if args.open:
-        webbrowser.open(path.resolve().as_uri())
+    if args.open and not webbrowser.open(path.resolve().as_uri()):
+        _info(f"no browser could be opened; open {path.resolve()} in one")
     return 0
 
 

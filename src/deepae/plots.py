@@ -1,17 +1,51 @@
 """The article's figures, as functions: data in, Matplotlib figure out.
 
-Nothing here trains, saves or shows; callers (`deepae.runs`, notebooks) decide what to do
-with the figure. Uses Matplotlib's object API only (no pyplot state), so it is safe in
-threads and never opens a window.
+Nothing here trains, saves or shows. Every function takes an optional `ax` (or draws a
+whole figure of its own) and returns the figure. A figure of its own is made with
+`matplotlib.pyplot.figure`, so it behaves as the article's `plt.figure(...)` does: a
+notebook shows it under the cell, a script shows it on `plt.show()`. Whoever only saves
+figures closes them (`deepae.run.save_figure` does), or pyplot keeps them alive.
+
+Every figure colours classes from one palette, `palette`; the explorer page
+(deepae.explorer) embeds the same colours.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+# Matplotlib's qualitative maps: distinct hues, no order implied between classes.
+_QUALITATIVE = (("tab10", 10), ("tab20", 20))
+_MANY_CLASSES = "turbo"  # beyond 20 classes: a perceptual map, sampled evenly
+MAX_COLUMNS = 10  # images per row in image grids before they wrap (the article's 10)
+
+
+def palette(n: int) -> list[str]:
+    """The colours of classes 0..n-1 as '#rrggbb': Matplotlib's tab10 for up to 10
+    classes, tab20 for up to 20, else n colours sampled evenly from 'turbo'. Class c has
+    colour palette(n)[c] in every figure and in the explorer page."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    for name, size in _QUALITATIVE:
+        if n <= size:
+            return [to_hex(c) for c in colormaps[name].colors[:n]]
+    cmap = colormaps[_MANY_CLASSES]
+    return [to_hex(cmap((i + 0.5) / n)) for i in range(n)]
+
+
+def class_count(labels: np.ndarray, class_names: Sequence[str] | None = None) -> int:
+    """How many classes the palette is sized for: the class names given, or the largest
+    label + 1 (labels are class numbers 0..K-1, as deepae.data gives them). A sample that
+    lacks some classes still colours each class as the whole dataset does."""
+    labels = np.asarray(labels)
+    top = int(labels.max()) + 1 if labels.size else 0
+    return max(top, len(class_names or ()))
 
 
 def plot_latent(
@@ -23,36 +57,58 @@ def plot_latent(
     title: str | None = None,
     axis_labels: tuple[str, str] = ("z[0]", "z[1]"),
 ) -> Figure:
-    """Scatter of 2-D codes (N, 2) coloured by label (N,), as the article draws it:
-    13 x 10 inches, point size 4, the 'hsv' colour map and a colour bar."""
-    fig, ax = _figure_and_axes(ax, (13, 10))
+    """Scatter of 2-D codes (N, 2) coloured by label (N,) as the article draws it (13 x 10
+    inches, point size 4), but with `palette`'s qualitative colours and a legend naming
+    the classes (`class_names[label]`, else the label) instead of 'hsv' and a colour bar:
+    neighbouring digits get distinct hues, and the legend says which is which."""
+    fig, ax = _figure_and_axes(ax, (13, 10), layout="constrained")
+    codes = np.asarray(codes)
     if labels is None:
-        ax.scatter(codes[:, 0], codes[:, 1], s=4, color="tab:blue", linewidths=0)
+        ax.scatter(codes[:, 0], codes[:, 1], s=4, color=palette(1)[0], linewidths=0)
     else:
-        points = ax.scatter(codes[:, 0], codes[:, 1], s=4, c=labels, cmap="hsv", linewidths=0)
-        bar = fig.colorbar(points, ax=ax)
-        classes = np.unique(labels)
-        if class_names is not None and len(classes) <= len(class_names):
-            bar.set_ticks(classes)
-            bar.set_ticklabels([literal(class_names[int(c)]) for c in classes])
-        bar.set_label("label")
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu":  # strings: classes in sorted order
+            class_names, labels = np.unique(labels, return_inverse=True)
+        colors = np.array(palette(class_count(labels, class_names)))
+        # One scatter in data order (not one per class): no class is drawn over all others.
+        ax.scatter(codes[:, 0], codes[:, 1], s=4, c=colors[labels], linewidths=0)
+        _legend(ax, np.unique(labels), colors, class_names)
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title or f"{len(codes):,} codes in the latent space")
     return fig
 
 
+def _legend(ax: Axes, classes: np.ndarray, colors: np.ndarray, class_names) -> None:
+    from matplotlib.lines import Line2D
+
+    names = [class_names[c] if class_names is not None and c < len(class_names) else str(c)
+             for c in classes]  # fmt: skip
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=colors[c], markersize=7, label=literal(n))
+        for c, n in zip(classes, names, strict=True)
+    ]
+    # Outside the axes, on the right: inside, it would hide codes ("best" placement also
+    # costs a pass over every point). Long class lists wrap into columns of 25.
+    ax.legend(handles=handles, title="label", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False, ncols=math.ceil(len(handles) / 25))  # fmt: skip
+
+
 def plot_reconstructions(
     originals: np.ndarray,
     reconstructions: np.ndarray,
     labels: Sequence | None = None,
+    *,
+    max_columns: int | None = MAX_COLUMNS,
 ) -> Figure:
     """Originals (N, H, W) in the top row, their reconstructions below, each column titled
-    with its label (the article's figure for training indices 110-119)."""
+    with its label (the article's figure for training indices 110-119); more than
+    `max_columns` images wrap into further pairs of rows."""
     titles = None if labels is None else [str(v) for v in labels]
     return plot_image_grid(
-        [originals, reconstructions], titles=titles, row_labels=("original", "reconstruction")
-    )
+        [originals, reconstructions], titles=titles, row_labels=("original", "reconstruction"),
+        max_columns=max_columns,
+    )  # fmt: skip
 
 
 def plot_image_grid(
@@ -61,26 +117,40 @@ def plot_image_grid(
     titles: Sequence[str] | None = None,
     row_labels: Sequence[str] | None = None,
     tile_inches: float = 2.0,
+    max_columns: int | None = MAX_COLUMNS,
 ) -> Figure:
     """Rows of images, each (N, H, W) uint8 or [0, 1] float; titles above the first row.
-    Titles and row labels are shown as written (a `$` is a dollar, not mathtext)."""
+    Past `max_columns` (None: never) the rows wrap as a block: images max_columns.. go
+    into a second block of the same rows below, titles with them, so that 100 images make
+    a tall page instead of one 20,000-pixel-wide strip. Titles and row labels are shown
+    as written (a `$` is a dollar, not mathtext)."""
     n = len(rows[0])
-    fig = Figure(figsize=(max(tile_inches * n, 4.0), (tile_inches + 0.3) * len(rows)))
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, images in enumerate(rows):
-        for i in range(n):
-            ax = axes[r, i]
-            ax.imshow(
-                images[i], cmap="gray", vmin=0, vmax=images_max(images), interpolation="nearest"
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if row_labels is not None:
-            axes[r, 0].set_ylabel(literal(row_labels[r]))
-    for i, title in enumerate(titles or []):
-        axes[0, i].set_title(literal(title))
+    cols = n if not max_columns else max(1, min(n, max_columns))
+    blocks = max(1, math.ceil(n / cols))
+    fig = _new_figure((max(tile_inches * cols, 4.0), (tile_inches + 0.3) * len(rows) * blocks))
+    axes = fig.subplots(len(rows) * blocks, cols, squeeze=False)  # block b: rows b*R..
+    for b in range(blocks):
+        block = axes[b * len(rows) : (b + 1) * len(rows)]
+        shown = range(b * cols, min(n, (b + 1) * cols))  # image indices of this block
+        for r, images in enumerate(rows):
+            for c, ax in enumerate(block[r]):
+                _image_tile(ax, images, shown[c] if c < len(shown) else None)
+            if row_labels is not None:
+                block[r, 0].set_ylabel(literal(row_labels[r]))
+        for c, i in enumerate(shown):
+            if titles is not None and i < len(titles):
+                block[0, c].set_title(literal(titles[i]))
     fig.tight_layout()
     return fig
+
+
+def _image_tile(ax: Axes, images: np.ndarray, i: int | None) -> None:
+    if i is None:  # past the last image of a wrapped grid: an empty cell
+        ax.set_axis_off()
+        return
+    ax.imshow(images[i], cmap="gray", vmin=0, vmax=images_max(images), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def plot_loss(epochs: Sequence[int], loss: Sequence[float], val_loss: Sequence | None = None,
@@ -96,7 +166,7 @@ def plot_loss(epochs: Sequence[int], loss: Sequence[float], val_loss: Sequence |
     ax.set_ylabel(loss_name)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
+    _tight(fig, ax)
     return fig
 
 
@@ -125,7 +195,7 @@ def plot_manifold(
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title or f"decoded {len(vs)} x {len(us)} grid")
-    fig.tight_layout()
+    _tight(fig, ax)
     return fig
 
 
@@ -145,7 +215,9 @@ def plot_interpolation(
         for i in range(len(decoded))
     ]  # each (steps + 2, H, W) in [0, 1]
     titles = ["original", *(f"t={t:.2g}" for t in np.linspace(0, 1, steps)), "original"]
-    return plot_image_grid(rows, titles=titles, row_labels=row_labels, tile_inches=1.2)
+    # One row per pair, never wrapped: a line from start to end reads left to right.
+    return plot_image_grid(rows, titles=titles, row_labels=row_labels, tile_inches=1.2,
+                           max_columns=None)  # fmt: skip
 
 
 def tile_images(images: np.ndarray) -> np.ndarray:
@@ -165,8 +237,20 @@ def images_max(images: np.ndarray) -> float:
     return 255.0 if images.dtype == np.uint8 else 1.0
 
 
-def _figure_and_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
+def _new_figure(size: tuple[float, float], **options) -> Figure:
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=size, **options)
+
+
+def _figure_and_axes(ax: Axes | None, size: tuple[float, float], **options) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax
-    fig = Figure(figsize=size)
+    fig = _new_figure(size, **options)
     return fig, fig.add_subplot()
+
+
+def _tight(fig: Figure, ax: Axes) -> None:
+    # Only a figure of our own: the caller's figure (ax=) has the caller's layout.
+    if len(fig.axes) == 1 and fig.get_layout_engine() is None:
+        fig.tight_layout()

@@ -132,27 +132,26 @@ class Trainer:
         start_step: int = 0,
         losses: torch.Tensor | None = None,
         stop: Callable[[], bool] | None = None,
+        bar=None,
     ) -> tuple[int, torch.Tensor]:
         """Steps `start_step`.. of epoch `epoch` (0-based) over x (N, D) on the device.
 
         Returns (steps completed, per-step summed losses (steps_per_epoch,)): all steps
         unless `stop()` turned true, checked before each step, so a resumed epoch can pick
         up at exactly the next batch. `losses` carries the sums of an interrupted epoch.
+        `bar`: a tqdm bar to advance (`fit`'s, over the whole training), else with
+        `progress` the epoch gets a bar of its own.
         """
-        from tqdm.auto import tqdm
-
         step_fn = self._epoch_plan(x, epoch)
         if losses is None:
             losses = torch.zeros(self.steps_per_epoch, device=self.device)
         losses = losses.to(self.device)
         self.net.train()
-        # disable=None: a bar only on a terminal, never in logs
-        bar = tqdm(
-            total=self.steps_per_epoch, initial=start_step, disable=None if progress else True,
-            leave=False, unit="step",
-        )  # fmt: skip
+        own_bar = bar is None
+        if own_bar:
+            bar = progress_bar(self.steps_per_epoch - start_step, progress)
         check_every = 100  # a finite-loss check costs a device sync, so not every step
-        step = start_step
+        step = shown = start_step
         # Once trained, background pixels get logits below -87, so sigmoid(logit) - x is a
         # subnormal float, and x86 matrix kernels slow down ~100x on subnormals: without
         # this an epoch of the article's model takes 0.55 s instead of 0.33 s. Flushing
@@ -166,11 +165,13 @@ class Trainer:
                 step += 1
                 if step % check_every == 0 or step == self.steps_per_epoch:
                     _check_finite(losses, step - 1, check_every, epoch)
-                    bar.update(step - bar.n)
+                    bar.update(step - shown)
+                    shown = step
         finally:
             if flush:
                 torch.set_flush_denormal(False)
-            bar.close()
+            if own_bar:
+                bar.close()
         _check_finite(losses, step - 1, check_every, epoch)
         return step, losses
 
@@ -269,24 +270,42 @@ def fit(
     x_train = x_train.to(trainer.device)
     x_val = x_val.to(trainer.device) if x_val is not None else None
     n_values = x_train.numel()
-    for epoch in range(state.epoch, trainer.cfg.epochs):
-        start = time.perf_counter()
-        steps, losses = trainer.train_epoch(
-            x_train, epoch, progress=progress,
-            start_step=state.step, losses=state.partial_losses, stop=stop,
-        )  # fmt: skip
-        if steps < trainer.steps_per_epoch:
-            state.step, state.partial_losses, state.interrupted = steps, losses, True
-            return state
-        loss = losses.sum().item() / n_values  # Keras' running mean over the epoch
-        train_seconds = time.perf_counter() - start
-        val = trainer.evaluate(x_val) if x_val is not None and trainer.cfg.validate else None
-        record = EpochRecord(epoch + 1, loss, val, time.perf_counter() - start, train_seconds)
-        state.history.append(record)
-        state.epoch, state.step, state.partial_losses = epoch + 1, 0, None
-        if on_epoch_end is not None:
-            on_epoch_end(record, state)
+    epochs = trainer.cfg.epochs
+    # One bar over every step still to run (tqdm's ETA covers the whole training).
+    remaining = max(0, trainer.steps_per_epoch * (epochs - state.epoch) - state.step)
+    bar = progress_bar(remaining, progress)
+    try:
+        for epoch in range(state.epoch, epochs):
+            bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
+            start = time.perf_counter()
+            steps, losses = trainer.train_epoch(
+                x_train, epoch, start_step=state.step, losses=state.partial_losses, stop=stop,
+                bar=bar,
+            )  # fmt: skip
+            if steps < trainer.steps_per_epoch:
+                state.step, state.partial_losses, state.interrupted = steps, losses, True
+                return state
+            loss = losses.sum().item() / n_values  # Keras' running mean over the epoch
+            train_seconds = time.perf_counter() - start
+            val = trainer.evaluate(x_val) if x_val is not None and trainer.cfg.validate else None
+            record = EpochRecord(epoch + 1, loss, val, time.perf_counter() - start, train_seconds)
+            state.history.append(record)
+            state.epoch, state.step, state.partial_losses = epoch + 1, 0, None
+            if on_epoch_end is not None:
+                with bar.external_write_mode():  # epoch lines print above the bar, not in it
+                    on_epoch_end(record, state)
+    finally:
+        bar.close()
     return state
+
+
+def progress_bar(total: int, progress: bool, desc: str | None = None):
+    """A tqdm bar of `total` steps (with an ETA), shown only when `progress` is true and the
+    output is a terminal (tqdm's disable=None): never in logs or files."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False,
+                disable=None if progress else True)  # fmt: skip
 
 
 def format_epoch(record: EpochRecord, epochs: int) -> str:
@@ -329,6 +348,16 @@ def _check_finite(losses: torch.Tensor, step: int, window: int, epoch: int) -> N
             f"the loss became {losses[i].item()} at epoch {epoch + 1}, step {i + 1}; "
             "lower the learning rate (lr) or check the data for extreme values"
         )
+
+
+def loss_function(name: str, model_config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss `name` ('bce', 'mse') as a function of (logits, x) -> mean, for a model of
+    `model_config` (BCE needs its sigmoid output)."""
+    sigmoid_out = model_config.output_activation == "sigmoid"
+    if (name, sigmoid_out) not in _LOSSES:
+        raise ConfigError(f"loss {name!r} needs output_activation 'sigmoid'; use loss 'mse'",
+                          field="loss")  # fmt: skip
+    return _loss_fn(name, sigmoid_out)
 
 
 def _loss_fn(name: str, sigmoid_out: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

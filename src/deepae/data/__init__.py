@@ -114,6 +114,12 @@ def data_command(action: str, *, dataset: str | None = None, data_dir=None, imag
     would use (`info`). A folder or array file is loaded (folders are cached) and
     described, whatever the action."""
     name = dataset or "mnist"
+    # A named dataset is fetched or described as it is: these options would do nothing.
+    unused = [k for k, v in (("image_size", image_size), ("val_fraction", val_fraction),
+                             ("strict", strict)) if v not in (None, False)]  # fmt: skip
+    if name in DATASETS and unused:
+        raise ConfigError(f"{unused[0]} does not apply to fetching or describing {name}; "
+                          "leave it out", field=unused[0])  # fmt: skip
     if name not in DATASETS:
         fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
         loaded = load_dataset(name, data_dir=data_dir, image_size=image_size, strict=strict,

@@ -22,7 +22,10 @@
   const LABELS = DATA.points.labels ? bytesFromBase64(DATA.points.labels) : null; // (N,)
   const INDEX = uint32FromBase64(DATA.points.index); // (N,) training-set index of each point
   const CLASSES = DATA.classes.length ? DATA.classes : ["training image"];
-  const COLORS = palette(CLASSES.length);
+  // The figures' palette, embedded by Python (deepae.plots.palette); pages written before
+  // it was embedded fall back to the same rule computed here.
+  const COLORS =
+    DATA.palette && DATA.palette.length >= CLASSES.length ? DATA.palette : palette(CLASSES.length);
 
   function bytesFromBase64(text) {
     const bin = atob(text);
@@ -782,6 +785,9 @@
     stripPoints,
     get view() {
       return { ...view };
+    },
+    get colors() {
+      return COLORS.slice(); // class c is drawn in colors[c]
     },
     get pins() {
       return pins.map((p) => p.slice());

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from deepae import fsio, latent
+from deepae import fsio, latent, plots
 from deepae.errors import ConfigError, DeepAEError
 from deepae.evaluate import collapse_note, dead_unit_indices, zero_fractions
 from deepae.model import ACTIVATION_MODULES
@@ -161,6 +161,10 @@ def _page_meta(ae, view, xy, order, y_train, class_names, title) -> dict[str, An
     n_classes = 0 if labels is None else int(labels.max()) + 1
     names = list(class_names or [])[:n_classes]
     names += [str(c) for c in range(len(names), n_classes)]
+    # The figures' colours (deepae.plots.palette), sized for every class of the dataset,
+    # not only those in the sample, so that class c looks the same here and in latent.png.
+    n_all = 1 if y_train is None else plots.class_count(y_train, class_names)
+    colors = plots.palette(n_all)[: max(n_classes, 1)]
     lo, hi = np.percentile(xy, [0.1, 99.9], axis=0)  # (2,) each: the view ignores outliers
     pad = np.where(hi > lo, (hi - lo) * 0.06, 1.0)  # 1.0: an axis without spread (1-D latent)
     cfg = ae.model_config
@@ -186,6 +190,7 @@ def _page_meta(ae, view, xy, order, y_train, class_names, title) -> dict[str, An
             "index": _b64(order.astype("<u4").tobytes()),
         },
         "classes": names,
+        "palette": colors,
         "view": {
             "x0": lo[0] - pad[0],
             "x1": hi[0] + pad[0],

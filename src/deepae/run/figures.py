@@ -91,31 +91,36 @@ def write_figures(
     codes = ae.encode(data.x_train) if codes is None else codes
     view = latent.fit_plane(codes)
     xy = view.project(codes)
-    figures = {
-        "latent.png": plots.plot_latent(
+    # Each figure is saved (and closed) before the next is drawn: pyplot holds only one.
+    draw = {
+        "latent.png": lambda: plots.plot_latent(
             xy,
             data.y_train,
             class_names=data.class_names,
             axis_labels=view.axis_labels,
             title=f"{len(xy):,} training codes{view.note}",
         ),  # fmt: skip
-        "reconstructions.png": reconstruction_figure(
+        "reconstructions.png": lambda: reconstruction_figure(
             ae, data.x_train, data.y_train, data.class_names, indices
         ),  # fmt: skip
-        "manifold.png": manifold_figure(ae, codes),
-        "interpolation.png": interpolation_figure(ae, data, pairs),
+        "manifold.png": lambda: manifold_figure(ae, codes),
+        "interpolation.png": lambda: interpolation_figure(ae, data, pairs),
     }
-    figures = {name: fig for name, fig in figures.items() if fig is not None}
     if history:
         # At history.csv's precision, so that the figure drawn at the end of training and
         # the one `deepae plot` redraws from the file are the same picture, bit for bit.
-        figures[files.LOSS_FIGURE] = plots.plot_loss(
+        draw[files.LOSS_FIGURE] = lambda: plots.plot_loss(
             [h.epoch for h in history],
             [round(h.loss, 6) for h in history],
             [None if h.val_loss is None else round(h.val_loss, 6) for h in history],
             loss_name=ae.train_config.loss,
         )
-    return [save_figure(fig, folder / name) for name, fig in figures.items()]
+    paths = []
+    for name, make in draw.items():
+        fig = make()
+        if fig is not None:
+            paths.append(save_figure(fig, folder / name))
+    return paths
 
 
 def reconstruction_figure(ae, x: np.ndarray, y: np.ndarray | None, class_names=None,
@@ -130,17 +135,11 @@ def reconstruction_figure(ae, x: np.ndarray, y: np.ndarray | None, class_names=N
 
 def manifold_figure(ae, codes: np.ndarray, size: int = latent.MANIFOLD_SIZE):
     """manifold.png: the decoder on a size x size grid over the 1st-99th percentiles of the
-    training codes' plane coordinates (see deepae.latent)."""
-    from deepae import plots
-
-    view = latent.fit_plane(codes)
-    us, vs = latent.manifold_grid(view.project(codes), size)
+    training codes' plane coordinates (see deepae.latent; drawn by `ae.plot_manifold`)."""
     lo, hi = (_ordinal(p) for p in latent.PERCENTILES)
     title = f"decoder on a {size} x {size} grid over the {lo}-{hi} percentile of the codes"
-    return plots.plot_manifold(
-        latent.decode_grid(ae, view, us, vs), us, vs,
-        axis_labels=view.axis_labels, title=title + view.note.replace(" (", "\n("),
-    )  # fmt: skip
+    note = latent.fit_plane(codes).note
+    return ae.plot_manifold(codes=codes, size=size, title=title + note.replace(" (", "\n("))
 
 
 def interpolation_figure(ae, data: LoadedData, pairs: Sequence[Sequence[int]] | None = None):
@@ -184,10 +183,16 @@ def write_decoded(path: str | Path, ae, points: Sequence[Sequence[float]]) -> Pa
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Save a Matplotlib figure atomically as PNG; returns the path."""
+    """Save a Matplotlib figure atomically as PNG, then close it (pyplot would keep every
+    figure deepae.plots made alive, and warn past 20); returns the path."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
-    with fsio.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+    try:
+        with fsio.atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -70,7 +70,7 @@ def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = N
     """Evaluate a finished run on a split of its data beside PCA (deepae.evaluate) and save
     the result in the run folder. Returns (result, path of the file written)."""
     ae, data = load_run_data(folder, log=log, **data_options)
-    result = evaluation.evaluate_run(ae, data, split=split)
+    result = evaluation.evaluate_run(ae, data, split=split, progress=True)  # terminal only
     return result, files.write_evaluation(folder, result)
 
 

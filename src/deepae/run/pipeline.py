@@ -109,8 +109,11 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
         set_status("training")
 
     try:
-        ae.fit(data.x_train, data.x_test, verbose=0, progress=progress,
-               on_epoch_end=on_epoch_end, stop=stop)  # fmt: skip
+        # train_config.epochs is the run's total; initial_epoch (Keras' form) continues a
+        # resumed run from the checkpoint's epoch, mid-epoch included.
+        ae.fit(data.x_train, validation_data=data.x_test, epochs=train_config.epochs,
+               initial_epoch=ae.train_state.epoch, shuffle=train_config.shuffle, verbose=0,
+               progress=progress, on_epoch_end=on_epoch_end, stop=stop)  # fmt: skip
     except TrainingDiverged as e:
         set_status("failed", str(e))
         raise TrainingDiverged(
@@ -122,7 +125,7 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
         set_status("interrupted")
         return RunResult(folder, {}, interrupted=True)
     result = _finish(folder, ae, data, evaluate=evaluate, indices=indices, pairs=pairs,
-                     preset=preset, log=log)  # fmt: skip
+                     preset=preset, log=log, progress=progress)  # fmt: skip
     # Complete, but a collapsed run says so in run.json too (metrics.json: "degenerate").
     note = evaluation.collapse_note(result.metrics["dead_units"], model_config.latent_activation)
     set_status(files.COMPLETE, note or None)
@@ -141,7 +144,7 @@ def _check_fits(model_config: ModelConfig, data: LoadedData) -> None:
 
 
 def _finish(folder: Path, ae: Autoencoder, data: LoadedData, *, evaluate: bool, indices,
-            pairs, preset: str | None, log: Log) -> RunResult:  # fmt: skip
+            pairs, preset: str | None, log: Log, progress: bool = False) -> RunResult:  # fmt: skip
     """After the last epoch: weights, metrics, evaluation, figures and pages, in memory."""
     storage.save_weights(folder, ae.net)  # config.json was written when the run started
     codes = ae.encode(data.x_train)  # (N, latent): shared by metrics, evaluation, figures
@@ -152,12 +155,13 @@ def _finish(folder: Path, ae: Autoencoder, data: LoadedData, *, evaluate: bool, 
     written = [files.write_metrics(folder, metrics)]
     result = None
     if evaluate:
-        result = evaluation.evaluate_run(ae, data, train_codes=codes)
+        result = evaluation.evaluate_run(ae, data, train_codes=codes, progress=progress)
         written.append(files.write_evaluation(folder, result))
         log(evaluation.format_table(result))
-    written += figures.write_figures(folder, ae, data, codes=codes, history=ae.history,
+    history = ae.train_state.history  # every epoch of the run, resumed ones included
+    written += figures.write_figures(folder, ae, data, codes=codes, history=history,
                                      indices=indices, pairs=pairs)  # fmt: skip
-    written += write_pages(folder, ae, data, codes=codes, history=ae.history, metrics=metrics,
+    written += write_pages(folder, ae, data, codes=codes, history=history, metrics=metrics,
                            evaluation=result)  # fmt: skip
     core = [folder / f for f in (*files.MODEL_FILES, files.HISTORY_FILE)]
     core += [folder / files.CHECKPOINT_FILE, folder / files.STATUS_FILE]
@@ -259,7 +263,7 @@ def _has_run_files(folder: Path) -> bool:
 
 def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -> dict[str, Any]:
     """The numbers `metrics.json` holds for a trained model."""
-    history = ae.history
+    history = ae.train_state.history
     epoch_seconds = [r.train_seconds for r in history]
     trainer = ae.trainer
     fractions = evaluation.zero_fractions(codes)

@@ -1,7 +1,8 @@
 """report.html: one page per run folder with everything a reader needs to judge the run.
 
-The config, the Keras-style model summary, the loss history, the final metrics, the
-evaluation, the figures and a link to the explorer, all handed in by the caller
+The figures first, then the evaluation (the side-by-side table `deepae evaluate` prints),
+the final metrics, the loss history, the Keras-style model summary, the config and a link
+to the explorer, all handed in by the caller
 (`ReportInputs`): the page is built from what the run holds in memory, not read back from
 its files. It links only to files in its own folder, by relative path, so the folder can
 be zipped and shared and the page still works.
@@ -55,17 +56,18 @@ def build_report(folder: str | Path, inputs: ReportInputs) -> str:
     folder = Path(folder)
     name = folder.resolve().name
     metrics, evaluation = inputs.metrics, inputs.evaluation
+    # What a reader looks at first: the pictures, then how good the model is.
     parts = [
         f"<h1>Run <code>{_esc(name)}</code></h1>",
         _collapse_banner(metrics, inputs.config),
         _intro(folder, inputs.data_name),
-        _section("Final metrics", _table(metrics) if metrics else _missing(files.METRICS_FILE)),
+        _section("Figures", _figures(folder)),
     ]
     if evaluation is not None:
-        parts.append(_section("Evaluation", _table(evaluation)))
+        parts.append(_section("Evaluation", _evaluation(evaluation)))
     parts += [
+        _section("Final metrics", _table(metrics) if metrics else _missing(files.METRICS_FILE)),
         _section("Loss per epoch", _history(folder, inputs.history)),
-        _section("Figures", _figures(folder)),
         _section("Model", f"<pre>{_esc(inputs.summary)}</pre>"),
         _section("Configuration", _table(inputs.config)),
         _section("Files", _files(folder)),
@@ -127,6 +129,25 @@ def _history(folder: Path, history: Sequence[EpochRecord]) -> str:
     )
     plot = _figure(folder, files.LOSS_FIGURE, "Training and validation loss per epoch.")
     return f"{plot}<table class=grid>{head}{body}</table>"
+
+
+def _evaluation(result: dict[str, Any]) -> str:
+    """The side-by-side table `deepae evaluate` prints (evaluate.table_rows), as HTML, and
+    every number of evaluation.json below it, folded."""
+    everything = f"<details><summary>all numbers</summary>{_table(result)}</details>"
+    try:
+        caption, rows = evaluate.table_caption(result), evaluate.table_rows(result)
+        published = evaluate.published_lines(result)
+    except (KeyError, TypeError, AttributeError, ValueError):  # a hand-edited file
+        return _table(result)
+    head = "".join(f"<th>{_esc(c)}</th>" for c in rows[0])
+    body = "".join(
+        f"<tr><th>{_esc(r[0])}</th>{''.join(f'<td>{_esc(c)}</td>' for c in r[1:])}</tr>"
+        for r in rows[1:]
+    )
+    note = f"<pre>{_esc(chr(10).join(published).strip())}</pre>" if published else ""
+    return (f"<p class=muted>{_esc(caption)}</p><table class=grid><tr>{head}</tr>{body}"
+            f"</table>{note}{everything}")  # fmt: skip
 
 
 def _figures(folder: Path) -> str:
@@ -229,6 +250,7 @@ table.kv td { padding: 3px 0; }
 table.kv table.kv { margin: 0; }
 table.grid th, table.grid td { border-bottom: 1px solid #eceff3; padding: 3px 14px 3px 0;
   text-align: right; }
+table.grid tr > th:first-child { text-align: left; }
 pre { font-size: 13px; background: #f7f9fb; padding: 10px; border-radius: 6px; }
 figure { margin: 10px 0 18px; }
 figure img { max-width: 100%; border: 1px solid #eceff3; }

@@ -1,0 +1,189 @@
+"""Keras' fit vocabulary: the `History` that `Autoencoder.fit` returns and the callbacks it
+calls, `EarlyStopping` and `CSVLogger` built in.
+
+A callback is any object with some of `on_train_begin(logs)`, `on_epoch_end(epoch, logs)`
+and `on_train_end(logs)`; fit sets its `model` attribute to the Autoencoder first (through
+`set_model` where it has one, as Keras does). `epoch` is 0-based and counts every epoch
+the model has trained, and `logs` is {"loss": ..., "val_loss": ...} (val_loss with
+validation data only). A callback ends training after the current epoch by setting
+`model.stop_training = True`, as Keras' do.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from deepae.errors import ConfigError
+
+
+class History:
+    """What `Autoencoder.fit` returns, as Keras' History: `history` maps 'loss' (and
+    'val_loss') to one value per epoch of that call, `epoch` lists those epochs (0-based,
+    continuing across fits), `params` says how fit ran, `model` is the Autoencoder.
+    `records` holds the full `deepae.train.EpochRecord`s (timings included)."""
+
+    def __init__(self, model: Any = None, params: dict[str, Any] | None = None):
+        self.model = model
+        self.params = dict(params or {})
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.records: list[Any] = []
+
+    def add(self, record: Any) -> dict[str, float]:
+        """Append one EpochRecord; returns its logs ({"loss", "val_loss"?})."""
+        logs = epoch_logs(record)
+        self.epoch.append(record.epoch - 1)
+        self.records.append(record)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        return logs
+
+    def __repr__(self) -> str:
+        return f"History(epoch={self.epoch}, history={self.history})"
+
+    # deepae's own, not Keras': the History is also the sequence of its EpochRecords.
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __getitem__(self, i):
+        return self.records[i]
+
+
+def epoch_logs(record: Any) -> dict[str, float]:
+    """Keras' logs of an epoch: {"loss": ...} and "val_loss" when it was validated."""
+    logs = {"loss": record.loss}
+    if record.val_loss is not None:
+        logs["val_loss"] = record.val_loss
+    return logs
+
+
+class Callback:
+    """Base class with every hook doing nothing; subclass and override what you need."""
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        """Called once when fit starts."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Called after each epoch: `epoch` 0-based, `logs` its loss (and val_loss)."""
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        """Called once when fit ends, with the last epoch's logs."""
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` ('val_loss' or 'loss') has not improved by more than
+    `min_delta` for `patience` epochs, as keras.callbacks.EarlyStopping does (mode
+    'min'). `restore_best_weights` puts back the weights of the best epoch when it stops.
+    `stopped_epoch` and `best_epoch` are 0-based epochs (0: did not stop)."""
+
+    def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0,
+                 verbose: int = 0, restore_best_weights: bool = False):  # fmt: skip
+        if monitor not in ("loss", "val_loss"):
+            raise ConfigError(f"monitor must be 'loss' or 'val_loss', got {monitor!r}",
+                              field="monitor")  # fmt: skip
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ConfigError(f"patience must be a whole number >= 0, got {patience!r}",
+                              field="patience")  # fmt: skip
+        if not 0 <= min_delta < math.inf:
+            raise ConfigError(f"min_delta must be a number >= 0, got {min_delta!r}",
+                              field="min_delta")  # fmt: skip
+        self.monitor, self.min_delta, self.patience = monitor, min_delta, patience
+        self.verbose, self.restore_best_weights = verbose, restore_best_weights
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None) -> None:
+        # Each fit starts afresh, as Keras' does.
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best, self.best_weights = math.inf, None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            raise ConfigError(
+                f"EarlyStopping monitors {self.monitor!r}, which this fit does not compute; "
+                "give fit validation_data (or validation_split), or monitor 'loss'",
+                field="monitor",
+            )
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if current < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = current, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+        elif self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None) -> None:
+        if self.stopped_epoch and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+
+
+class CSVLogger(Callback):
+    """Write one CSV row per epoch to `filename`, as keras.callbacks.CSVLogger does:
+    columns epoch (0-based), loss, val_loss; `append` continues an existing file (no
+    second header). Each row is flushed as soon as its epoch ends."""
+
+    def __init__(self, filename: str | Path, separator: str = ",", append: bool = False):
+        self.filename, self.separator, self.append = Path(filename), separator, append
+        self._file = self._writer = None
+
+    def on_train_begin(self, logs=None) -> None:
+        has_rows = self.append and self.filename.is_file() and self.filename.stat().st_size
+        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self._writer = None if not has_rows else csv.writer(self._file, delimiter=self.separator)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        if self._file is None:  # called outside fit: open as fit would
+            self.on_train_begin()
+        if self._writer is None:
+            self._writer = csv.writer(self._file, delimiter=self.separator)
+            self._keys = sorted(logs)
+            self._writer.writerow(["epoch", *self._keys])
+        keys = getattr(self, "_keys", sorted(logs))
+        self._writer.writerow([epoch, *(repr(logs[k]) if k in logs else "" for k in keys)])
+        self._file.flush()
+
+    def on_train_end(self, logs=None) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self._writer = None
+
+
+class CallbackList:
+    """The callbacks of one fit: each gets `model` first, then every hook it has is called
+    in order (a hook it lacks is skipped, so any object with some of them will do)."""
+
+    def __init__(self, callbacks: Any, model: Any):
+        if callbacks is None:
+            callbacks = []
+        if not isinstance(callbacks, list | tuple):
+            raise ConfigError(f"callbacks must be a list of callbacks, got a "
+                              f"{type(callbacks).__name__}", field="callbacks")  # fmt: skip
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if hasattr(cb, "set_model"):
+                cb.set_model(model)
+            else:
+                cb.model = model
+
+    def call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            method = getattr(cb, hook, None)
+            if method is not None:
+                method(*args)

@@ -1,0 +1,92 @@
+"""Keras' `fit` arguments, checked and turned into what deepae's trainer takes: the
+target (an autoencoder's is its input), the validation images (given, or split off x),
+and the span of epochs a call trains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from deepae.config import TrainConfig
+from deepae.errors import ConfigError
+
+# images -> float32 tensor (N, D) in [0, 1], with the argument's name for messages
+AsInput = Callable[[Any, str], torch.Tensor]
+
+
+def fit_data(as_input: AsInput, x: Any, y: Any, validation_data: Any,
+             validation_split: float) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """(x_train (N, D), x_val (M, D) or None): `validation_data` (x_val or Keras' (x_val,
+    x_val)) wins over `validation_split`, as in Keras, which takes the last part of x."""
+    x_train = as_input(x, "x")
+    check_target(as_input, x, y, x_train, "y")
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple):
+            return x_train, as_input(validation_data, "validation_data")
+        if len(validation_data) != 2:
+            raise ConfigError("validation_data must be x_val or (x_val, x_val), got a tuple "
+                              f"of {len(validation_data)}", field="validation_data")  # fmt: skip
+        x_val = as_input(validation_data[0], "validation_data")
+        check_target(as_input, validation_data[0], validation_data[1], x_val, "validation_data")
+        return x_train, x_val
+    if not 0 <= validation_split < 1:
+        raise ConfigError(f"validation_split must lie in [0, 1), got {validation_split!r}",
+                          field="validation_split")  # fmt: skip
+    if not validation_split:
+        return x_train, None
+    split_at = math.floor(len(x_train) * (1 - validation_split))
+    if not 0 < split_at < len(x_train):
+        raise ConfigError(
+            f"validation_split {validation_split} of {len(x_train)} images leaves no training "
+            "or no validation image",
+            field="validation_split",
+        )
+    return x_train[:split_at], x_train[split_at:]
+
+
+def check_target(as_input: AsInput, x: Any, y: Any, x_flat: torch.Tensor, name: str) -> None:
+    """An autoencoder's target is its input: `y` must be x (the same array, or equal)."""
+    if y is None or y is x:
+        return
+    if not torch.equal(as_input(y, name), x_flat):
+        raise ConfigError(
+            f"{name}: the target must be the images themselves (an autoencoder learns to "
+            "reproduce its input, as in the article's fit(X, X)); leave it out",
+            field=name,
+        )
+
+
+def epoch_span(done: int, config: TrainConfig, epochs: int | None,
+               initial_epoch: int) -> tuple[int, int]:  # fmt: skip
+    """(first epoch, epoch to stop at), 0-based counts of every epoch the model trained,
+    for a model that has trained `done` epochs under `config`. Without `initial_epoch`,
+    `epochs` more (default: config.epochs); with it, Keras' form: epochs initial_epoch..
+    epochs-1, and initial_epoch must be `done` (or the model untrained)."""
+    n = config.epochs if epochs is None else epochs
+    for name, value in (("epochs", n), ("initial_epoch", initial_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}", field=name)
+    if initial_epoch == 0:
+        first, target = done, done + n
+    elif done and initial_epoch != done:
+        raise ConfigError(
+            f"initial_epoch {initial_epoch} is not the {done} epochs this model has trained; "
+            "leave it out to continue",
+            field="initial_epoch",
+        )
+    else:
+        first, target = initial_epoch, max(initial_epoch, n)
+    # A schedule's shape is fixed by the total when training began (deepae.train), as a
+    # resumed run's is (deepae.run.resume refuses the same).
+    if done and first < target != config.epochs and config.schedule != "constant":
+        raise ConfigError(
+            f"the {config.schedule} schedule is shaped by the total epochs ({config.epochs}), "
+            "fixed when training began; a further fit cannot extend it: build a new "
+            "Autoencoder, or use schedule 'constant'",
+            field="epochs",
+        )
+    return first, target

@@ -1,0 +1,323 @@
+"""Keras' and scikit-learn's vocabulary on `Autoencoder`: the article's own code runs with
+deepae's import, fit continues as Keras' does, callbacks, and the verbs' shapes."""
+
+import csv
+import re
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from deepae import Autoencoder, CSVLogger, EarlyStopping
+from deepae.errors import ConfigError
+
+# The article's code, line for line, except: the imports (keras -> deepae), the four
+# lines that build the Keras graph (-> `Autoencoder()`, its encoder and decoder), and the
+# sample counts of its reshapes (60000 / 10000 -> the sizes of this test's subset).
+ARTICLE = """
+import numpy as np
+import matplotlib.pyplot as plt
+from deepae import Autoencoder
+# Loading MNIST Digit dataset
+(X_train, y_train), (X_test, y_test) = mnist.load_data()
+# Convert 2D arrays into 1D (flattening)
+X_train_flat = X_train.reshape({n_train}, X_train.shape[1]*X_train.shape[2])
+X_test_flat = X_test.reshape({n_test}, X_test.shape[1]*X_test.shape[2])
+# Normalize values
+X_train_flat = X_train_flat/255
+X_test_flat = X_test_flat/255
+autoencoder = Autoencoder()
+encoder = autoencoder.encoder
+decoder = autoencoder.decoder
+autoencoder.summary()
+autoencoder.compile(loss='binary_crossentropy', optimizer='adam')
+autoencoder.fit(X_train_flat, X_train_flat, epochs=10, validation_data=(X_test_flat, X_test_flat))
+encoded_values = encoder.predict(X_train_flat)
+plt.figure(figsize=(13,10))
+plt.scatter(encoded_values[:,0], encoded_values[:,1], s=4, c=y_train, cmap='hsv')
+plt.colorbar()
+plt.show()
+decoded_values = decoder.predict(encoded_values)
+decoded_values = decoded_values.reshape({n_train}, 28, 28)
+# Display some images
+fig, axes = plt.subplots(ncols=10, sharex=False, sharey=True, figsize=(20, 7))
+counter = 0
+for i in range(110, 120):
+    axes[counter].set_title(y_train[i])
+    axes[counter].imshow(decoded_values[i], cmap='gray')
+    axes[counter].get_xaxis().set_visible(False)
+    axes[counter].get_yaxis().set_visible(False)
+    counter += 1
+plt.show()
+"""
+EPOCH_LINE = re.compile(r"Epoch (\d+)/10 - [\d.]+s - loss: ([\d.]+) - val_loss: ([\d.]+)")
+
+
+def test_the_articles_code_runs_with_the_deepae_import(mnist_small, capsys):
+    # 3,000 images in all: 500 test digits, and 2,500 training digits (the fixture's 2,000
+    # and the test digits' mirror images, which the model cannot have seen).
+    x_train = np.concatenate([mnist_small.x_train, mnist_small.x_test[:, :, ::-1]])
+    y_train = np.concatenate([mnist_small.y_train, mnist_small.y_test])
+    data = ((x_train, y_train), (mnist_small.x_test, mnist_small.y_test))
+    space = {"mnist": SimpleNamespace(load_data=lambda: data)}
+    code = ARTICLE.format(n_train=len(x_train), n_test=len(mnist_small.x_test))
+    with warnings.catch_warnings():  # plt.show() on the test's non-interactive backend
+        warnings.filterwarnings("ignore", message=".*non-interactive.*")
+        warnings.filterwarnings("ignore", message=".*cannot show the figure.*")
+        exec(compile(code, "article.py", "exec"), space)
+    out = capsys.readouterr().out
+    assert "Total params: 51,154" in out  # autoencoder.summary()
+    lines = EPOCH_LINE.findall(out)
+    ae = space["autoencoder"]
+    assert [int(e) for e, _, _ in lines] == list(range(1, 11))
+    # The printed numbers are the History's, to the 4 decimals Keras prints.
+    history = ae.history.history
+    assert [float(v) for _, v, _ in lines] == [round(v, 4) for v in history["loss"]]
+    assert [float(v) for _, _, v in lines] == [round(v, 4) for v in history["val_loss"]]
+    assert space["encoded_values"].shape == (2500, 2)
+    # decoder(encoder(x)) is the autoencoder's reconstruction
+    recon = ae.predict(space["X_train_flat"]).reshape(2500, 28, 28)
+    np.testing.assert_allclose(space["decoded_values"], recon, atol=1e-6)
+
+
+# -- fit: History, repeated fits, Keras' initial_epoch ------------------------------------
+
+
+def small_fit(mnist_small, *fits, **options):
+    ae = Autoencoder(latent_activation="linear", seed=1, batch_size=64, **options)
+    x, v = mnist_small.x_train[:640], mnist_small.x_test[:128]
+    return ae, [ae.fit(x, validation_data=v, verbose=0, **f) for f in fits]
+
+
+def weights(ae):
+    return [w.copy() for w in ae.get_weights()]
+
+
+def test_two_fits_of_2_epochs_are_one_fit_of_4(mnist_small):
+    a, (h1, h2) = small_fit(mnist_small, {"epochs": 2}, {"epochs": 2})
+    b, (h,) = small_fit(mnist_small, {"epochs": 4})
+    assert (h1.epoch, h2.epoch, h.epoch) == ([0, 1], [2, 3], [0, 1, 2, 3])
+    assert h1.history["loss"] + h2.history["loss"] == h.history["loss"]
+    assert h1.history["val_loss"] + h2.history["val_loss"] == h.history["val_loss"]
+    for wa, wb in zip(weights(a), weights(b), strict=True):
+        np.testing.assert_array_equal(wa, wb)  # same batches, optimizer state carried over
+    assert h2.params == {"verbose": 0, "epochs": 4, "initial_epoch": 2, "steps": 10}
+    assert a.history is h2 and len(a.train_state.history) == 4
+
+
+def test_kerass_initial_epoch_continues_the_same_way(mnist_small):
+    a, (_, h2) = small_fit(mnist_small, {"epochs": 2}, {"epochs": 4, "initial_epoch": 2})
+    b, _ = small_fit(mnist_small, {"epochs": 4})
+    assert h2.epoch == [2, 3]
+    for wa, wb in zip(weights(a), weights(b), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    with pytest.raises(ConfigError) as e:
+        a.fit(mnist_small.x_train[:64], epochs=9, initial_epoch=1, verbose=0)
+    assert e.value.field == "initial_epoch"
+    assert a.fit(mnist_small.x_train[:640], epochs=4, initial_epoch=4, verbose=0).epoch == []
+
+
+def test_validation_split_takes_the_last_part_as_keras_does(mnist_small):
+    ae = Autoencoder(latent_activation="linear", epochs=1)
+    x = mnist_small.x_train[:400]
+    h = ae.fit(x, validation_split=0.25, verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(ae.evaluate(x[300:]), rel=1e-6)
+    assert h.params["steps"] == 10  # 300 training images, batch 32
+
+
+def test_a_schedule_shaped_by_the_total_cannot_be_extended(mnist_small):
+    ae = Autoencoder(schedule="onecycle", epochs=1)
+    ae.fit(mnist_small.x_train[:64], verbose=0)
+    with pytest.raises(ConfigError, match="onecycle") as e:
+        ae.fit(mnist_small.x_train[:64], verbose=0)
+    assert e.value.field == "epochs"
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"y": "other"}, "y"),
+        ({"validation_data": ("x", "other")}, "validation_data"),
+        ({"validation_data": ("x", "x", "x")}, "validation_data"),
+        ({"validation_split": 1.0}, "validation_split"),
+        ({"epochs": -1}, "epochs"),
+        ({"callbacks": "not a list"}, "callbacks"),
+    ],
+)
+def test_fit_refuses_what_an_autoencoder_cannot_do(mnist_small, kwargs, field):
+    x = mnist_small.x_train[:64]
+    arrays = {"x": x, "other": mnist_small.x_train[64:128]}
+    for key, value in kwargs.items():
+        if isinstance(value, tuple):
+            kwargs[key] = tuple(arrays[v] for v in value)
+        elif value in arrays:
+            kwargs[key] = arrays[value]
+    with pytest.raises(ConfigError) as e:
+        Autoencoder().fit(x, verbose=0, **kwargs)
+    assert e.value.field == field and "\n" not in str(e.value)
+
+
+def test_y_equal_to_x_is_accepted(mnist_small):
+    x = mnist_small.x_train[:64]
+    h = Autoencoder(epochs=1).fit(x, x.copy(), validation_data=(x, x), verbose=0)
+    assert len(h.history["loss"]) == len(h.history["val_loss"]) == 1
+
+
+# -- callbacks ----------------------------------------------------------------------------
+
+
+class FakeModel:
+    def __init__(self):
+        self.stop_training, self.w = False, [np.zeros(1)]
+
+    def get_weights(self):
+        return [a.copy() for a in self.w]
+
+    def set_weights(self, w):
+        self.w = w
+
+
+def drive(callback, values, key="val_loss"):
+    """Feed `values` to a callback as Keras would; returns the epochs it ran."""
+    model = FakeModel()
+    callback.set_model(model)
+    callback.on_train_begin({})
+    for epoch, v in enumerate(values):
+        model.w = [np.array([float(epoch)])]  # the weights "after" this epoch
+        callback.on_epoch_end(epoch, {key: v})
+        if model.stop_training:
+            return epoch + 1, model
+    return len(values), model
+
+
+def test_early_stopping_counts_patience_as_keras_does():
+    # best at epoch 1 (0.9); epochs 2 and 3 do not beat it: patience 2 is used up at 3.
+    cb = EarlyStopping(patience=2)
+    ran, model = drive(cb, [1.0, 0.9, 0.95, 0.91, 0.5])
+    assert (ran, cb.stopped_epoch, cb.best_epoch) == (4, 3, 1)
+    assert model.w == [np.array([3.0])]  # not restored
+    # min_delta: 0.95 -> 0.949 is no improvement by more than 0.01
+    ran, _ = drive(EarlyStopping(monitor="loss", min_delta=0.01, patience=1), [1.0, 0.95, 0.949],
+                   key="loss")  # fmt: skip
+    assert ran == 3
+    cb = EarlyStopping(patience=1, restore_best_weights=True)
+    ran, model = drive(cb, [1.0, 0.8, 0.9, 0.7])
+    assert ran == 3 and model.w[0][0] == 1.0  # epoch 1's weights put back
+
+
+def test_early_stopping_ends_fit_on_a_plateau(mnist_small):
+    # lr 1e-30: no weight moves, so val_loss is the same every epoch: a plateau.
+    ae = Autoencoder(optimizer="sgd", lr=1e-30, epochs=20, batch_size=256)
+    x, v = mnist_small.x_train[:512], mnist_small.x_test[:64]
+    stop = EarlyStopping(patience=2)
+    h = ae.fit(x, validation_data=v, callbacks=[stop], verbose=0)
+    assert h.epoch == [0, 1, 2] and stop.stopped_epoch == 2
+    assert len(set(h.history["val_loss"])) == 1
+    assert ae.train_state.epoch == 3 and not ae.train_state.interrupted
+    # the next fit starts at epoch 3, as a continued Keras fit would
+    assert ae.fit(x, epochs=1, verbose=0).epoch == [3]
+
+
+def test_early_stopping_without_its_metric_is_refused(mnist_small):
+    with pytest.raises(ConfigError, match="validation_data") as e:
+        Autoencoder(epochs=2).fit(mnist_small.x_train[:64], callbacks=[EarlyStopping()],
+                                  verbose=0)  # fmt: skip
+    assert e.value.field == "monitor"
+
+
+def test_csv_logger_writes_one_row_per_epoch(mnist_small, tmp_path):
+    path = tmp_path / "log.csv"
+    ae = Autoencoder(epochs=2, latent_activation="linear")
+    x, v = mnist_small.x_train[:128], mnist_small.x_test[:32]
+    h1 = ae.fit(x, validation_data=v, callbacks=[CSVLogger(path)], verbose=0)
+    h2 = ae.fit(x, validation_data=v, callbacks=[CSVLogger(path, append=True)], verbose=0)
+    rows = list(csv.reader(path.read_text().splitlines()))
+    assert rows[0] == ["epoch", "loss", "val_loss"]
+    expected = [[e, lo, va] for h in (h1, h2)
+                for e, lo, va in zip(h.epoch, h.history["loss"], h.history["val_loss"],
+                                     strict=True)]  # fmt: skip
+    assert [[int(r[0]), float(r[1]), float(r[2])] for r in rows[1:]] == expected
+
+
+def test_a_plain_object_with_hooks_is_a_callback(mnist_small):
+    seen = []
+    hooks = SimpleNamespace(on_epoch_end=lambda epoch, logs: seen.append((epoch, set(logs))))
+    ae = Autoencoder(epochs=2)
+    ae.fit(mnist_small.x_train[:64], callbacks=[hooks], verbose=0)
+    assert seen == [(0, {"loss"}), (1, {"loss"})] and hooks.model is ae
+
+
+# -- the verbs ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted(mnist_small):
+    ae = Autoencoder(latent_activation="linear", epochs=1)
+    ae.fit(mnist_small.x_train[:500], verbose=0)
+    return ae
+
+
+def test_one_image_is_encoded_as_one(fitted, mnist_small):
+    x = mnist_small.x_test
+    one = fitted.encode(x[:1])
+    assert one.shape == (1, 2)
+    np.testing.assert_array_equal(fitted.encode(x[0]), one)
+    np.testing.assert_array_equal(fitted.transform(x[0].reshape(784)), one)
+    assert fitted.predict(x[0]).shape == (28, 28)
+
+
+@pytest.mark.parametrize("shape", [(28,), (3, 10, 10), (2, 28, 28, 1, 2), (4, 100)])
+def test_wrong_shapes_say_what_the_model_takes(fitted, shape):
+    with pytest.raises(ConfigError) as e:
+        fitted.encode(np.zeros(shape, np.uint8))
+    message = str(e.value)
+    assert e.value.field == "x" and f"{shape}" in message
+    assert "(28, 28)" in message and "(N, 784)" in message and "input_size=28" not in message
+
+
+def test_sklearn_and_keras_verbs_are_the_same_verbs(fitted, mnist_small):
+    x = mnist_small.x_test[:20]
+    z = fitted.transform(x)
+    np.testing.assert_array_equal(z, fitted.encode(x))
+    np.testing.assert_array_equal(fitted.inverse_transform(z), fitted.decode(z))
+    flat = x.reshape(20, 784) / np.float32(255)
+    assert fitted.predict(flat).shape == (20, 784)
+    np.testing.assert_array_equal(fitted.predict(x), fitted.reconstruct(x))
+    np.testing.assert_array_equal(fitted.encoder.predict(flat), z)
+    assert fitted.decoder.predict(z).shape == (20, 784)
+
+
+def test_evaluate_is_the_mean_bce(fitted, mnist_small):
+    x = mnist_small.x_test[:50].reshape(50, 784) / 255.0
+    p = fitted.predict(x).astype(np.float64)
+    bce = -np.mean(x * np.log(p) + (1 - x) * np.log1p(-p))  # the oracle, in NumPy
+    assert fitted.evaluate(x) == pytest.approx(bce, rel=1e-5)
+    with pytest.raises(ConfigError):
+        fitted.evaluate(x, x[::-1])
+
+
+def test_fit_transform_fits_then_encodes(mnist_small):
+    x = mnist_small.x_train[:200]
+    ae = Autoencoder(epochs=1, latent_activation="linear")
+    z = ae.fit_transform(x, verbose=0)
+    assert ae.train_state.epoch == 1
+    np.testing.assert_array_equal(z, ae.encode(x))
+
+
+def test_get_params_set_params_and_presets():
+    ae = Autoencoder(preset="best2d", epochs=3)
+    params = ae.get_params()
+    assert params["hidden_sizes"] == (256, 256, 128) and params["lr"] == 4e-3
+    assert params["epochs"] == 3  # an option overrides the preset
+    assert Autoencoder(**params).get_params() == params  # scikit-learn's clone
+    before = ae.net
+    assert ae.set_params(lr=1e-3) is ae and ae.net is before  # training field: same network
+    ae.set_params(hidden_sizes=(8,))
+    assert ae.net is not before and ae.summary(print_fn=None).count("Dense") == 4
+    with pytest.raises(ConfigError) as e:
+        ae.set_params(hiden_sizes=(3,))
+    assert e.value.field == "hiden_sizes"
+    with pytest.raises(ConfigError) as e:
+        Autoencoder(preset="nope")
+    assert e.value.field == "preset"
