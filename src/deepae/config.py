@@ -272,6 +272,18 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "epochs": 90,  # ~100 s of training on 2 CPU cores (docs/best2d.md)
         },
     ),
+    # docs/umap2d.md: a map as well separated as UMAP's, with best2d's decoder.
+    "umap2d": (
+        {"hidden_sizes": (256, 256, 128), "latent_activation": "linear"},  # best2d's network
+        {
+            "neighbour_weight": 20.0,  # UMAP's loss 20x the BCE: separation at little MSE cost
+            "lr": 3e-3,  # peak of the one-cycle schedule
+            "adam_betas": (0.9, 0.99),
+            "schedule": "onecycle",
+            "batch_size": 512,  # edges per step (1,024 images through the encoder)
+            "epochs": 130,  # 130 x 60,000 sampled edges: each edge ~6 times
+        },
+    ),
 }
 
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))

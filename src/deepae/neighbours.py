@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,7 +156,10 @@ def graph_for(
     cached = _read_cache(folder, key, n_neighbors, len(x), log)
     if cached is not None:
         return cached
+    start = time.perf_counter()
     graph = build_graph(x, n_neighbors, log=log)
+    log(f"neighbour graph: {len(graph):,} edges in {time.perf_counter() - start:.0f} s; "
+        f"cached in {folder} for the next run")  # fmt: skip
     _write_cache(folder, key, graph, data_key, log)
     return graph
 

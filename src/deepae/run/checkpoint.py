@@ -52,6 +52,8 @@ def save(folder: str | Path, trainer: Trainer, state: TrainState) -> Path:
         "param_groups": optim["param_groups"],
         "schedule": trainer.schedule.state_dict() if trainer.schedule else None,
     }
+    if trainer.neighbour is not None:  # the graph the run trains on: a resume needs the same
+        meta["graph_sha256"] = trainer.neighbour.graph.sha256
     data = save_safetensors(
         tensors,
         metadata={"format": FORMAT, "version": str(FORMAT_VERSION), "state": json.dumps(meta)},
@@ -90,6 +92,12 @@ def load(folder: str | Path, trainer: Trainer) -> TrainState:
         )
     if int(version) > FORMAT_VERSION:
         raise RunError(f"{path} is not a checkpoint this deepae can read; upgrade deepae")
+    graph = trainer.neighbour.graph.sha256 if trainer.neighbour is not None else None
+    if _state_field(meta, "graph_sha256") != graph:
+        raise RunError(
+            f"{path} was trained with another neighbour graph than the one built now (the "
+            "graph's settings or its cached copy changed); it cannot be resumed"
+        )
     try:
         state, model, optimizer, schedule = _checked(meta, tensors, trainer)
     except _Refused as e:
@@ -297,3 +305,11 @@ def _metadata(raw: bytes) -> dict[str, Any]:
 def _plain(t: torch.Tensor) -> torch.Tensor:
     # Contiguous CPU copies: parameters may be views of one flat buffer (fused engine).
     return t.detach().cpu().contiguous().clone()
+
+
+def _state_field(meta: dict, key: str):
+    try:
+        state = json.loads(meta.get("state", "{}"))
+    except (TypeError, ValueError, RecursionError):
+        return None  # a damaged state is refused by _checked, with its own message
+    return state.get(key) if isinstance(state, dict) else None
