@@ -111,7 +111,7 @@ COLUMNS = [  # (title, value of a run, format)
     ("1-NN", lambda r: r["model"]["knn1_accuracy"], "{:.3f}"),
     ("trust k=10 test", lambda r: r["model"]["trustworthiness"], "{:.3f}"),
     ("trust k=5 train", lambda r: r["model"].get("trust_paper"), "{:.3f}"),
-    ("dead units", lambda r: r["model"]["dead_units"], "{:d}"),
+    ("dead units", lambda r: r["model"]["dead_units"], "{:.0f}"),
     ("seconds", lambda r: r["seconds"], "{:.0f}"),
 ]
 
@@ -125,10 +125,11 @@ def table(results: list[dict[str, Any]], dataset: str) -> str:
         rs = [r for r in results if r["method"] == method]
         cells = [summarise([get(r) for r in rs], fmt) for _, get, fmt in COLUMNS]
         lines.append(f"| {method} | {len(rs)} | " + " | ".join(cells) + " |")
-    pca = next(r["pca"] for r in results if r["pca"])
-    lines.append(f"| PCA 2-D | 1 | {pca['bce']:.4f} | {pca['mse']:.4f} | "
-                 f"{pca['knn5_accuracy']:.3f} | {pca['knn1_accuracy']:.3f} | "
-                 f"{pca['trustworthiness']:.3f} | - | 0 | - |")  # fmt: skip
+    pca = next((r["pca"] for r in results if r["pca"]), None)
+    if pca is not None:
+        lines.append(f"| PCA 2-D | 1 | {pca['bce']:.4f} | {pca['mse']:.4f} | "
+                     f"{pca['knn5_accuracy']:.3f} | {pca['knn1_accuracy']:.3f} | "
+                     f"{pca['trustworthiness']:.3f} | - | 0 | - |")  # fmt: skip
     for name, row in evaluate.PUBLISHED.get(dataset, {}).items():
         values = [None, row["mse"], row["knn5_accuracy"], row["knn1_accuracy"], None,
                   row["trust_paper"], None, None]  # fmt: skip
@@ -156,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for preset, seed in plan:
         results.append(run_preset(preset, seed, data))
-        report(results[-1])
+        report(results[-1], args.out, results)
     if not args.no_umap:
         results.append(run_umap_learn(data))
-        report(results[-1])
+        report(results[-1], args.out, results)
     print(f"({time.perf_counter() - start:.0f} s in all)\n", file=sys.stderr)
     print(table(results, args.dataset))
     umap_run = next((r for r in results if r["method"] == "umap-learn UMAP"), None)
@@ -168,12 +169,14 @@ def main(argv: list[str] | None = None) -> int:
               f"took {umap_run['inverse_seconds']:.0f} s; seconds is the fit.")  # fmt: skip
     if args.dataset == "mnist":
         print(f"The article reports val_loss {evaluate.ARTICLE_VAL_BCE} after 10 epochs (Keras).")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
-def report(r: dict[str, Any]) -> None:
+def report(r: dict[str, Any], out: str | None, results: list[dict[str, Any]]) -> None:
+    """Print one run's line, and save every run so far (a long benchmark keeps what it
+    measured whatever happens later)."""
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2) + "\n")
     m = r["model"]
     print(f"{r['method']} seed {r['seed']}: MSE {m['mse']:.4f}, 5-NN {m['knn5_accuracy']:.3f}, "
           f"trust k=5 train {m['trust_paper']:.3f}, {r['seconds']:.0f} s",

@@ -69,3 +69,27 @@ def small_run(tmp_path_factory, mnist_small):
     model, train = ModelConfig(latent_activation="linear"), TrainConfig(epochs=2)
     runs.train_run(folder, model, train, data, log=lambda _: None, progress=False)
     return SimpleNamespace(folder=folder, data=data, ae=Autoencoder.load(folder))
+
+
+CHROMIUM = Path(os.environ.get("DEEPAE_CHROMIUM", "/usr/bin/chromium"))
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright: one for the whole session (the
+    sync API allows one running instance per process, so every browser test shares it).
+    Chromium missing is a failure, not a skip: scripts/ensure-test-deps.sh installs it."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/ensure-test-deps.sh (or set DEEPAE_CHROMIUM)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=LAUNCH_ARGS, timeout=60_000
+        )
+        yield chromium
+        chromium.close()

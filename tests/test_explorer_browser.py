@@ -9,7 +9,6 @@ Chromium missing is a failure, not a skip: scripts/ensure-test-deps.sh installs 
 """
 
 import base64
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,29 +23,10 @@ from test_untrusted_input import NASTY, nasty_page  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("DEEPAE_CHROMIUM", "/usr/bin/chromium"))
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
 TIMEOUT_MS = 15_000  # any single page action; a healthy page answers in well under 1 s
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 VIEWPORT = {"width": 1280, "height": 800}
 DECODE_ALL = "pts => pts.map(([u, v]) => Array.from(window.deepae.decode(u, v)))"
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run scripts/ensure-test-deps.sh (or set DEEPAE_CHROMIUM)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=LAUNCH_ARGS, timeout=60_000
-        )
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser, path: Path):

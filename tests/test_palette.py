@@ -9,7 +9,7 @@ from deepae import Autoencoder, plots
 from deepae.explorer import explorer
 from deepae.run import save_figure
 from explorer_helpers import page_data
-from test_explorer_browser import browser, open_page  # noqa: F401 (browser: a fixture)
+from test_explorer_browser import open_page
 
 # Matplotlib's tab10, typed in from its documentation (the oracle, not computed here).
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",

@@ -20,6 +20,7 @@ from deepae._version import __version__
 # public name -> module that defines it
 _EXPORTS = {
     "Autoencoder": "deepae.api",
+    "UMAP": "deepae.compat",
     "History": "deepae.callbacks",
     "Callback": "deepae.callbacks",
     "EarlyStopping": "deepae.callbacks",
@@ -50,6 +51,7 @@ __all__ = [
     "RunError",
     "TrainConfig",
     "TrainingDiverged",
+    "UMAP",
     "__version__",
     "load_dataset",
     "load_mnist",
@@ -58,6 +60,7 @@ __all__ = [
 if TYPE_CHECKING:
     from deepae.api import Autoencoder
     from deepae.callbacks import Callback, CSVLogger, EarlyStopping, History
+    from deepae.compat import UMAP
     from deepae.config import ModelConfig, TrainConfig
     from deepae.data import load_dataset, load_mnist
     from deepae.errors import (

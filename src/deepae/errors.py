@@ -32,6 +32,11 @@ class ConfigError(DeepAEError):
     """A configuration value or an argument is invalid."""
 
 
+class CheckpointMismatch(RunError):
+    """A value of a checkpoint does not fit the run's trainer (deepae.run.checkpoint turns
+    it into a RunError naming the file)."""
+
+
 class TrainingDiverged(DeepAEError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -386,19 +386,39 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines + _published_lines(result))
 
 
-def _published_lines(result: dict[str, Any]) -> list[str]:
-    """The paper's rows for this dataset, methods down, metrics across."""
+_PUBLISHED_COLUMNS = (
+    ("knn5_accuracy", "5-NN", "{:.3f}"),
+    ("knn1_accuracy", "1-NN", "{:.3f}"),
+    ("mse", "MSE", "{:.4f}"),
+    ("trust_paper", "trust (k=5, train)", "{:.3f}"),
+)
+PUBLISHED_CAPTION = "published, {dataset} 2-D (Parametric UMAP paper, Sainburg et al. 2021)"
+
+
+def published_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The paper's numbers for this result's dataset as rows of text: a header (method,
+    5-NN, 1-NN, MSE, trust), then one row per method; [] where the paper has none."""
     published = result.get("published") or {}
     if not published:
         return []
-    cols = [("knn5_accuracy", "5-NN", "{:.3f}"), ("knn1_accuracy", "1-NN", "{:.3f}"),
-            ("mse", "MSE", "{:.4f}"), ("trust_paper", "trust (k=5, train)", "{:.3f}")]  # fmt: skip
-    width = max(len(name) for name in published)
-    head = "  ".join([" " * width, *(f"{label:>8}" for _, label, _ in cols)])
-    lines = ["", f"published, {result['dataset']} 2-D (Parametric UMAP paper):", head]
+    rows = [["method", *(label for _, label, _ in _PUBLISHED_COLUMNS)]]
     for name, row in published.items():
-        cells = (f"{_fmt(row.get(k), fmt):>{max(8, len(label))}}" for k, label, fmt in cols)
-        lines.append("  ".join([name.ljust(width), *cells]))
+        rows.append([name, *(_fmt(row.get(k), fmt) for k, _, fmt in _PUBLISHED_COLUMNS)])
+    return rows
+
+
+def _published_lines(result: dict[str, Any]) -> list[str]:
+    """The paper's rows for this dataset, methods down, metrics across."""
+    rows = published_rows(result)
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["", PUBLISHED_CAPTION.format(dataset=result["dataset"]) + ":"]
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
     if result["dataset"] == "mnist":
         lines.append(f"the article's own val BCE: {ARTICLE_VAL_BCE}")
     return lines

@@ -245,13 +245,13 @@ def _fill(template: str, meta: dict, images_blob: str) -> str:
 
 
 def _activation_params(module: nn.Module) -> dict[str, Any]:
-    if isinstance(module, nn.LeakyReLU):
-        return {"negative_slope": module.negative_slope}
-    if isinstance(module, nn.ELU):
-        return {"alpha": module.alpha}
-    if isinstance(module, nn.GELU):
-        return {"approximate": module.approximate}
-    return {}
+    """The parameters of an activation module that the page's JavaScript needs."""
+    return {name: getattr(module, name) for name in _ACTIVATION_PARAMS.get(type(module), ())}
+
+
+# Activation module -> the attributes its JavaScript twin in explorer.js takes.
+_ACTIVATION_PARAMS = {nn.LeakyReLU: ("negative_slope",), nn.ELU: ("alpha",),
+                      nn.GELU: ("approximate",)}  # fmt: skip
 
 
 def _b64(raw: bytes) -> str:

@@ -26,7 +26,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from deepae import fsio
-from deepae.errors import RunError
+from deepae.errors import CheckpointMismatch, RunError
 from deepae.run.files import CHECKPOINT_FILE
 from deepae.storage import canonical_safetensors
 from deepae.train import EpochRecord, Trainer, TrainState
@@ -100,7 +100,7 @@ def load(folder: str | Path, trainer: Trainer) -> TrainState:
         )
     try:
         state, model, optimizer, schedule = _checked(meta, tensors, trainer)
-    except _Refused as e:
+    except CheckpointMismatch as e:
         raise RunError(f"{path} {e}; it cannot be resumed", field=e.field) from None
     try:
         trainer.net.load_state_dict(model)  # copies into the (possibly flat) parameters
@@ -132,31 +132,23 @@ OPTIMIZER_SLOTS = {
 _STATE_KEYS = ("epoch", "step", "history", "param_groups", "schedule")
 
 
-class _Refused(Exception):
-    """Why a checkpoint cannot be used (completes "PATH ..."), and the field it is about."""
-
-    def __init__(self, why: str, field: str | None = None):
-        super().__init__(why)
-        self.field = field
-
-
 def _checked(meta: dict, tensors: dict[str, torch.Tensor], trainer: Trainer):
     """(TrainState, model state dict, optimizer state dict, schedule state) of a
-    checkpoint, every value checked against `trainer`; _Refused for anything else."""
+    checkpoint, every value checked against `trainer`; CheckpointMismatch for anything else."""
     try:
         info = json.loads(meta.get("state"))
     except (TypeError, ValueError, RecursionError) as e:
-        raise _Refused(f"has unreadable training state ({_short(e)})") from None
+        raise CheckpointMismatch(f"has unreadable training state ({_short(e)})") from None
     if not isinstance(info, dict) or any(k not in info for k in _STATE_KEYS):
-        raise _Refused(f"lacks the training state ({', '.join(_STATE_KEYS)})")
+        raise CheckpointMismatch(f"lacks the training state ({', '.join(_STATE_KEYS)})")
     epoch, step, spe = info["epoch"], info["step"], trainer.steps_per_epoch
     if not _is_int(epoch) or epoch < 0:
-        raise _Refused(f"has epoch {_short(epoch)}, not a whole number >= 0")
+        raise CheckpointMismatch(f"has epoch {_short(epoch)}, not a whole number >= 0")
     if not _is_int(step) or not 0 <= step < spe:
-        raise _Refused(f"has step {_short(step)}, not a whole number in [0, {spe})")
+        raise CheckpointMismatch(f"has step {_short(step)}, not a whole number in [0, {spe})")
     history = _history(info["history"], epoch)
     if epoch > trainer.cfg.epochs:
-        raise _Refused(
+        raise CheckpointMismatch(
             f"is after epoch {epoch}, more than epochs {trainer.cfg.epochs} (give epochs of at "
             f"least {epoch})",
             field="epochs",
@@ -165,11 +157,11 @@ def _checked(meta: dict, tensors: dict[str, torch.Tensor], trainer: Trainer):
     schedule = trainer.schedule.state_dict() if trainer.schedule else None
     _like(info["schedule"], schedule, "schedule")
     if schedule is not None and info["schedule"]["last_epoch"] != epoch * spe + step:
-        raise _Refused(f"has a schedule at step {_short(info['schedule']['last_epoch'])}, "
-                       f"not at epoch {epoch} step {step}")  # fmt: skip
+        at = _short(info["schedule"]["last_epoch"])
+        raise CheckpointMismatch(f"has a schedule at step {at}, not at epoch {epoch} step {step}")
     model, slots, partial = _tensors(tensors, trainer)
     if step > 0 and partial is None:
-        raise _Refused(f"stops at step {step} of an epoch without its partial_losses")
+        raise CheckpointMismatch(f"stops at step {step} of an epoch without its partial_losses")
     state = TrainState(epoch=epoch, step=step, history=history, partial_losses=partial)
     optimizer = {"state": slots, "param_groups": info["param_groups"]}
     return state, model, optimizer, info["schedule"]
@@ -197,14 +189,15 @@ def _tensors(tensors: dict[str, torch.Tensor], trainer: Trainer):
             _tensor(key, value, (trainer.steps_per_epoch,), torch.float32)
             partial = value
         else:
-            raise _Refused(f"holds an unexpected tensor {_short(key)}")
+            raise CheckpointMismatch(f"holds an unexpected tensor {_short(key)}")
     missing = sorted(set(expected) - set(model))
     if missing:
-        raise _Refused(f"lacks the model tensor(s) {_short(', '.join(missing))}")
+        raise CheckpointMismatch(f"lacks the model tensor(s) {_short(', '.join(missing))}")
     for pid, found in slots.items():
         if set(found) != set(names):
-            raise _Refused(f"holds optimizer slots {sorted(found)} for parameter {pid}, "
-                           f"not {list(names)}")  # fmt: skip
+            raise CheckpointMismatch(
+                f"holds optimizer slots {sorted(found)} for parameter {pid}, not {list(names)}"
+            )
     return model, slots, partial
 
 
@@ -212,9 +205,11 @@ def _slot(key: str, value: torch.Tensor, params: list, names: tuple[str, ...]) -
     """(param id, slot name) of the tensor "optim.<pid>.<slot>", checked."""
     _, pid, slot = (key.split(".", 2) + ["", ""])[:3]
     if not re.fullmatch(r"0|[1-9][0-9]{0,8}", pid) or int(pid) >= len(params):
-        raise _Refused(f"holds {_short(key)} for a parameter the model does not have")
+        raise CheckpointMismatch(f"holds {_short(key)} for a parameter the model does not have")
     if slot not in names:
-        raise _Refused(f"holds {_short(key)}, not one of the optimizer's slots {list(names)}")
+        raise CheckpointMismatch(
+            f"holds {_short(key)}, not one of the optimizer's slots {list(names)}"
+        )
     p = params[int(pid)]
     if slot == "step":
         _tensor(key, value, (), torch.float32)
@@ -225,7 +220,7 @@ def _slot(key: str, value: torch.Tensor, params: list, names: tuple[str, ...]) -
 
 def _tensor(key: str, value: torch.Tensor, shape, dtype: torch.dtype) -> None:
     if tuple(value.shape) != tuple(shape) or value.dtype != dtype:
-        raise _Refused(
+        raise CheckpointMismatch(
             f"holds {_short(key)} of shape {tuple(value.shape)} {value.dtype}, where the run "
             f"needs {tuple(shape)} {dtype}"
         )
@@ -234,16 +229,16 @@ def _tensor(key: str, value: torch.Tensor, shape, dtype: torch.dtype) -> None:
 def _history(value: Any, epochs: int) -> list[EpochRecord]:
     names = [f.name for f in dataclasses.fields(EpochRecord)]
     if not isinstance(value, list):
-        raise _Refused(f"has a history of {_short(value)}, not a list of epoch records")
+        raise CheckpointMismatch(f"has a history of {_short(value)}, not a list of epoch records")
     if len(value) != epochs:
-        raise _Refused(f"has {len(value)} history records for {epochs} epochs")
+        raise CheckpointMismatch(f"has {len(value)} history records for {epochs} epochs")
     for i, record in enumerate(value):
         ok = isinstance(record, dict) and sorted(record) == sorted(names)
         ok = ok and _is_int(record["epoch"])
         ok = ok and all(_is_number(record[k]) or (k == "val_loss" and record[k] is None)
                         for k in names)  # fmt: skip
         if not ok:
-            raise _Refused(f"has a malformed history record {i + 1} ({_short(record)})")
+            raise CheckpointMismatch(f"has a malformed history record {i + 1} ({_short(record)})")
     return [EpochRecord(**r) for r in value]
 
 
@@ -269,7 +264,9 @@ def _like(theirs: Any, ours: Any, where: str) -> None:
     else:
         ok = False
     if not ok:
-        raise _Refused(f"has {where} = {_short(theirs)}, where the run needs {_wanted(ours)}")
+        raise CheckpointMismatch(
+            f"has {where} = {_short(theirs)}, where the run needs {_wanted(ours)}"
+        )
 
 
 def _wanted(ours: Any) -> str:

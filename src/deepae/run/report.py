@@ -137,17 +137,24 @@ def _evaluation(result: dict[str, Any]) -> str:
     everything = f"<details><summary>all numbers</summary>{_table(result)}</details>"
     try:
         caption, rows = evaluate.table_caption(result), evaluate.table_rows(result)
-        published = evaluate.published_lines(result)
+        published = evaluate.published_rows(result)
     except (KeyError, TypeError, AttributeError, ValueError):  # a hand-edited file
         return _table(result)
+    note = ""
+    if published:
+        title = evaluate.PUBLISHED_CAPTION.format(dataset=result["dataset"])
+        note = f"<p class=muted>{_esc(title)}</p>{_grid(published)}"
+    return f"<p class=muted>{_esc(caption)}</p>{_grid(rows)}{note}{everything}"
+
+
+def _grid(rows: list[list[str]]) -> str:
+    """Rows of text (a header first) as an HTML table, first column as row headers."""
     head = "".join(f"<th>{_esc(c)}</th>" for c in rows[0])
     body = "".join(
         f"<tr><th>{_esc(r[0])}</th>{''.join(f'<td>{_esc(c)}</td>' for c in r[1:])}</tr>"
         for r in rows[1:]
     )
-    note = f"<pre>{_esc(chr(10).join(published).strip())}</pre>" if published else ""
-    return (f"<p class=muted>{_esc(caption)}</p><table class=grid><tr>{head}</tr>{body}"
-            f"</table>{note}{everything}")  # fmt: skip
+    return f"<table class=grid><tr>{head}</tr>{body}</table>"
 
 
 def _figures(folder: Path) -> str:
