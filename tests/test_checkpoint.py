@@ -20,6 +20,7 @@ from deepae.config import ModelConfig, TrainConfig
 from deepae.errors import RunError
 from deepae.model import build
 from deepae.run import checkpoint
+from test_resume import stop_after
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mnist-small.npz"
 N_TRAIN = 2000  # training images of the fixture: ceil(2000 / 32) = 63 steps per epoch
@@ -229,16 +230,6 @@ def test_checkpoint_bytes_do_not_depend_on_the_save(tmp_path):
     canonical = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":"))
     assert header.rstrip(b" ") == canonical.encode()
     assert (8 + n) % 8 == 0
-
-
-def stop_after(n_steps):
-    calls = {"n": 0}
-
-    def stop():
-        calls["n"] += 1
-        return calls["n"] > n_steps
-
-    return stop
 
 
 @pytest.mark.parametrize(
