@@ -14,6 +14,7 @@ import sys
 # Light modules only (no torch, no Matplotlib): `deepae --help` must answer at once.
 from deepae import config
 from deepae._version import __version__
+from deepae.cli_values import floats, ints, lower, pair, parse_point
 from deepae.errors import ConfigError, DeepAEError
 
 EXIT_USAGE = 2
@@ -78,7 +79,7 @@ _RUN = (("run",), {"help": "run folder"})
 _INDICES = (("--indices",), {"help": "image indices: 110-119 or 3,5,8 (default: 110-119, "
                                      "or the first 10)"})  # fmt: skip
 _PAIRS = (("--pairs",), {
-    "nargs": "+", "type": lambda text: _pair(text), "metavar": "I,J",
+    "nargs": "+", "type": pair, "metavar": "I,J",
     "help": "test-image index pairs for interpolation.png (default: a few pairs of different "
     "labels, e.g. the first 0 and the first 1)",
 })  # fmt: skip
@@ -100,7 +101,7 @@ _DATA = [
 
 
 def _split(default: str):
-    return (("--split",), {"choices": ("train", "test"), "default": default, "type": _lower,
+    return (("--split",), {"choices": ("train", "test"), "default": default, "type": lower,
                            "help": f"(default: {default})"})  # fmt: skip
 
 
@@ -182,7 +183,7 @@ def _add_config_options(p: argparse.ArgumentParser, options) -> None:
         **config.TrainConfig.__dataclass_fields__,
     }
     for flag, field, kind, text in options:
-        parse = {"ints": _ints, "floats": _floats, str: _lower}.get(kind, kind)
+        parse = {"ints": ints, "floats": floats, str: lower}.get(kind, kind)
         default = defaults[field].default
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
@@ -326,44 +327,6 @@ def _indices(args) -> list[int] | None:
     from deepae.run.figures import parse_indices
 
     return None if args.indices is None else parse_indices(args.indices)
-
-
-def parse_point(text: str, size: int) -> list[float]:
-    """'0,5' -> [0.0, 5.0], checked against the latent size."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != size or not all(abs(v) < float("inf") for v in values):
-        example = ",".join(["0.5"] * size)
-        raise ConfigError(
-            f"coordinate {text!r} is not {size} comma-separated finite numbers (e.g. {example})"
-        )
-    return values
-
-
-def _listing(kind, what: str, count: int | None = None):
-    """A parser of comma-separated values of `kind` ('3,18'), `count` of them if given."""
-
-    def parse(text: str) -> tuple:
-        try:
-            values = tuple(kind(v) for v in text.split(","))
-        except ValueError:
-            values = ()
-        if not values or (count is not None and len(values) != count):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return values
-
-    return parse
-
-
-_ints = _listing(int, "comma-separated integers")
-_floats = _listing(float, "comma-separated numbers")
-_pair = _listing(int, "two indices I,J such as 3,18", 2)
-
-
-def _lower(text: str) -> str:
-    return text.lower()  # choices are case-insensitive: --optimizer Adam is adam
 
 
 def _fields(args, options) -> dict:

@@ -1,0 +1,46 @@
+"""Parsers of command-line values: coordinates, comma-separated lists, case-insensitive
+names. Each raises what argparse or the CLI turns into one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+
+from deepae.errors import ConfigError
+
+
+def parse_point(text: str, size: int) -> list[float]:
+    """'0,5' -> [0.0, 5.0], checked against the latent size."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != size or not all(abs(v) < float("inf") for v in values):
+        example = ",".join(["0.5"] * size)
+        raise ConfigError(
+            f"coordinate {text!r} is not {size} comma-separated finite numbers (e.g. {example})"
+        )
+    return values
+
+
+def listing(kind, what: str, count: int | None = None):
+    """A parser of comma-separated values of `kind` ('3,18'), `count` of them if given."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if not values or (count is not None and len(values) != count):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return values
+
+    return parse
+
+
+ints = listing(int, "comma-separated integers")
+floats = listing(float, "comma-separated numbers")
+pair = listing(int, "two indices I,J such as 3,18", 2)
+
+
+def lower(text: str) -> str:
+    return text.lower()  # choices are case-insensitive: --optimizer Adam is adam
