@@ -90,7 +90,15 @@ class FakeNet:
         self.calls.append((url, timeout))
         if url not in self.files:
             raise urllib.error.URLError("no network in tests")
-        return io.BytesIO(self.files[url])
+        return _Response(self.files[url])
+
+
+class _Response(io.BytesIO):
+    """What urlopen returns, as far as deepae reads it: a byte stream with headers."""
+
+    def __init__(self, blob: bytes, headers: dict | None = None):
+        super().__init__(blob)
+        self.headers = {"Content-Length": str(len(blob))} if headers is None else headers
 
 
 @pytest.fixture
@@ -582,3 +590,27 @@ def test_the_committed_fixture_is_the_first_digits_of_verified_mnist(mnist, mnis
     np.testing.assert_array_equal(mnist_small.x_test, mnist.x_test[:500])
     np.testing.assert_array_equal(mnist_small.y_test, mnist.y_test[:500])
     assert (Path(__file__).parent / "fixtures" / "mnist-small.npz").stat().st_size < 1_000_000
+
+
+@pytest.mark.parametrize("headers", [None, {}])  # with and without Content-Length
+def test_downloads_are_read_in_chunks_whole_and_capped(monkeypatch, headers):
+    from deepae.data import mnist
+
+    blob = bytes(range(256)) * 1000  # 256 kB: four 64 kB chunks
+    assert mnist._read_with_bar(_Response(blob, headers), "f") == blob
+    monkeypatch.setattr(mnist, "MAX_BYTES", 100_000)
+    # One byte past the cap is read, so the caller can tell "too large" from "just fits".
+    assert mnist._read_with_bar(_Response(blob, headers), "f") == blob[:100_001]
+
+
+def test_downloads_show_a_byte_bar_on_a_terminal(monkeypatch):
+    from deepae.data import mnist
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown = Terminal()
+    monkeypatch.setattr(sys, "stderr", shown)
+    mnist._read_with_bar(_Response(b"x" * 300_000), "train-images-idx3-ubyte")
+    assert "train-images-idx3-ubyte" in shown.getvalue() and "300k" in shown.getvalue()

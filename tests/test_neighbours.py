@@ -2,6 +2,7 @@
 hand computation), and training with it (a better map than a plain autoencoder's)."""
 
 import dataclasses
+import io
 import math
 import sys
 
@@ -76,6 +77,22 @@ def test_graph_equals_umap_learns_own(x300):
     ours_dense[ours.head, ours.tail] = ours.weight
     np.testing.assert_allclose(ours_dense, theirs.toarray(), atol=1e-6)
     assert ours.n_images == 300 and len(ours) == theirs.nnz
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:  # tqdm shows its bar only on a terminal
+        return True
+
+
+def test_building_shows_a_bar_on_a_terminal_only(x300, monkeypatch):
+    shown = _Terminal()
+    monkeypatch.setattr(sys, "stderr", shown)
+    graph = neighbours.build_graph(x300, 15, progress=True)
+    assert "neighbour graph" in shown.getvalue() and "2/2" in shown.getvalue()
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert neighbours.build_graph(x300, 15, progress=False).sha256 == graph.sha256
+    assert quiet.getvalue() == ""
 
 
 def test_cache_hit_miss_and_corruption(x300, tmp_path, monkeypatch):

@@ -108,7 +108,8 @@ class Autoencoder:
         self.train_state.epoch = first  # a fresh model given initial_epoch starts there
         self.train_config = cfg.replace(self.train_config, epochs=target, batch_size=batch_size,
                                         shuffle=bool(shuffle))  # fmt: skip
-        trainer = self.trainer_for(x_train, log=print if verbose else None)
+        show_bar = verbose == 1 if progress is None else progress
+        trainer = self.trainer_for(x_train, log=print if verbose else None, progress=show_bar)
         history.params["steps"] = trainer.steps_per_epoch
         hooks = CallbackList(callbacks, self)
         self.stop_training = False  # callbacks set it to end training after an epoch
@@ -124,7 +125,7 @@ class Autoencoder:
         hooks.call("on_train_begin", {})
         self.train_state = train.fit(
             trainer, x_train, x_val, state=self.train_state, on_epoch_end=report,
-            progress=verbose == 1 if progress is None else progress,
+            progress=show_bar,
             stop=lambda: self.stop_training or (stop is not None and stop()),
         )  # fmt: skip
         if self.stop_training and self.train_state.step == 0:  # stopped between epochs
@@ -132,29 +133,32 @@ class Autoencoder:
         hooks.call("on_train_end", epoch_logs(history.records[-1]) if history.records else {})
         return history
 
-    def trainer_for(self, x: Any, *, log: Callable[[str], None] | None = None) -> train.Trainer:
+    def trainer_for(
+        self, x: Any, *, log: Callable[[str], None] | None = None, progress: bool = False
+    ) -> train.Trainer:
         """The trainer (optimizer state included) for training images x; built on first use
         and rebuilt, keeping the optimizer state, when the training config or the number of
         images changed. With a neighbour loss it gets the images' graph (built or taken from
-        the cache, deepae.neighbours; `log` hears about it)."""
+        the cache, deepae.neighbours; `log` hears about it, `progress` shows a bar)."""
         x_train = x if isinstance(x, torch.Tensor) else self._as_input(x, "x")
         n_train = len(x_train)
         trainer = self.trainer
         if trainer is None or trainer.cfg != self.train_config or trainer.n_train != n_train:
-            graph = self._graph(x_train, log) if self.train_config.neighbour_weight else None
+            graph = (self._graph(x_train, log, progress)
+                     if self.train_config.neighbour_weight else None)  # fmt: skip
             self.trainer = train.Trainer(self.net, self.train_config, n_train, graph=graph)
             if trainer is not None and self.train_state.epoch:
                 self.trainer.load_state_dict(trainer.state_dict())
         return self.trainer
 
-    def _graph(self, x_train: torch.Tensor, log):
+    def _graph(self, x_train: torch.Tensor, log, progress: bool):
         from deepae import neighbours
 
         flat = x_train.cpu().numpy()  # (N, D) float32 in [0, 1]
         key = hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
         k = self.train_config.neighbours
         if self._graph_key != (key, k):
-            self._graph_cache = neighbours.graph_for(flat, k, key, log=log,
+            self._graph_cache = neighbours.graph_for(flat, k, key, log=log, progress=progress,
                                                      cache_dir=self.graph_cache_dir)  # fmt: skip
             self._graph_key = (key, k)
         return self._graph_cache

