@@ -205,3 +205,10 @@ def test_a_name_that_is_not_one_new_folder_is_refused(tmp_path, capsys, name):
     assert sorted(p.name for p in runs.iterdir()) == ["file"]
     assert (runs / "file").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_validation_freq_below_one_is_one_line(tmp_path, capsys, value):
+    code, err = cli(capsys, "train", *TINY, "--runs-dir", tmp_path, "--validation-freq", value)
+    assert_one_line(code, err, "validation_freq must be positive", "--validation-freq")
+    assert not any(tmp_path.iterdir())

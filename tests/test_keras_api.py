@@ -118,6 +118,23 @@ def test_kerass_initial_epoch_continues_the_same_way(mnist_small):
     assert a.fit(mnist_small.x_train[:640], epochs=4, initial_epoch=4, verbose=0).epoch == []
 
 
+def test_validation_freq_validates_every_nth_epoch_and_the_last(mnist_small):
+    _, (every,) = small_fit(mnist_small, {"epochs": 7})
+    _, (third,) = small_fit(mnist_small, {"epochs": 7, "validation_freq": 3})
+    # Validation does not change training: the same losses, and the val_loss of epochs 3,
+    # 6 and 7 (the last) exactly as validating every epoch gives them.
+    assert third.history["loss"] == every.history["loss"]
+    validated = [r.epoch for r in third if r.val_loss is not None]
+    assert validated == [3, 6, 7]
+    assert third.history["val_loss"] == [every.history["val_loss"][i] for i in (2, 5, 6)]
+    stop = EarlyStopping(patience=1)  # waits through the epochs without val_loss, as Keras
+    _, (h,) = small_fit(mnist_small, {"epochs": 4, "validation_freq": 2, "callbacks": [stop]})
+    assert h.epoch == [0, 1, 2, 3]
+    with pytest.raises(ConfigError) as e:
+        small_fit(mnist_small, {"epochs": 1, "validation_freq": 0})
+    assert e.value.field == "validation_freq"
+
+
 def test_validation_split_takes_the_last_part_as_keras_does(mnist_small):
     ae = Autoencoder(latent_activation="linear", epochs=1)
     x = mnist_small.x_train[:400]

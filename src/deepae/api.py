@@ -79,6 +79,7 @@ class Autoencoder:
         verbose: int = 1,
         callbacks: Sequence[Any] | None = None,
         initial_epoch: int = 0,
+        validation_freq: int | None = None,
         progress: bool | None = None,
         on_epoch_end: Callable[[train.EpochRecord, train.TrainState], None] | None = None,
         stop: Callable[[], bool] | None = None,
@@ -91,7 +92,8 @@ class Autoencoder:
         2 epochs train 4; Keras' own way to continue, `initial_epoch=k`, trains epochs
         k..epochs-1 and k must be the epochs already trained. Validation: `validation_data`
         (x_val, or Keras' (x_val, x_val)), else the last `validation_split` of x, as Keras
-        takes it. `verbose` 1: Keras' epoch lines and one progress bar over the whole
+        takes it, every `validation_freq` epochs (default: the config's, 1 but for umap2d)
+        and after the last. `verbose` 1: Keras' epoch lines and one progress bar over the whole
         training (`progress` overrides the bar alone); 2: the lines only; 0: silence.
         `callbacks`: deepae.callbacks (EarlyStopping, CSVLogger, or any object with their
         hooks). For the run pipeline: `on_epoch_end(record, state)` after each epoch, and
@@ -107,7 +109,8 @@ class Autoencoder:
             return history
         self.train_state.epoch = first  # a fresh model given initial_epoch starts there
         self.train_config = cfg.replace(self.train_config, epochs=target, batch_size=batch_size,
-                                        shuffle=bool(shuffle))  # fmt: skip
+                                        shuffle=bool(shuffle),
+                                        validation_freq=validation_freq)  # fmt: skip
         show_bar = verbose == 1 if progress is None else progress
         trainer = self.trainer_for(x_train, log=print if verbose else None, progress=show_bar)
         history.params["steps"] = trainer.steps_per_epoch

@@ -109,6 +109,9 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         current = (logs or {}).get(self.monitor)
+        freq = getattr(getattr(self.model, "train_config", None), "validation_freq", 1)
+        if current is None and (epoch + 1) % freq:  # not a validation epoch: as Keras, wait
+            return
         if current is None:
             raise ConfigError(
                 f"EarlyStopping monitors {self.monitor!r}, which this fit does not compute; "

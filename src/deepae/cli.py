@@ -44,6 +44,7 @@ TRAIN_OPTIONS = [
     ("--neighbours", "neighbours", int, "k of the neighbour graph"),
     ("--min-dist", "min_dist", float, "UMAP's min_dist: how tightly neighbours may pack"),
     ("--negative-rate", "negative_rate", int, "in-batch negative samples per edge"),
+    ("--validation-freq", "validation_freq", int, "validate every N epochs (and after the last)"),
 ]
 
 

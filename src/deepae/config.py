@@ -154,7 +154,9 @@ class TrainConfig:
     schedule: str = "constant"  # learning-rate schedule over the whole run
     shuffle: bool = True  # reshuffle every epoch, as Keras' fit does
     engine: str = "auto"  # 'fused' = hand-written backward (fast), 'autograd' = reference
-    validate: bool = True  # evaluate the validation set after every epoch
+    validate: bool = True  # evaluate the validation set (False: never)
+    # Validate every this many epochs, and after the last (Keras' fit argument of the name).
+    validation_freq: int = 1
     # Neighbour maps (deepae.neighbours): UMAP's graph loss beside the reconstruction.
     neighbour_weight: float = 0.0  # its weight; 0 trains a plain autoencoder
     neighbours: int = 15  # k of the k-nearest-neighbour graph (UMAP's n_neighbors default)
@@ -171,6 +173,7 @@ class TrainConfig:
         _check_choice("engine", self.engine, ENGINES)
         _check_sizes("batch_size", (self.batch_size,))
         _check_sizes("epochs", (self.epochs,))
+        _check_sizes("validation_freq", (self.validation_freq,))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be a whole number, got {self.seed!r}", field="seed")
         if not 0 <= self.seed < SEED_LIMIT:

@@ -159,9 +159,9 @@ def plot_loss(epochs: Sequence[int], loss: Sequence[float], val_loss: Sequence |
     fig, ax = _figure_and_axes(ax, (7, 4.5))
     ax.plot(epochs, loss, marker="o", label="loss")
     if val_loss is not None and any(v is not None for v in val_loss):
-        ax.plot(
-            epochs, [np.nan if v is None else v for v in val_loss], marker="o", label="val_loss"
-        )
+        # Only the validated epochs (every validation_freq-th), joined by one line.
+        shown = [(e, v) for e, v in zip(epochs, val_loss, strict=True) if v is not None]
+        ax.plot(*zip(*shown, strict=True), marker="o", label="val_loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel(loss_name)
     ax.grid(alpha=0.3)

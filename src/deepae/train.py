@@ -287,7 +287,11 @@ def fit(
                 return state
             loss = losses.sum().item() / n_values  # Keras' running mean over the epoch
             train_seconds = time.perf_counter() - start
-            val = trainer.evaluate(x_val) if x_val is not None and trainer.cfg.validate else None
+            val = (
+                trainer.evaluate(x_val)
+                if x_val is not None and _validates(trainer.cfg, epoch)
+                else None
+            )
             record = EpochRecord(epoch + 1, loss, val, time.perf_counter() - start, train_seconds)
             state.history.append(record)
             state.epoch, state.step, state.partial_losses = epoch + 1, 0, None
@@ -314,6 +318,13 @@ def format_epoch(record: EpochRecord, epochs: int) -> str:
     if record.val_loss is not None:
         line += f" - val_loss: {record.val_loss:.4f}"
     return line
+
+
+def _validates(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether epoch `epoch` (0-based) ends with validation: every `validation_freq`
+    epochs, as Keras' fit, and also after the last, so a run always ends with its val_loss."""
+    last = epoch + 1 == cfg.epochs
+    return cfg.validate and ((epoch + 1) % cfg.validation_freq == 0 or last)
 
 
 def _epoch_order(n: int, cfg: TrainConfig, epoch: int) -> torch.Tensor:
