@@ -9,15 +9,17 @@ BASE_STAMP := $(VENV)/.installed-base
 DEV_STAMP  := $(VENV)/.installed-dev
 UMAP_STAMP := $(VENV)/.installed-umap
 
-.PHONY: demo test lint reproduce bench bench-explorer bench-datasets quality clean help
+.PHONY: demo test lint reproduce bench bench-explorer bench-datasets bench-memory bench-scale quality clean help
 
 help:
 	@echo "make demo       train the article's model on MNIST, write runs/<name>/"
 	@echo "make test       ruff + the whole test suite (installs what it needs)"
 	@echo "make reproduce  the article's exact recipe, epoch lines vs the article's"
-	@echo "make bench      training speed and memory vs a plain PyTorch loop"
+	@echo "make bench      training speed vs a plain PyTorch loop: idle, beside a torch job, two at once (~5 min)"
 	@echo "make bench-explorer  explorer.html in Chromium: decode time, first paint, size"
 	@echo "make bench-datasets  read 60,000 MNIST PNGs as an image folder, uncached and cached"
+	@echo "make bench-memory    600,000 images: peak memory and speed, memory-mapped vs in memory"
+	@echo "make bench-scale     images/s with 1 and 2 processes (torchrun, gloo; NCCL with 2+ GPUs)"
 	@echo "make quality    article x5 seeds, best2d x3, umap2d x3, umap-learn, PCA: quality table (~30 min)"
 
 $(VENV)/bin/python:
@@ -64,6 +66,13 @@ quality: $(UMAP_STAMP)
 
 bench-datasets: $(DEV_STAMP)
 	$(BIN)/python scripts/bench_datasets.py
+
+bench-memory: $(BASE_STAMP)
+	$(BIN)/python scripts/bench_memory.py
+
+# One thread per process: the efficiency then measures the processes, not thread sharing.
+bench-scale: $(BASE_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/bench_scale.py
 
 bench-explorer: $(DEV_STAMP)
 	sh scripts/ensure-test-deps.sh chromium

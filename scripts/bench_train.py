@@ -1,18 +1,34 @@
-"""Training speed benchmark: deepae's trainer against a plain PyTorch loop, side by side.
+"""Training speed benchmark: deepae beside a plain PyTorch loop, on an idle and a busy machine.
 
-    make bench                       # or: python scripts/bench_train.py [--rounds 3]
+    make bench                                  # ~4 minutes on 2 cores
+    python scripts/bench_train.py --quick       # ~1 minute, rough numbers
+    python scripts/bench_train.py --threads auto,1,2 --wait-policy cli,unset
 
-Each round starts one fresh process per contender (so peak memory is its own) that
-trains the article's model (784-32-2-32-784, batch 32, Adam) on the 60,000 MNIST
-training images for a few epochs; rounds alternate the contenders so background load
-hits both alike. Prints the median seconds per training epoch (validation excluded, the
-first epoch of each process dropped as warm-up), the ratio, and the peak resident memory.
+Every number comes from fresh processes, each of which loads MNIST's 60,000 training
+images, trains for a warm-up window, then for a measured window, and reports seconds per
+epoch = measured seconds / steps x steps per epoch (so a slow condition takes no longer to
+measure than a fast one). Conditions:
+- idle: the process alone;
+- beside a torch job: while another process trains a small MLP in a loop with PyTorch's
+  default threads (started here, bounded in time, killed at the end whatever happens);
+- two at once: two processes of the same kind at the same time (both are reported).
+Trainers: deepae on the article's model (784-32-2-32-784, batch 32: the fused engine and
+deepae's thread policy), the plain PyTorch loop on the same model (autograd,
+torch.optim.Adam, PyTorch's default threads: what a user gets) and deepae on best2d
+(batch 512, one-cycle). Options to compare, for the deepae processes only: `--threads`
+(DEEPAE_THREADS: auto is deepae.threads' policy), `--wait-policy` (OMP_WAIT_POLICY before
+PyTorch loads: cli is what `deepae train` sets, unset leaves OpenMP's default),
+`--interop` (torch.set_num_interop_threads) and `--env KEY=VALUE`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import itertools
 import json
+import os
 import platform
 import resource
 import statistics
@@ -20,86 +36,379 @@ import subprocess
 import sys
 import time
 
+# deepae.threads and deepae.config import no torch: this parent process stays light.
+from deepae import threads
+from deepae.config import resolve
+from deepae.errors import ConfigError
 
-def worker(kind: str, epochs: int, device: str) -> dict:
+BACKGROUND_START = 1.5  # seconds the torch job runs before a measured process starts
+CONDITIONS = {"idle": "idle", "beside": "beside a torch job", "pair": "two at once"}
+
+
+# -- the worker processes ------------------------------------------------------------------
+
+
+class Window:
+    """Polled once before each training step: True once the measured window is over.
+    Steps before `warmup` seconds are not counted; `sync` waits for a GPU's queue."""
+
+    def __init__(self, warmup: float, window: float, sync):
+        self.warmup, self.window, self.sync = warmup, window, sync
+        self.start, self.t0, self.steps, self.seconds = time.perf_counter(), None, 0, None
+
+    def __call__(self) -> bool:
+        now = time.perf_counter()
+        if self.t0 is None:
+            if now - self.start >= self.warmup:
+                self.sync()
+                self.t0 = time.perf_counter()
+            return False
+        if self.seconds is not None:
+            return True
+        self.steps += 1  # polled before a step: the one before it is done
+        if now - self.t0 >= self.window:
+            self.sync()
+            self.seconds = time.perf_counter() - self.t0
+            return True
+        return False
+
+
+def deepae_worker(preset: str, window: Window, device: str) -> dict:
     import torch
 
     from deepae import data, model, train
-    from deepae.config import ModelConfig, TrainConfig
 
+    model_config, train_config = resolve(preset)
+    # Many epochs, so one-cycle never runs past its end however many steps fit the window.
+    train_config = dataclasses.replace(train_config, device=device, validate=False,
+                                       epochs=1000)  # fmt: skip
+    count = threads.for_training(model_config, train_config.batch_size)  # as Autoencoder.fit
+    torch.set_num_threads(count)
     x = torch.from_numpy(data.flatten_images(data.load_mnist()[0][0]))  # (60000, 784)
-    cfg = TrainConfig(epochs=epochs, device=device, validate=False)
-    net = model.build(ModelConfig(), seed=0)
-    times = []
-    if kind == "deepae":
-        trainer = train.Trainer(net, cfg, len(x))
-        x = x.to(trainer.device)
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            trainer.train_epoch(x, epoch)
-            _sync(trainer.device)
-            times.append(time.perf_counter() - start)
-    else:  # the textbook loop: autograd, torch.optim.Adam with its default settings
-        dev = train.resolve_device(device)
-        net, x = net.to(dev), x.to(dev)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
-            for i in range(0, len(x), 32):
-                xb = x[order[i : i + 32].to(dev)]
-                loss = bce(net.logits(xb), xb)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            _sync(dev)
-            times.append(time.perf_counter() - start)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return {"times": times, "peak_mb": peak_mb, "threads": torch.get_num_threads()}
+    trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
+    x = x.to(trainer.device)
+    for epoch in itertools.count():
+        steps, _ = trainer.train_epoch(x, epoch, stop=window)
+        if steps < trainer.steps_per_epoch:
+            break
+    return {"threads": count, "steps_per_epoch": trainer.steps_per_epoch}
 
 
-def _sync(device) -> None:
+def plain_worker(window: Window, device: str) -> dict:
+    """The textbook loop: autograd, torch.optim.Adam, fancy indexing per batch."""
     import torch
 
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+    from deepae import data, model, train
+    from deepae.config import ModelConfig
+
+    dev = train.resolve_device(device)
+    x = torch.from_numpy(data.flatten_images(data.load_mnist()[0][0])).to(dev)
+    net = model.build(ModelConfig(), seed=0).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    for epoch in itertools.count():
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(x), 32):
+            if window():
+                return {"threads": torch.get_num_threads(), "steps_per_epoch": len(x) // 32}
+            xb = x[order[i : i + 32].to(dev)]
+            loss = bce(net.logits(xb), xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    raise AssertionError("unreachable")
+
+
+def background_worker(seconds: float) -> None:
+    """Another PyTorch job: a small MLP trained in a loop, PyTorch's default threads."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    opt = torch.optim.Adam(net.parameters())
+    x, y = torch.rand(128, 784), torch.randint(0, 10, (128,))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def worker(args) -> dict:
+    import torch
+
+    from deepae.train import resolve_device
+
+    if args.interop:
+        torch.set_num_interop_threads(args.interop)  # before any parallel work
+    cuda = resolve_device(args.device).type == "cuda"
+    window = Window(args.warmup, args.window, torch.cuda.synchronize if cuda else lambda: None)
+    if args.worker == "plain":
+        result = plain_worker(window, args.device)
+    else:
+        result = deepae_worker(args.worker, window, args.device)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    seconds = window.seconds or 0.0
+    per_epoch = seconds / window.steps * result["steps_per_epoch"] if window.steps else None
+    return {**result, "s_per_epoch": per_epoch, "steps": window.steps, "peak_mb": peak_mb,
+            "wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}  # fmt: skip
+
+
+# -- the parent: who runs when, and the table ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    trainer: str  # "deepae article", "plain article", "deepae best2d"
+    kind: str  # the worker: a preset, or "plain"
+    threads: str  # DEEPAE_THREADS for deepae; "-" for the plain loop (PyTorch's default)
+    wait: str  # cli, unset, or an OMP_WAIT_POLICY value; "-" for the plain loop
+
+    def env(self, extra: dict[str, str]) -> dict[str, str]:
+        """The worker's environment: this one, with the contender's settings (deepae)."""
+        env = dict(os.environ)
+        if self.kind == "plain":
+            return env
+        env[threads.ENV] = self.threads
+        if self.wait == "cli":
+            threads.default_wait_policy(env)  # as `deepae train`: the user's, else deepae's
+        elif self.wait == "unset":
+            env.pop("OMP_WAIT_POLICY", None)
+        else:
+            env["OMP_WAIT_POLICY"] = self.wait
+        return {**env, **extra}
+
+
+class Children:
+    """Every process this benchmark starts; all are killed on leaving, errors included."""
+
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+
+
+def measure(children: Children, contender: Contender, condition: str, args) -> list[dict]:
+    """Run `contender` under `condition`; one result per measured process."""
+    cmd = [sys.executable, __file__, "--worker", contender.kind, "--device", args.device,
+           "--warmup", str(args.warmup), "--window", str(args.window)]  # fmt: skip
+    cmd += ["--interop", str(args.interop)] if args.interop and contender.kind != "plain" else []
+    limit = args.warmup + args.window + 120  # start-up and data loading included, generously
+    background = None
+    if condition == "beside":
+        seconds = str(limit + BACKGROUND_START)  # it ends itself even if this script dies
+        background = children.start([sys.executable, __file__, "--background", seconds])
+        time.sleep(BACKGROUND_START)
+    env = contender.env(dict(args.env))
+    try:
+        procs = [children.start(cmd, env) for _ in range(2 if condition == "pair" else 1)]
+        return [_result(proc, limit) for proc in procs]
+    finally:
+        if background is not None:
+            children.stop(background)
+
+
+def _result(proc: subprocess.Popen, limit: float) -> dict:
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return {"error": f"no result within {limit:.0f} s"}
+    if proc.returncode != 0:
+        return {"error": (err.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def contenders(args) -> list[Contender]:
+    found = []
+    for preset in args.models:
+        for count, wait in itertools.product(args.threads, args.wait_policy):
+            found.append(Contender(f"deepae {preset}", preset, count, wait))
+        if preset == "article" and not args.no_plain:
+            found.append(Contender("plain article", "plain", "-", "-"))
+    return found
+
+
+def report(rows: dict[tuple[str, Contender], list[dict]], args) -> None:
+    cores = threads.usable_cores()
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {cores} usable core(s), "
+          f"device {args.device}; {args.warmup:g} s warm-up + {args.window:g} s measured per "
+          f"process, {args.rounds} round(s)")  # fmt: skip
+    for preset in args.models:
+        model_config, train_config = resolve(preset)
+        work = threads.step_work(model_config, train_config.batch_size)
+        print(f"thread policy ({threads.ENV} unset): {preset}: {work / 1e6:,.1f}M multiply-adds "
+              f"a step -> {threads.choose_threads(work, cores)} thread(s) on {cores} core(s) "
+              f"(PARALLEL_WORK {threads.PARALLEL_WORK / 1e6:g}M)")  # fmt: skip
+    print(f"\n{'condition':<20}{'trainer':<16}{'threads':>12}{'wait policy':>13}"
+          f"{'s/epoch':>22}{'vs plain':>10}{'peak MB':>9}")  # fmt: skip
+    for condition in args.conditions:
+        plain = _median([r for (c, k), rs in rows.items() if c == condition
+                         and k.kind == "plain" for r in rs])  # fmt: skip
+        for (c, contender), results in rows.items():
+            if c != condition:
+                continue
+            print(_row(CONDITIONS[condition], contender, results, plain))
+    if "best2d" in args.models:
+        epochs = resolve("best2d")[1].epochs
+        print(f"\nbest2d trains {epochs} epochs: its training takes ~{epochs} x its s/epoch.")
+
+
+def _median(results: list[dict]) -> float | None:
+    values = [r["s_per_epoch"] for r in results if r.get("s_per_epoch")]
+    return statistics.median(values) if values else None
+
+
+def _row(condition: str, contender: Contender, results: list[dict], plain: float | None) -> str:
+    """One line of the table: the median over processes, [min-max] when there are several."""
+    head = f"{condition:<20}{contender.trainer:<16}"
+    good = [r for r in results if r.get("s_per_epoch")]
+    if not good:
+        errors = [r["error"] for r in results if "error" in r] or ["no steps measured"]
+        return f"{head}  failed: {errors[0]}"
+    used = "/".join(str(n) for n in sorted({r["threads"] for r in good}))
+    count = f"{used} ({'default' if contender.kind == 'plain' else contender.threads})"
+    wait = good[0]["wait_policy"] if contender.wait in ("-", "cli") else contender.wait
+    times = [r["s_per_epoch"] for r in good]
+    med = statistics.median(times)
+    seconds = _s(med) + (f" [{_s(min(times))}-{_s(max(times))}]" if len(times) > 1 else "")
+    ratio = f"{plain / med:.2f}x" if plain and "article" in contender.trainer else "-"
+    peak = max(r["peak_mb"] for r in good)
+    return f"{head}{count:>12}{wait:>13}{seconds:>22}{ratio:>10}{peak:>9.0f}"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.3f}" if seconds < 10 else f"{seconds:.0f}"
+
+
+def _listed(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    listed = _listed
+    parser.add_argument("--rounds", type=int, help="repeats of every measurement (2)")
+    parser.add_argument("--warmup", type=float, help="seconds before measuring (2)")
+    parser.add_argument("--window", type=float, help="seconds measured (6)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="rough numbers in ~2 minutes: 1 round, 0.5 s + 2 s windows (unless given)",
+    )
+    parser.add_argument(
+        "--conditions",
+        type=listed,
+        default=list(CONDITIONS),
+        help="idle, beside, pair (default: all)",
+    )
+    parser.add_argument(
+        "--models",
+        type=listed,
+        default=["article", "best2d"],
+        help="deepae presets to train (article,best2d)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=listed,
+        default=["auto"],
+        help="DEEPAE_THREADS values for deepae, e.g. auto,1,2 (auto)",
+    )
+    parser.add_argument(
+        "--wait-policy",
+        type=listed,
+        default=["cli"],
+        help="OMP_WAIT_POLICY for deepae: cli (what deepae train sets), "
+        "unset, PASSIVE, ACTIVE; e.g. cli,unset (cli)",
+    )
+    parser.add_argument("--interop", type=int, help="torch.set_num_interop_threads for deepae")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=lambda kv: tuple(kv.split("=", 1)),
+        help="more environment for deepae, e.g. GOMP_SPINCOUNT=10000",
+    )
+    parser.add_argument("--no-plain", action="store_true", help="leave out the plain loop")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--background", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    defaults = (1, 0.5, 2.0) if args.quick else (2, 2.0, 6.0)
+    for name, default in zip(("rounds", "warmup", "window"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    unknown = set(args.conditions) - set(CONDITIONS)
+    if unknown:
+        parser.error(
+            f"unknown condition(s) {', '.join(sorted(unknown))}; known: idle, beside, pair"
+        )
+    try:
+        for value in args.threads:
+            threads.parse_threads(value)
+        for preset in args.models:
+            resolve(preset)
+    except ConfigError as e:
+        parser.error(str(e))
+    return args
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="processes per contender (3)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per process (4)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.epochs, args.device)))
+    args = parse_args()
+    if args.background is not None:
+        background_worker(args.background)
         return 0
-
-    results: dict[str, list[dict]] = {"deepae": [], "plain PyTorch": []}
-    for r in range(args.rounds):
-        for name, kind in (("deepae", "deepae"), ("plain PyTorch", "plain")):
-            cmd = [sys.executable, __file__, "--worker", kind, "--epochs", str(args.epochs),
-                   "--device", args.device]  # fmt: skip
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"round {r + 1}/{args.rounds}: {name} done", file=sys.stderr)
-
-    rows = []
-    for name, runs in results.items():
-        epochs = [t for run in runs for t in run["times"][1:]]  # drop warm-up epochs
-        rows.append((name, statistics.median(epochs), min(epochs), max(r["peak_mb"] for r in runs)))
-    base = rows[1][1]
-    print(f"\nmachine: {platform.processor() or platform.machine()}, "
-          f"{results['deepae'][0]['threads']} torch threads, device {args.device}")  # fmt: skip
-    print(
-        f"{'trainer':<16}{'median s/epoch':>16}{'min s/epoch':>14}{'vs plain':>10}{'peak MB':>10}"
-    )
-    for name, med, low, peak in rows:
-        print(f"{name:<16}{med:>16.3f}{low:>14.3f}{base / med:>9.2f}x{peak:>10.0f}")
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    rows: dict[tuple[str, Contender], list[dict]] = {}
+    plan = [(c, k) for c in args.conditions for k in contenders(args)]
+    start = time.monotonic()
+    with Children() as children:
+        for r in range(args.rounds):
+            # Alternate the order, so that slow drifts of the machine hit every row alike.
+            for condition, contender in plan if r % 2 == 0 else plan[::-1]:
+                results = measure(children, contender, condition, args)
+                rows.setdefault((condition, contender), []).extend(results)
+                done = ", ".join(_brief(x) for x in results)
+                print(f"round {r + 1}/{args.rounds}: {CONDITIONS[condition]}, {contender.trainer} "
+                      f"({contender.threads}, {contender.wait}): {done}", file=sys.stderr,
+                      flush=True)  # fmt: skip
+    rows = {key: rows[key] for key in plan}  # the table in plan order
+    report(rows, args)
+    print(f"({time.monotonic() - start:.0f} s in all)")
     return 0
 
 
+def _brief(result: dict) -> str:
+    if "error" in result:
+        return f"failed: {result['error']}"
+    return f"{result['s_per_epoch']:.3f} s/epoch" if result["s_per_epoch"] else "no steps"
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+    sys.exit(130)

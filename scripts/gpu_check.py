@@ -1,4 +1,5 @@
-"""GPU check: `--device cuda` trains the same model as the CPU, to float tolerance.
+"""GPU check: `--device cuda` trains the same model as the CPU, to float tolerance, and
+the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast it is.
 
     python scripts/gpu_check.py --data-dir DIR      # on a machine with an NVIDIA GPU
 
@@ -7,20 +8,29 @@
    the shuffle comes from a CPU generator): losses agree to 1e-3 relative. (Rounding
    differences between the devices' kernels grow over thousands of Adam steps, so later
    epochs agree less tightly; that is float arithmetic, not a bug.)
-3. The article's full recipe (10 epochs) on both: final losses agree to 1%.
+3. The article's full recipe (10 epochs) on both: final losses agree to 1%. Training on
+   CUDA captures its steps as CUDA graphs, so this compares the CPU with the graphs.
+4. The captured step against autograd: its loss and gradient on the batch it gathered on
+   the device, for the warm-up steps, the captured one and replays (relative 1e-4).
+5. CUDA graphs against eager CUDA steps (DEEPAE_CUDA_GRAPH=0's path), the article's recipe
+   (Adam inside the graph) and best2d's (one-cycle: Adam after it): epoch losses agree to
+   1e-3 relative (the graph reads the rate as float32, eager Adam as a double).
+6. Timing (not a check): the article's epoch and best2d's training, graphs and eager.
 Prints a report; exits non-zero if a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import statistics
 import sys
 import time
 
 import torch
 
-from deepae import data, model, train
-from deepae.config import ModelConfig, TrainConfig
+from deepae import cuda_graph, data, model, threads, train
+from deepae.config import ModelConfig, TrainConfig, resolve
 from deepae.engine import FusedDenseEngine
 
 
@@ -59,14 +69,98 @@ def trained(x, v, device: str, epochs: int, log: bool) -> tuple[list, float]:
     return state.history, time.perf_counter() - start
 
 
+def graph_step_parity(x: torch.Tensor) -> float:
+    """Largest relative difference of the captured step's loss and gradient from autograd's
+    on the same weights and the batch the step should have gathered."""
+    config = ModelConfig(latent_activation="linear")
+    net, reference = (model.build(config, seed=0).cuda() for _ in range(2))
+    engine = FusedDenseEngine(net, "bce")
+    opt = torch.optim.Adam([engine.flat], lr=1e-3, eps=1e-7, fused=True)
+    static = cuda_graph.StaticStep(engine, opt, None, 32, capture=True)
+    xs = x[:4096].cuda()
+    order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(0)).cuda()
+    step = static.plan(xs, order)
+    worst = 0.0
+    for s in range(cuda_graph.WARMUP_STEPS + 3):  # eager warm-ups, the captured step, replays
+        with torch.no_grad():
+            for a, b in zip(reference.parameters(), net.parameters(), strict=True):
+                a.copy_(b)
+        got = step(s).item()
+        xb = xs[order[s * 32 : (s + 1) * 32]]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(reference.logits(xb), xb)
+        want = loss.item() * xb.numel()
+        rel = abs(got - want) / want
+        for p, g in zip(net.parameters(), torch.autograd.grad(loss, list(reference.parameters())),
+                        strict=True):  # fmt: skip
+            rel = max(rel, ((p.grad - g).abs().max() / g.abs().max().clamp_min(1e-12)).item())
+        kind = "eager" if s < cuda_graph.WARMUP_STEPS else "replayed"
+        print(f"  step {s} ({kind}): loss {got:.4f} vs autograd {want:.4f}, max rel diff {rel:.1e}")
+        worst = max(worst, rel)
+    if len(static._graphs) != 1:
+        print("  the step was not captured")
+        return float("inf")
+    return worst
+
+
+def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int) -> float:
+    """Largest relative difference of the epoch losses, CUDA graphs vs eager CUDA steps."""
+    means = {}
+    for graphs in (True, False):
+        model_config, train_config = resolve(preset)
+        train_config = dataclasses.replace(train_config, device="cuda", epochs=epochs,
+                                           validate=False)  # fmt: skip
+        trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
+        if not graphs:
+            trainer.static_step = None  # what DEEPAE_CUDA_GRAPH=0 gives
+        elif trainer.static_step is None:
+            print("  CUDA graphs were not chosen for this trainer")
+            return float("inf")
+        xs = x.cuda()
+        means[graphs] = [trainer.train_epoch(xs, e)[1].sum().item() / xs.numel()
+                         for e in range(epochs)]  # fmt: skip
+    worst = 0.0
+    for epoch, (a, b) in enumerate(zip(means[True], means[False], strict=True), 1):
+        rel = abs(a - b) / b
+        worst = max(worst, rel)
+        print(f"  {preset} epoch {epoch}: loss {a:.6f} (graphs) vs {b:.6f} (eager), "
+              f"rel diff {rel:.1e}")  # fmt: skip
+    return worst
+
+
+def timing(x, v, preset: str, epochs: int, graphs: bool) -> tuple[float, float, float]:
+    """(median training seconds of an epoch, all epochs' training seconds, last val_loss)."""
+    model_config, train_config = resolve(preset)
+    train_config = dataclasses.replace(train_config, device="cuda", epochs=epochs)
+    trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
+    if not graphs:
+        trainer.static_step = None
+    state = train.fit(trainer, x, v)
+    seconds = [r.train_seconds for r in state.history]
+    return statistics.median(seconds), sum(seconds), state.history[-1].val_loss
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (.gz ok)")
     parser.add_argument("--full-epochs", type=int, default=10)
+    parser.add_argument(
+        "--best2d-epochs",
+        type=int,
+        default=resolve("best2d")[1].epochs,
+        help="best2d's training, timed with graphs (default: the preset's)",
+    )
+    parser.add_argument(
+        "--eager-epochs",
+        type=int,
+        default=10,
+        help="epochs timed on eager steps, for comparison (10)",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA GPU here", file=sys.stderr)
         return 2
+    # CPU runs use the thread count `deepae train` would (deepae.threads): 1 for the article.
+    torch.set_num_threads(threads.for_training(ModelConfig(), 32))
     print(f"torch {torch.__version__}, GPU {torch.cuda.get_device_name()}, "
           f"CPU threads {torch.get_num_threads()}")  # fmt: skip
     (xtr, _), (xte, _) = data.load_mnist(args.data_dir)
@@ -86,6 +180,22 @@ def main() -> int:
               f"val_loss {a.val_loss:.6f} vs {b.val_loss:.6f}, max rel diff {rel:.1e}")  # fmt: skip
         ok &= rel < (1e-3 if a.epoch == 1 else 1e-2)
     print(f"  CPU {cpu_s:.1f}s, CUDA {gpu_s:.1f}s for {args.full_epochs} epochs")
+
+    print("4. the captured step against autograd")
+    ok &= graph_step_parity(x) < 1e-4
+    print("5. CUDA graphs against eager CUDA steps")
+    ok &= graph_vs_eager(x, "article", 2) < 1e-3
+    ok &= graph_vs_eager(x, "best2d", 2) < 1e-3
+
+    print("6. timing on the GPU (targets on an H200: article epoch <= 0.15 s, best2d <= 15 s)")
+    for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
+        median, _, _ = timing(x, v, "article", epochs, graphs)
+        print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
+              f"(median of {epochs})")  # fmt: skip
+    for graphs, epochs in ((True, args.best2d_epochs), (False, args.eager_epochs)):
+        median, total, val = timing(x, v, "best2d", epochs, graphs)
+        print(f"  best2d, {'graphs' if graphs else 'eager '}: {total:.1f} s of training for "
+              f"{epochs} epochs ({median:.3f} s per epoch), last val_loss {val:.4f}")  # fmt: skip
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

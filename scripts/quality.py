@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from deepae import config, evaluate
+from deepae import config, evaluate, tables
 from deepae.api import Autoencoder
 from deepae.data import flatten_images, load_idx_dataset
 
@@ -43,7 +43,7 @@ def paper_trust(x_train: np.ndarray, codes: np.ndarray) -> float:
     training images."""
     from sklearn.manifold import trustworthiness
 
-    n = evaluate.PAPER_TRUST["samples"]
+    n = tables.PAPER_TRUST["samples"]
     return float(trustworthiness(flatten_images(x_train[:n]), codes[:n], n_neighbors=5))
 
 
@@ -130,7 +130,7 @@ def table(results: list[dict[str, Any]], dataset: str) -> str:
         lines.append(f"| PCA 2-D | 1 | {pca['bce']:.4f} | {pca['mse']:.4f} | "
                      f"{pca['knn5_accuracy']:.3f} | {pca['knn1_accuracy']:.3f} | "
                      f"{pca['trustworthiness']:.3f} | - | 0 | - |")  # fmt: skip
-    for name, row in evaluate.PUBLISHED.get(dataset, {}).items():
+    for name, row in tables.PUBLISHED.get(dataset, {}).items():
         values = [None, row["mse"], row["knn5_accuracy"], row["knn1_accuracy"], None,
                   row["trust_paper"], None, None]  # fmt: skip
         cells = [summarise([v], fmt) for v, (_, _, fmt) in zip(values, COLUMNS, strict=True)]
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\numap-learn: MSE is inverse_transform's on {INVERSE_CODES} test codes, which "
               f"took {umap_run['inverse_seconds']:.0f} s; seconds is the fit.")  # fmt: skip
     if args.dataset == "mnist":
-        print(f"The article reports val_loss {evaluate.ARTICLE_VAL_BCE} after 10 epochs (Keras).")
+        print(f"The article reports val_loss {tables.ARTICLE_VAL_BCE} after 10 epochs (Keras).")
     return 0
 
 

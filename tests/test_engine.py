@@ -219,3 +219,34 @@ def test_flatten_parameters_makes_every_parameter_a_view_of_one_tensor():
     with torch.no_grad():
         w[0, 0] = 123.0
     assert flat[0].item() == 123.0  # and the other way round
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_relu_backward_writes_into_the_incoming_gradient(private):
+    gen = torch.Generator().manual_seed(2)
+    g, out = torch.randn(16, 9, generator=gen), torch.relu(torch.randn(16, 9, generator=gen))
+    expected = torch.where(out > 0, g, torch.zeros(()))
+    got = relu_backward(g, out, private=private)
+    assert got.data_ptr() == g.data_ptr()  # no tensor allocated per layer and step
+    assert torch.equal(float_bits(g), float_bits(expected))
+
+
+@pytest.mark.parametrize(("cls", "weight_decay"), OPTIMIZERS)
+def test_fused_adam_step_reads_a_tensor_rate_with_the_same_bits(cls, weight_decay):
+    # deepae.cuda_graph's step reads the rate from a tensor; on the CPU a float64 one gives
+    # exactly the param group's number, so a schedule's rates are followed bit for bit.
+    params, opts, gen = two_identical_optimizers(cls, weight_decay)
+    rate = torch.zeros((), dtype=torch.float64)
+    for lr in (1e-3, 3e-3, 7e-4):
+        opts[1].param_groups[0]["lr"] = lr
+        rate.fill_(lr)
+        set_same_grad(params, gen)
+        fused_adam_step(opts[0], lr=rate)
+        fused_adam_step(opts[1])
+        assert_same_state(params, opts)
+
+
+def test_a_tensor_rate_needs_the_fused_kernel():
+    sgd = torch.optim.SGD([nn.Parameter(torch.zeros(3))], lr=0.1)
+    with pytest.raises(ValueError, match="fused kernel"):
+        fused_adam_step(sgd, lr=torch.tensor(0.1))

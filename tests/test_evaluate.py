@@ -13,6 +13,7 @@ import torch
 
 from deepae import evaluate as ev
 from deepae import run as runs
+from deepae import tables
 from deepae.api import Autoencoder
 from deepae.cli import main
 
@@ -201,8 +202,8 @@ def test_evaluate_run_on_the_training_split(small):
 def test_format_table_shows_model_pca_and_published(small):
     ae, data = small
     result = ev.evaluate_run(ae, data)
-    result["published"] = ev.PUBLISHED["mnist"]  # as for the 10,000 test images
-    table = ev.format_table(result)
+    result["published"] = tables.PUBLISHED["mnist"]  # as for the 10,000 test images
+    table = tables.format_table(result)
     header = table.splitlines()[1].split()
     assert header[:4] == ["metric", "model", "PCA", "2-D"]
     lines = table.splitlines()
@@ -224,7 +225,7 @@ def test_small_or_unlabelled_data_leaves_metrics_out(small):
     assert "knn1_accuracy" not in result["model"] and "mse_per_class" not in result["model"]
     assert result["model"]["trustworthiness"] is None  # k=10 needs more than 20 points
     assert result["pca"]["mse"] > 0
-    ev.format_table(result)
+    tables.format_table(result)
 
 
 def test_train_run_writes_evaluation_json(small_run):
@@ -267,7 +268,7 @@ def ev_configs():
 
 def test_published_rows_are_the_papers_tables():
     # Sainburg, McInnes & Gentner 2021, 2-D: (5-NN, MSE, trustworthiness k=5 on training)
-    mnist, fashion = ev.PUBLISHED["mnist"], ev.PUBLISHED["fashion-mnist"]
+    mnist, fashion = tables.PUBLISHED["mnist"], tables.PUBLISHED["fashion-mnist"]
     assert (mnist["UMAP/AE"]["knn5_accuracy"], mnist["UMAP/AE"]["mse"]) == (0.9537, 0.0360)
     assert (mnist["AE"]["knn5_accuracy"], mnist["PCA"]["mse"]) == (0.7926, 0.0557)
     assert (fashion["UMAP/AE"]["knn5_accuracy"], fashion["UMAP/AE"]["mse"]) == (0.7561, 0.0240)

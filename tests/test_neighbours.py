@@ -88,7 +88,8 @@ def test_building_shows_a_bar_on_a_terminal_only(x300, monkeypatch):
     shown = _Terminal()
     monkeypatch.setattr(sys, "stderr", shown)
     graph = neighbours.build_graph(x300, 15, progress=True)
-    assert "neighbour graph" in shown.getvalue() and "2/2" in shown.getvalue()
+    text = shown.getvalue()  # each stage is named as it starts (tqdm may skip counts)
+    assert all(s in text for s in ("neighbour graph", "nearest neighbours", "fuzzy simplicial"))
     quiet = _Terminal()
     monkeypatch.setattr(sys, "stderr", quiet)
     assert neighbours.build_graph(x300, 15, progress=False).sha256 == graph.sha256

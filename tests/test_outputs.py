@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from deepae import evaluate
+from deepae import tables
 from deepae.cli import main
 
 
@@ -53,9 +53,9 @@ def test_report_shows_the_terminals_evaluation_table_under_the_figures(small_run
     html = (small_run.folder / "report.html").read_text()
     result = json.loads((small_run.folder / "evaluation.json").read_text())
     # The oracle: the text table `deepae evaluate` prints, split into its columns.
-    text = evaluate.format_table(result).splitlines()
+    text = tables.format_table(result).splitlines()
     expected = [re.split(r"\s{2,}", line.strip()) for line in text[1:] if set(line) != {"-"}]
-    expected = expected[: len(evaluate.table_rows(result))]
+    expected = expected[: len(tables.table_rows(result))]
     parser = Tables()
     parser.feed(html)
     evaluation = [t for t in parser.tables if t and t[0][0] == "metric"]

@@ -105,9 +105,9 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, small, monkeypatch)
     count = {"n": 0}
     steps_per_epoch = 1600 // 32
 
-    def poisoned(self, batch):
+    def poisoned(self, batch, *rest):
         count["n"] += 1
-        loss = real_step(self, batch)
+        loss = real_step(self, batch, *rest)
         return loss * float("nan") if count["n"] == steps_per_epoch + 6 else loss
 
     monkeypatch.setattr(train.Trainer, "_step", poisoned)

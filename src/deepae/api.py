@@ -8,6 +8,7 @@ command line all use, under Keras' names too (`fit` as Keras', `predict`, `evalu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -17,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepae import batches, distributed, fit_args, latent, model, plots, storage, train
 from deepae import config as cfg
-from deepae import fit_args, latent, model, plots, storage, train
+from deepae import threads as thread_policy
 from deepae.callbacks import CallbackList, History, epoch_logs
-from deepae.data import flatten_images
+from deepae.data import as_rows, flatten_images
 from deepae.errors import ConfigError
 
 _MODEL_FIELDS = {f for f in cfg.ModelConfig.__dataclass_fields__}
@@ -59,6 +61,7 @@ class Autoencoder:
         self._fit_images: Any = None  # the last fit's x: plot_manifold's default range
         self.train_state = train.TrainState()  # every epoch trained: train_state.history
         self.trainer: train.Trainer | None = None
+        self.threads: int | None = None  # the CPU threads of the last fit (deepae.threads)
         self._graph_key: tuple[str, int] | None = None  # the neighbour graph of the last fit
         self._graph_cache = None
         # Where neighbour graphs are cached (deepae.neighbours); None: beside the data cache.
@@ -83,6 +86,7 @@ class Autoencoder:
         progress: bool | None = None,
         on_epoch_end: Callable[[train.EpochRecord, train.TrainState], None] | None = None,
         stop: Callable[[], bool] | None = None,
+        threads: int | str | None = None,
     ) -> History:
         """Train on images x, as Keras' `fit`: uint8 (N, H, W) or float (N, D) in [0, 1].
 
@@ -98,9 +102,14 @@ class Autoencoder:
         `callbacks`: deepae.callbacks (EarlyStopping, CSVLogger, or any object with their
         hooks). For the run pipeline: `on_epoch_end(record, state)` after each epoch, and
         `stop()`, polled before each step (`train_state.interrupted` then says so).
+        `threads`: PyTorch's CPU threads while training (torch.set_num_threads, the caller's
+        count restored after; `self.threads` keeps it): default DEEPAE_THREADS, else 1 for
+        small steps and the usable cores for big ones (deepae.threads).
         Returns a `History` of this call's epochs (also kept as `self.history`)."""
-        x_train, x_val = fit_args.fit_data(self._as_input, x, y, validation_data,
+        x_train, x_val = fit_args.fit_data(self._as_source, x, y, validation_data,
                                            validation_split)  # fmt: skip
+        self.threads = thread_policy.for_training(  # a bad count is refused before training
+            self.model_config, batch_size or self.train_config.batch_size, threads)  # fmt: skip
         first, target = fit_args.epoch_span(self.train_state.epoch, self.train_config,
                                             epochs, initial_epoch)  # fmt: skip
         history = History(self, {"verbose": verbose, "epochs": target, "initial_epoch": first})
@@ -126,11 +135,13 @@ class Autoencoder:
             hooks.call("on_epoch_end", record.epoch - 1, logs)
 
         hooks.call("on_train_begin", {})
-        self.train_state = train.fit(
-            trainer, x_train, x_val, state=self.train_state, on_epoch_end=report,
-            progress=show_bar,
-            stop=lambda: self.stop_training or (stop is not None and stop()),
-        )  # fmt: skip
+        stop = trainer.world.agreed_stop(stop)  # data-parallel ranks stop after the same step
+        with thread_policy.using(self.threads):
+            self.train_state = train.fit(
+                trainer, x_train, x_val, state=self.train_state, on_epoch_end=report,
+                progress=show_bar,
+                stop=lambda: self.stop_training or (stop is not None and stop()),
+            )  # fmt: skip
         if self.stop_training and self.train_state.step == 0:  # stopped between epochs
             self.train_state.interrupted, self.train_state.partial_losses = False, None
         hooks.call("on_train_end", epoch_logs(history.records[-1]) if history.records else {})
@@ -143,7 +154,8 @@ class Autoencoder:
         and rebuilt, keeping the optimizer state, when the training config or the number of
         images changed. With a neighbour loss it gets the images' graph (built or taken from
         the cache, deepae.neighbours; `log` hears about it, `progress` shows a bar)."""
-        x_train = x if isinstance(x, torch.Tensor) else self._as_input(x, "x")
+        given = isinstance(x, torch.Tensor | batches.MappedImages)
+        x_train = x if given else self._as_source(x, "x")
         n_train = len(x_train)
         trainer = self.trainer
         if trainer is None or trainer.cfg != self.train_config or trainer.n_train != n_train:
@@ -157,12 +169,14 @@ class Autoencoder:
     def _graph(self, x_train: torch.Tensor, log, progress: bool):
         from deepae import neighbours
 
-        flat = x_train.cpu().numpy()  # (N, D) float32 in [0, 1]
+        flat = batches.as_array(x_train)  # (N, D) float32 in [0, 1]: the graph needs all
         key = hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
         k = self.train_config.neighbours
         if self._graph_key != (key, k):
-            self._graph_cache = neighbours.graph_for(flat, k, key, log=log, progress=progress,
-                                                     cache_dir=self.graph_cache_dir)  # fmt: skip
+            options = {"log": log, "progress": progress, "cache_dir": self.graph_cache_dir}
+            build = functools.partial(neighbours.graph_for, flat, k, key, **options)
+            # Data-parallel: rank 0 builds it (or reads its cache) and sends it to the others.
+            self._graph_cache = neighbours.shared_graph(build, distributed.world())
             self._graph_key = (key, k)
         return self._graph_cache
 
@@ -171,7 +185,7 @@ class Autoencoder:
     def encode(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
         """Images (N, H, W) uint8 or (N, D) float -> codes (N, latent) float32; one image,
         (H, W) or (D,), gives (1, latent)."""
-        return self._run(self.net.encoder, self._as_input(x, "x"), batch_size)
+        return self._run(self.net.encoder, self._as_source(x, "x"), batch_size)
 
     def decode(self, z: np.ndarray | list, batch_size: int = 8192) -> np.ndarray:
         """Codes (N, latent), e.g. [[0.0, 5.0]] -> images (N, H, W) float32 in [0, 1]."""
@@ -189,7 +203,7 @@ class Autoencoder:
 
     def reconstruct(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
         """Images -> their reconstructions (N, H, W) float32 in [0, 1]."""
-        out = self._run(self.net, self._as_input(x, "x"), batch_size)
+        out = self._run(self.net, self._as_source(x, "x"), batch_size)
         return out.reshape(len(out), *self.model_config.image_shape)
 
     # Keras' and scikit-learn's names for the same verbs.
@@ -202,15 +216,15 @@ class Autoencoder:
     def evaluate(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 8192) -> float:
         """Keras' evaluate: the mean loss (the config's, BCE by default) of reconstructing
         x, per pixel and image; `y`, if given, must be x itself."""
-        flat = self._as_input(x, "x")  # (N, D)
-        fit_args.check_target(self._as_input, x, y, flat, "y")
+        flat = self._as_source(x, "x")  # (N, D)
+        fit_args.check_target(self._as_source, x, y, flat, "y")
         loss_fn = train.loss_function(self.train_config.loss, self.model_config)
         self.net.eval()
         device = next(self.net.parameters()).device
         total = 0.0
         with torch.no_grad():
-            for i in range(0, len(flat), batch_size):
-                xb = flat[i : i + batch_size].to(device)
+            for chunk in batches.chunks(flat, batch_size):
+                xb = chunk.to(device)
                 total += loss_fn(self.net.logits(xb), xb).double().item() * xb.numel()
         return total / max(flat.numel(), 1)
 
@@ -351,25 +365,39 @@ class Autoencoder:
         shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
         if arr.shape == shape or arr.shape == (d,):
             arr = arr.reshape(1, d)
-        elif arr.ndim not in (2, 3) or math.prod(arr.shape[1:]) != d:
+        else:
+            self._check_images(arr.shape, name)
+        return torch.from_numpy(flatten_images(arr, name))
+
+    def _as_source(self, x: Any, name: str) -> torch.Tensor | batches.MappedImages:
+        """`_as_input`, except that uint8 images in a file (deepae.data.ImageRows, or a
+        uint8 np.memmap) stay there: a MappedImages, read and converted batch by batch."""
+        rows = as_rows(x)
+        shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
+        if rows is None or rows.shape in (shape, (d,)):  # in memory, or a single image
+            return self._as_input(x, name)
+        self._check_images(rows.shape, name)
+        return batches.MappedImages(rows)
+
+    def _check_images(self, given: tuple[int, ...], name: str) -> None:
+        shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
+        if len(given) not in (2, 3) or math.prod(given[1:]) != d:
             h, w = shape
             raise ConfigError(
-                f"{name} has shape {arr.shape}, but the model takes {h}x{w} images ({d} "
+                f"{name} has shape {given}, but the model takes {h}x{w} images ({d} "
                 f"values): give ({h}, {w}) or ({d},) for one image, (N, {h}, {w}) or (N, {d}) "
                 "for many (other images need a model built with input_size and image_shape)",
                 field=name,
             )
-        return torch.from_numpy(flatten_images(arr, name))
 
     @torch.no_grad()
-    def _run(self, module: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    def _run(self, module: torch.nn.Module, x, batch_size: int) -> np.ndarray:
         self.net.eval()
         device = next(self.net.parameters()).device
-        parts = [
-            module(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)
-        ]
+        parts = [module(xb.to(device)).cpu() for xb in batches.chunks(x, batch_size)]
         if not parts:
-            return np.zeros((0, module(x[:0].to(device)).shape[1]), np.float32)
+            empty = torch.zeros(0, x.shape[1], device=device)  # (0, D)
+            return np.zeros((0, module(empty).shape[1]), np.float32)
         return torch.cat(parts).numpy()
 
 

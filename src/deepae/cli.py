@@ -12,7 +12,7 @@ import re
 import sys
 
 # Light modules only (no torch, no Matplotlib): `deepae --help` must answer at once.
-from deepae import config
+from deepae import config, distributed, threads
 from deepae._version import __version__
 from deepae.cli_values import floats, ints, lower, pair, parse_point
 from deepae.errors import ConfigError, DeepAEError
@@ -50,6 +50,8 @@ TRAIN_OPTIONS = [
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "agg")  # commands save figures, never show them
+    distributed.quiet_native_logs()  # under torchrun; before PyTorch loads
+    threads.default_wait_policy()  # OpenMP reads it when PyTorch loads (deepae.threads)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)  # the user's own, for advice
@@ -118,7 +120,11 @@ def _commands() -> dict:
         (("--runs-dir",), {"help": "folder of run folders (default: runs)"}),
         (("--overwrite",), {"action": "store_true", "help": "replace an existing run folder"}),
         (("--resume",), {"metavar": "RUN", "help": "continue a stopped run from its checkpoint"}),
+        (("--nproc",), {"type": int, "metavar": "N", "help": "train data-parallel in N processes "
+                        "on this machine, through torchrun (default: 1; docs/scale.md)"}),
         _INDICES, (("--no-progress",), {"action": "store_true", "help": "no progress bar"}),
+        (("--threads",), {"metavar": "N", "help": "CPU threads while training, or auto (default: "
+                          "$DEEPAE_THREADS, else auto: 1 for small steps, all cores for big)"}),
         _PAIRS, *_DATA,
     ]  # fmt: skip
     return {
@@ -153,9 +159,12 @@ def _commands() -> dict:
         ], []),
         "evaluate": ("metrics of a run beside PCA: evaluation.json", cmd_evaluate,
                      [_RUN, _split("test"), *_DATA], []),
-        "data": ("fetch or inspect datasets", cmd_data, [
-            (("action",), {"choices": ("fetch", "info"),
-                           "help": "fetch into the cache, or describe it"}),
+        "data": ("fetch, inspect or pack datasets", cmd_data, [
+            (("action",), {"choices": ("fetch", "info", "pack"), "type": lower,
+                           "help": "fetch into the cache, describe it, or pack SOURCE into "
+                           "OUT.npy (uint8, memory-mapped by training; labels beside it)"}),
+            (("operands",), {"nargs": "*", "metavar": "SOURCE OUT.npy",
+                             "help": "pack: what to pack (as --dataset takes it) and where"}),
             *_DATA,
         ], []),
     }  # fmt: skip
@@ -203,7 +212,14 @@ def cmd_train(args) -> int:
              if getattr(args, k)]  # fmt: skip
     if args.resume and given:
         raise ConfigError(f"--resume continues the saved run in its folder; leave out {given[0]}")
-    with run.StopOnSignal() as stopper:
+    asked = threads.requested(args.threads)  # --threads, else DEEPAE_THREADS: checked first
+    if args.threads is not None:  # the variable reaches the library and a run's workers
+        os.environ[threads.ENV] = str(asked or "auto")
+    if warning := asked and threads.oversubscribed(asked):
+        _info(f"warning: {warning}")
+    if args.nproc not in (None, 1) and not distributed.launched():  # else torchrun started us
+        return distributed.launch(args.nproc, args.argv, warn=_info)
+    with distributed.joined() as world, run.StopOnSignal() as stopper:
         common = dict(log=print, progress=not args.no_progress, stop=stopper.requested,
                       evaluate=not args.no_evaluate, pairs=args.pairs, indices=_indices(args),
                       data_options=_data_options(args))  # fmt: skip
@@ -213,6 +229,8 @@ def cmd_train(args) -> int:
         else:
             result = run.start(args.runs_dir or "runs", args.name, preset=args.preset,
                                overwrite=args.overwrite, **common, **options)  # fmt: skip
+    if world.rank:  # a data-parallel run's other ranks print nothing (deepae.distributed)
+        return 128 + stopper.signum if stopper.signum else 0
     if result.interrupted:
         _info(
             f"{stopper.name}: training stopped, checkpoint saved in {result.folder}/; "
@@ -306,10 +324,10 @@ def cmd_explore(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from deepae import evaluate, run
+    from deepae import run, tables
 
     result, path = run.evaluate_run(args.run, split=args.split, log=_info, **_data_options(args))
-    print(evaluate.format_table(result))
+    print(tables.format_table(result))
     print(f"wrote {path}")
     return 0
 
@@ -317,7 +335,8 @@ def cmd_evaluate(args) -> int:
 def cmd_data(args) -> int:
     from deepae import data
 
-    print(data.data_command(args.action, **_data_options(args), log=_info))
+    print(data.data_command(args.action, *args.operands, **_data_options(args), log=_info,
+                            progress=True))  # fmt: skip
     return 0
 
 

@@ -285,6 +285,8 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "schedule": "onecycle",
             "batch_size": 512,  # edges per step (1,024 images through the encoder)
             "epochs": 130,  # 130 x 60,000 sampled edges: each edge ~6 times
+            "min_dist": 0.0,  # tighter than UMAP's 0.1: trustworthiness 0.958 vs 0.955 (seed 0)
+            "validation_freq": 10,  # val_loss is reported at the end: 13 passes, not 130
         },
     ),
 }

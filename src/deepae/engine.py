@@ -29,22 +29,25 @@ from deepae.model import AutoencoderNet
 
 
 def relu_backward(g: torch.Tensor, out: torch.Tensor, *, private: bool | None = None):
-    """dL/dx of relu given dL/dy `g` and the output y = `out`: g where out > 0, else +0.
-    May reuse `g`'s memory (the public path works in place); use the returned tensor.
+    """dL/dx of relu given dL/dy `g` and the output y = `out`: g where out > 0, else +0,
+    written into `g` in place; returns `g`.
 
-    `aten.threshold_backward` does it in one kernel (what autograd itself calls for relu);
-    it is a private op of torch 2.13.0, the pinned version. Where it is missing, the public
-    `masked_fill_` gives the same bits (+0 where out <= 0) in two kernels."""
+    `aten.threshold_backward` does it in one kernel (what autograd itself calls for relu),
+    here its out= form writing into g, so no tensor is allocated per step; it is a private
+    op of torch 2.13.0, the pinned version. Where it is missing, the public `masked_fill_`
+    gives the same bits (+0 where out <= 0) in two kernels."""
     if private is None:
         private = _HAS_THRESHOLD_BACKWARD
     if private:
-        return torch.ops.aten.threshold_backward(g, out, 0)
+        return torch.ops.aten.threshold_backward.grad_input(g, out, 0, grad_input=g)
     return g.masked_fill_(out <= 0, 0.0)
 
 
-_HAS_THRESHOLD_BACKWARD = hasattr(torch.ops.aten, "threshold_backward")
+_HAS_THRESHOLD_BACKWARD = hasattr(getattr(torch.ops.aten, "threshold_backward", None),
+                                  "grad_input")  # fmt: skip
 
-# Each derivative is written in terms of the activation's output, which is what we keep.
+# Each derivative is written in terms of the activation's output, which is what we keep,
+# and works in place on the incoming gradient g (the engine's buffer), returning it.
 _FORWARD: dict[str, Callable[[torch.Tensor], object]] = {
     "relu": torch.Tensor.relu_,
     "linear": lambda h: None,
@@ -113,48 +116,51 @@ class FusedDenseEngine:
         self.layers = [
             (m.weight, m.weight.t(), m.bias, m.weight.grad, m.bias.grad) for m in self.linears
         ]
-        self._buffers: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        self._buffers: dict[int, tuple] = {}
 
     def _buffers_for(self, batch: int, like: torch.Tensor):
         # One set of activation and gradient buffers per batch size (the last batch of an
-        # epoch may be smaller), allocated once.
+        # epoch may be smaller), allocated once. Also made once: the gradients' transposed
+        # views and the 1 / (B * D) of the mean as a 0-d tensor; per step, each view is a
+        # dispatcher call and a Python float becomes a tensor inside every op it enters.
         if batch not in self._buffers:
             widths = [m.out_features for m in self.linears]
             acts = [like.new_empty(batch, w) for w in widths]
             grads = [like.new_empty(batch, w) for w in widths]
-            self._buffers[batch] = (acts, grads)
+            scale = like.new_tensor(1.0 / (batch * like.shape[1]))  # 0-d, like's dtype
+            self._buffers[batch] = (acts, grads, [g.t() for g in grads], scale)
         return self._buffers[batch]
 
     @torch.no_grad()
     def loss_and_grad(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, D) in [0, 1]. Returns the summed loss over the batch (0-d tensor, not
         synchronised); the gradient of the *mean* loss is left in `self.grad`."""
-        batch, dim = x.shape
-        acts, grads = self._buffers_for(batch, x)
+        batch, _ = x.shape
+        acts, grads, grads_t, scale = self._buffers_for(batch, x)
         h = x
         for (_, w_t, b, _, _), forward_, out in zip(self.layers, self.forward_, acts, strict=True):
             torch.addmm(b, h, w_t, out=out)  # (B, out)
             forward_(out)
             h = out
-        g = grads[-1]  # dLoss/dlogits, (B, D)
-        # The mean over B * D elements is folded into `scale`, so g is the gradient of the
-        # mean loss, which is what Keras (and the autograd engine) minimise.
-        loss_sum = self.output_grad(h, x, g, 1.0 / (batch * dim))
+        # grads[-1] = dLoss/dlogits (B, D). The mean over B * D elements is folded into
+        # `scale`, so it is the gradient of the mean loss, which is what Keras (and the
+        # autograd engine) minimise.
+        loss_sum = self.output_grad(h, x, grads[-1], scale)
         for i in range(len(self.layers) - 1, -1, -1):
             w, _, _, gw, gb = self.layers[i]
             inp = x if i == 0 else acts[i - 1]
-            torch.mm(g.t(), inp, out=gw)  # (out, in)
-            torch.sum(g, 0, out=gb)  # (out,)
+            torch.mm(grads_t[i], inp, out=gw)  # (out, in)
+            torch.sum(grads[i], 0, out=gb)  # (out,)
             if i > 0:
-                torch.mm(g, w, out=grads[i - 1])  # (B, in)
-                g = self.backward_[i - 1](grads[i - 1], acts[i - 1])
+                torch.mm(grads[i], w, out=grads[i - 1])  # (B, in)
+                self.backward_[i - 1](grads[i - 1], acts[i - 1])  # in place
         return loss_sum
 
 
-# -- the loss at the output: (logits, x, g to fill, scale) -> summed loss ------------------
+# -- the loss at the output: (logits, x, g to fill, scale: 0-d tensor) -> summed loss ------
 
 
-def _bce_grad(logits, x, g, scale: float) -> torch.Tensor:
+def _bce_grad(logits, x, g, scale: torch.Tensor) -> torch.Tensor:
     # d/dl BCE(sigmoid(l), x) = sigmoid(l) - x
     loss_sum = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
     torch.sigmoid(logits, out=g)
@@ -162,7 +168,7 @@ def _bce_grad(logits, x, g, scale: float) -> torch.Tensor:
     return loss_sum
 
 
-def _mse_sigmoid_grad(logits, x, g, scale: float) -> torch.Tensor:
+def _mse_sigmoid_grad(logits, x, g, scale: torch.Tensor) -> torch.Tensor:
     y = torch.sigmoid(logits, out=g)
     diff = y - x  # (B, D)
     loss_sum = torch.dot(diff.view(-1), diff.view(-1))
@@ -170,7 +176,7 @@ def _mse_sigmoid_grad(logits, x, g, scale: float) -> torch.Tensor:
     return loss_sum
 
 
-def _mse_linear_grad(logits, x, g, scale: float) -> torch.Tensor:
+def _mse_linear_grad(logits, x, g, scale: torch.Tensor) -> torch.Tensor:
     diff = logits - x  # (B, D)
     loss_sum = torch.dot(diff.view(-1), diff.view(-1))
     torch.mul(diff, 2 * scale, out=g)
@@ -188,7 +194,8 @@ _OUTPUT_GRAD = {
 # -- the optimizer step --------------------------------------------------------------------
 
 
-def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None) -> None:
+def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None,
+                    lr: torch.Tensor | None = None) -> None:  # fmt: skip
     """One step of `opt`; Adam/AdamW over one flat parameter call the fused kernel directly.
 
     torch.optim's `step()` wraps the kernel in ~25 us of Python bookkeeping per call, more
@@ -197,35 +204,55 @@ def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None) 
     to torch 2.13.0, the pinned version; where they are missing, or for `private=False`,
     the public `opt.step()` runs the same kernel (the optimizer is built with fused=True),
     so both paths give the same bits (tests/test_engine.py). The state tensors are the
-    optimizer's own, so checkpoints stay in torch's format."""
+    optimizer's own, so checkpoints stay in torch's format.
+
+    `lr`: a 0-d tensor on the parameter's device that the kernel reads the rate from,
+    instead of the param group's number (a CUDA graph's replay reads it anew each time;
+    deepae.cuda_graph). It needs the private kernel (`direct_adam(opt)`)."""
     if private is None:
         private = _HAS_FUSED_ADAM
-    group = opt.param_groups[0]
-    if (
-        not private
-        or not isinstance(opt, torch.optim.Adam | torch.optim.AdamW)
-        or group["amsgrad"]
-        or group["maximize"]
-        or len(opt.param_groups) != 1
-        or len(group["params"]) != 1
-    ):
+    if not (private and direct_adam(opt)):
+        if lr is not None:
+            raise ValueError("a tensor lr needs the fused kernel; check direct_adam(opt)")
         opt.step()
         return
-    (p,) = group["params"]
-    state = opt.state[p]
-    if not state:
-        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-        state["exp_avg"] = torch.zeros_like(p)
-        state["exp_avg_sq"] = torch.zeros_like(p)
+    p, state = adam_state(opt)
+    group = opt.param_groups[0]
     state["step"] += 1
     opt._opt_called = True  # what Optimizer.step records, so lr schedulers see a step
     kernel = torch._fused_adamw_ if isinstance(opt, torch.optim.AdamW) else torch._fused_adam_
     beta1, beta2 = group["betas"]
     kernel(
         [p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
-        amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+        amsgrad=False, lr=group["lr"] if lr is None else lr, beta1=beta1, beta2=beta2,
         weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
     )  # fmt: skip
+
+
+def direct_adam(opt: torch.optim.Optimizer) -> bool:
+    """Whether `fused_adam_step` can call the fused kernel itself for `opt`: Adam or AdamW
+    over one parameter, without amsgrad or maximize, and the private kernels present."""
+    group = opt.param_groups[0]
+    return (
+        _HAS_FUSED_ADAM
+        and isinstance(opt, torch.optim.Adam | torch.optim.AdamW)
+        and not group["amsgrad"]
+        and not group["maximize"]
+        and len(opt.param_groups) == 1
+        and len(group["params"]) == 1
+    )
+
+
+def adam_state(opt: torch.optim.Optimizer) -> tuple[torch.Tensor, dict]:
+    """(the one parameter, its Adam state), the state made as torch's fused Adam makes it on
+    its first step (a float32 step count on the parameter's device, zero moments)."""
+    (p,) = opt.param_groups[0]["params"]
+    state = opt.state[p]
+    if not state:
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        state["exp_avg"] = torch.zeros_like(p)
+        state["exp_avg_sq"] = torch.zeros_like(p)
+    return p, state
 
 
 _HAS_FUSED_ADAM = hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_")

@@ -43,3 +43,13 @@ class TrainingDiverged(DeepAEError):
 
 class MissingExtraError(DeepAEError):
     """An optional dependency is not installed; the message says which extra to install."""
+
+
+class DistributedError(DeepAEError):
+    """A process of a data-parallel run stopped, hung or could not be reached
+    (deepae.distributed). `reported`: another process prints this error already, so this
+    one may exit without repeating it."""
+
+    def __init__(self, message: str, *, field: str | None = None, reported: bool = False):
+        super().__init__(message, field=field)
+        self.reported = reported

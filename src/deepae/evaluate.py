@@ -5,7 +5,8 @@ has a baseline; on MNIST the published numbers of the Parametric UMAP paper
 (Sainburg, McInnes & Gentner 2021, its notebooks) are shown beside them.
 
 The metric functions take NumPy arrays and return numbers or dicts; `evaluate_run` puts
-them together for a trained `Autoencoder`, `format_table` turns the result into text.
+them together for a trained `Autoencoder`; `deepae.tables.format_table` turns the result
+into text.
 scikit-learn (the `eval` extra) is imported inside the functions that need it.
 """
 
@@ -13,58 +14,25 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from deepae.data import class_name, flatten_images
+from deepae.data import class_name, flatten_images, image_chunks, is_mapped
 from deepae.errors import ConfigError, MissingExtraError
+from deepae.tables import PUBLISHED
 
 BCE_EPS = 1e-7  # Keras' backend epsilon: predictions are clipped to [eps, 1 - eps] for BCE
 KNN_KS = (1, 5)  # the neighbour counts the Parametric UMAP paper reports
 TRUST_SAMPLES = 5000  # trustworthiness is O(n^2) in memory and time: a seeded subset
 TRUST_K = 10
 DEAD_THRESHOLD = 0.99  # a latent unit exactly 0 for more than this share is dead
-
-# Published 2-D numbers: Sainburg, McInnes & Gentner, "Parametric UMAP embeddings for
-# representation and semisupervised learning", Neural Computation 2021, from the notebooks
-# of the paper's repository (notebooks/dataset-projections). Their protocol: embeddings
-# trained on the first 50,000 training images; kNN classifiers fit on the training codes,
-# scored on the 10,000 test images; MSE on the test images (pixels / 255);
-# trustworthiness with k=5 on the first 10,000 *training* images ("trust_paper": another
-# protocol than this module's k=10 test-set figure, so a column of its own).
-# UMAP/AE = UMAP loss + reconstruction (conv nets); P.UMAP = Parametric UMAP with a
-# separate decoder; UMAP = umap-learn, decoded by inverse_transform.
-_P = ("knn5_accuracy", "knn1_accuracy", "mse", "trust_paper")
-PUBLISHED = {
-    "mnist": {
-        name: dict(zip(_P, values, strict=True))
-        for name, values in {
-            "UMAP/AE": (0.9537, 0.9403, 0.0360, 0.9675),
-            "P.UMAP": (0.9614, 0.9402, 0.0374, 0.9573),
-            "UMAP": (0.9544, 0.9317, 0.0393, 0.9601),
-            "t-SNE": (0.9502, 0.9411, None, 0.9874),
-            "AE": (0.7926, 0.7647, 0.0369, 0.9663),
-            "VAE": (0.7649, 0.7241, 0.0371, 0.9513),
-            "PCA": (0.4201, 0.3765, 0.0557, 0.7434),
-        }.items()
-    },
-    "fashion-mnist": {  # the paper's Fashion-MNIST table has no 1-NN column
-        name: dict(zip(_P, values, strict=True))
-        for name, values in {
-            "UMAP/AE": (0.7561, None, 0.0240, 0.9842),
-            "P.UMAP": (0.7407, None, 0.0266, 0.9733),
-            "UMAP": (0.7608, None, 0.0347, 0.9777),
-            "t-SNE": (0.8039, None, None, 0.9906),
-            "AE": (0.7339, None, 0.0244, 0.9803),
-            "VAE": (0.7161, None, 0.0253, 0.9751),
-            "PCA": (0.5055, None, 0.0461, 0.9126),
-        }.items()
-    },
-}
-PAPER_TRUST = {"k": 5, "samples": 10_000}  # the paper's protocol: the first training images
-ARTICLE_VAL_BCE = 0.1985  # the article's epoch-10 val_loss (Keras, 784-32-2-32-784)
+# Images left in their file (deepae.data.ImageRows) are evaluated a chunk at a time (the
+# metrics' ~5 float64 arrays of EVAL_CHUNK x 784: 63 MB), PCA is fit on a sample, and
+# trustworthiness (scikit-learn's holds three n x n arrays: 600 MB for 5,000) uses fewer.
+EVAL_CHUNK, PCA_FIT_SAMPLES, TRUST_SAMPLES_MAPPED = 2048, 20_000, 2000
 
 
 def require_sklearn() -> None:
@@ -82,25 +50,35 @@ def require_sklearn() -> None:
 
 def reconstruction_metrics(
     x: np.ndarray,
-    x_hat: np.ndarray,
+    x_hat: np.ndarray | Callable[[np.ndarray], np.ndarray],
     labels: np.ndarray | None = None,
     *,
     class_names: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Reconstruction errors of x_hat against x, both (N, D) or (N, H, W).
 
-    x: uint8 0-255 or float in [0, 1]; x_hat: float, any range (PCA's can leave [0, 1]).
-    Returns {"bce", "mse", "psnr", "mse_per_class"}: BCE is the training loss (mean over
-    pixels and images, x_hat clipped to [1e-7, 1 - 1e-7] as Keras does), MSE the mean
-    squared error, PSNR = 10 log10(1 / MSE) in dB for pixels of range 1 (None if MSE is 0),
-    and mse_per_class maps each class (its name if `class_names` is given) to its MSE.
+    x: uint8 0-255 or float in [0, 1]; x_hat: float, any range (PCA's can leave [0, 1]),
+    or a function of a chunk of images (images left in their file, ImageRows, are read
+    EVAL_CHUNK at a time). Returns {"bce", "mse", "psnr", "mse_per_class"}: BCE is the
+    training loss (mean over pixels and images, x_hat clipped to [1e-7, 1 - 1e-7] as Keras
+    does), MSE the mean squared error, PSNR = 10 log10(1 / MSE) in dB for pixels of range
+    1 (None if MSE is 0), and mse_per_class maps each class (its name if `class_names` is
+    given) to its MSE.
     """
-    x = flatten_images(x).astype(np.float64)  # (N, D)
-    x_hat = np.asarray(x_hat, dtype=np.float64).reshape(x.shape)  # (N, D)
-    p = np.clip(x_hat, BCE_EPS, 1 - BCE_EPS)
-    bce = -(x * np.log(p) + (1 - x) * np.log1p(-p)).mean()
-    per_image = ((x_hat - x) ** 2).mean(axis=1)  # (N,)
+    size = EVAL_CHUNK if is_mapped(x) else max(len(x), 1)
+    bce_sum, per_image, start = 0.0, [], 0
+    for xb in image_chunks(x, size):
+        flat = flatten_images(xb).astype(np.float64)  # (b, D)
+        recon = x_hat(xb) if callable(x_hat) else x_hat[start : start + len(xb)]
+        recon = np.asarray(recon, dtype=np.float64).reshape(flat.shape)  # (b, D)
+        p = np.clip(recon, BCE_EPS, 1 - BCE_EPS)
+        # One chunk (arrays): sum / n is numpy's mean, to the bit.
+        bce_sum += (flat * np.log(p) + (1 - flat) * np.log1p(-p)).sum()
+        per_image.append(((recon - flat) ** 2).mean(axis=1))  # (b,)
+        start += len(xb)
+    per_image = np.concatenate(per_image)  # (N,)
     mse = float(per_image.mean())
+    bce = -(bce_sum / (len(per_image) * flat.shape[1]))
     out: dict[str, Any] = {"bce": float(bce), "mse": mse, "psnr": _psnr(mse)}
     if labels is not None:
         labels = np.asarray(labels)
@@ -201,11 +179,12 @@ def collapse_note(dead: list[int], latent_activation: str) -> str:
 @dataclass(frozen=True)
 class Embedding:
     """What the metrics need from a method: codes of the training images (N, d), codes
-    of the evaluated images (M, d) and their reconstructions (M, D)."""
+    of the evaluated images (M, d) and their reconstructions (M, D), or, for images left
+    in their file, the function that reconstructs a chunk of them."""
 
     train_codes: np.ndarray
     codes: np.ndarray
-    reconstruction: np.ndarray
+    reconstruction: np.ndarray | Callable[[np.ndarray], np.ndarray]
 
 
 def pca_baseline(
@@ -215,16 +194,30 @@ def pca_baseline(
 
     scikit-learn's PCA with its automatic solver (exact for MNIST's shape: the covariance
     eigendecomposition); `seed` fixes the randomized solver where that one is chosen.
+    Images left in their file (deepae.data.ImageRows) are never converted whole: PCA is
+    fit on a seeded sample of PCA_FIT_SAMPLES training images, the codes are computed
+    EVAL_CHUNK images at a time, and the reconstruction is a function of a chunk.
     """
     require_sklearn()
     from sklearn.decomposition import PCA
 
-    train = flatten_images(x_train)  # (N, D) float32
+    mapped = is_mapped(x_train) or is_mapped(x_eval)
+    # (N, D) float32, or (S, D) of a seeded sample for images left in their file
+    train = flatten_images(x_train[_subset(len(x_train), PCA_FIT_SAMPLES, seed)] if mapped
+                           else x_train)  # fmt: skip
     # Constant pixels make explained_variance_ratio_ divide 0 by 0; it is not used here.
     with np.errstate(divide="ignore", invalid="ignore"):
         pca = PCA(n_components=n_components, random_state=seed).fit(train)
-    codes = pca.transform(flatten_images(x_eval))  # (M, d)
-    return Embedding(pca.transform(train), codes, pca.inverse_transform(codes))
+    if not mapped:
+        codes = pca.transform(flatten_images(x_eval))  # (M, d)
+        return Embedding(pca.transform(train), codes, pca.inverse_transform(codes))
+
+    def project(images: np.ndarray) -> np.ndarray:  # images (b, ...) -> codes (b, d)
+        return pca.transform(flatten_images(images))
+
+    codes = [np.concatenate([project(c) for c in image_chunks(x, EVAL_CHUNK)])
+             for x in (x_train, x_eval)]  # fmt: skip
+    return Embedding(*codes, lambda images: pca.inverse_transform(project(images)))
 
 
 def score(
@@ -293,11 +286,13 @@ def evaluate_run(
         raise ConfigError(f"split must be test or train, got {split!r}", field="split")
     start = time.perf_counter()
     x, labels = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    trust_samples = min(trust_samples, TRUST_SAMPLES_MAPPED) if is_mapped(x) else trust_samples
     latent = ae.model_config.latent_size
     if train_codes is None:
         train_codes = ae.encode(data.x_train)  # (N, latent)
     codes = train_codes if split == "train" else ae.encode(x)  # (M, latent)
-    methods = {"model": Embedding(train_codes, codes, ae.reconstruct(x))}
+    recon = ae.reconstruct if is_mapped(x) else ae.reconstruct(x)  # mapped: chunk by chunk
+    methods = {"model": Embedding(train_codes, codes, recon)}
     if latent <= min(len(data.x_train), ae.model_config.input_size):  # else PCA cannot
         methods["pca"] = pca_baseline(data.x_train, x, latent, seed=seed)
     common = dict(
@@ -320,112 +315,6 @@ def evaluate_run(
     result["trustworthiness"] = {"k": TRUST_K, "samples": min(trust_samples, len(x))}
     result["seconds"] = time.perf_counter() - start
     return result
-
-
-# -- the table ------------------------------------------------------------------------------
-
-_ROWS = (  # (key, label, format)
-    ("bce", "reconstruction BCE", "{:.4f}"),
-    ("mse", "reconstruction MSE", "{:.4f}"),
-    ("psnr", "PSNR (dB)", "{:.2f}"),
-    ("knn1_accuracy", "1-NN accuracy", "{:.3f}"),
-    ("knn5_accuracy", "5-NN accuracy", "{:.3f}"),
-    ("trustworthiness", "trustworthiness", "{:.3f}"),
-    ("dead_units", "dead latent units", "{:d}"),
-)
-
-
-def table_caption(result: dict[str, Any]) -> str:
-    """The line above `format_table`'s table: data, split, size, what kNN was fit on."""
-    loo = ", leave-one-out" if result["split"] == "train" else ""
-    return (
-        f"{result['dataset']} {result['split']} set, {result['n']:,} images, "
-        f"{result['latent_size']}-D codes (kNN fit on the training codes{loo})"
-    )
-
-
-def table_rows(result: dict[str, Any]) -> list[list[str]]:
-    """`format_table`'s table as cells, head row first: metric, model, PCA (report.html
-    shows the same table as HTML)."""
-    d = result["latent_size"]
-    methods = {"model": "model", "pca": f"PCA {d}-D"}
-    methods = {key: title for key, title in methods.items() if result.get(key)}
-    rows = [["metric", *methods.values()]]
-    for key, label, fmt in _ROWS:
-        if key not in result["model"]:
-            continue
-        if key == "trustworthiness":
-            label += f" (k={result['trustworthiness']['k']})"
-        cells = [_fmt(result[m].get(key), fmt) for m in methods]
-        rows.append([label, *cells])
-    for cls in result["model"].get("mse_per_class", {}):
-        cells = [_fmt(result[m]["mse_per_class"][cls], "{:.4f}") for m in methods]
-        rows.append([f"MSE {cls}", *cells])
-    return rows
-
-
-def published_lines(result: dict[str, Any]) -> list[str]:
-    """The published numbers `format_table` prints under its table (none: [])."""
-    return _published_lines(result)
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """`evaluate_run`'s result as text: model and PCA side by side, then the published 2-D
-    numbers of the dataset where the paper has them (MNIST, Fashion-MNIST test sets)."""
-    rows = table_rows(result)
-    head = rows[0]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [table_caption(result)]
-    for i, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells))
-        if i == 0:
-            lines.append("-" * len(lines[-1]))
-    return "\n".join(lines + _published_lines(result))
-
-
-_PUBLISHED_COLUMNS = (
-    ("knn5_accuracy", "5-NN", "{:.3f}"),
-    ("knn1_accuracy", "1-NN", "{:.3f}"),
-    ("mse", "MSE", "{:.4f}"),
-    ("trust_paper", "trust (k=5, train)", "{:.3f}"),
-)
-PUBLISHED_CAPTION = "published, {dataset} 2-D (Parametric UMAP paper, Sainburg et al. 2021)"
-
-
-def published_rows(result: dict[str, Any]) -> list[list[str]]:
-    """The paper's numbers for this result's dataset as rows of text: a header (method,
-    5-NN, 1-NN, MSE, trust), then one row per method; [] where the paper has none."""
-    published = result.get("published") or {}
-    if not published:
-        return []
-    rows = [["method", *(label for _, label, _ in _PUBLISHED_COLUMNS)]]
-    for name, row in published.items():
-        rows.append([name, *(_fmt(row.get(k), fmt) for k, _, fmt in _PUBLISHED_COLUMNS)])
-    return rows
-
-
-def _published_lines(result: dict[str, Any]) -> list[str]:
-    """The paper's rows for this dataset, methods down, metrics across."""
-    rows = published_rows(result)
-    if not rows:
-        return []
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["", PUBLISHED_CAPTION.format(dataset=result["dataset"]) + ":"]
-    for r in rows:
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells))
-    if result["dataset"] == "mnist":
-        lines.append(f"the article's own val BCE: {ARTICLE_VAL_BCE}")
-    return lines
-
-
-def _fmt(value: Any, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 def _psnr(mse: float) -> float | None:

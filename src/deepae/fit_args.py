@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
+from deepae import batches
 from deepae.config import TrainConfig
 from deepae.errors import ConfigError
 
-# images -> float32 tensor (N, D) in [0, 1], with the argument's name for messages
-AsInput = Callable[[Any, str], torch.Tensor]
+# images -> float32 (N, D) in [0, 1] (a tensor, or batches.MappedImages for images left in
+# their file), with the argument's name for messages
+AsInput = Callable[[Any, str], torch.Tensor | batches.MappedImages]
 
 
 def fit_data(as_input: AsInput, x: Any, y: Any, validation_data: Any,
@@ -52,7 +54,7 @@ def check_target(as_input: AsInput, x: Any, y: Any, x_flat: torch.Tensor, name: 
     """An autoencoder's target is its input: `y` must be x (the same array, or equal)."""
     if y is None or y is x:
         return
-    if not torch.equal(as_input(y, name), x_flat):
+    if not batches.equal(as_input(y, name), x_flat):
         raise ConfigError(
             f"{name}: the target must be the images themselves (an autoencoder learns to "
             "reproduce its input, as in the article's fit(X, X)); leave it out",

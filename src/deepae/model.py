@@ -65,6 +65,12 @@ class AutoencoderNet(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder.logits(self.encoder(x))  # (N, D) -> (N, D)
 
+    def codes_and_logits(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes of x (N, latent) and the logits (n, D) of its first n rows, in one pass
+        (deepae.train's steps: a neighbour loss needs codes of all, a reconstruction of n)."""
+        z = self.encoder(x)  # (N, latent)
+        return z, self.decoder.logits(z[:n])  # (n, D)
+
 
 def _dense_stack(
     sizes: tuple[int, ...], hidden_act: str, last_act: str, batch_norm: bool

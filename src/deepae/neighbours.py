@@ -21,6 +21,7 @@ umap-learn is an optional dependency: `pip install 'deepae[umap]'`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -178,6 +179,26 @@ def graph_for(
     return graph
 
 
+def shared_graph(build: Callable[[], Graph], world) -> Graph:
+    """`build()`'s graph on every rank of a data-parallel run (a deepae.distributed.World):
+    rank 0 builds it (or reads its cache) and sends it, so that every rank samples the same
+    edges and the others build and cache nothing. Alone: `build()`."""
+    if world.size == 1:
+        return build()
+    graph, raw = None, None
+    if world.is_main:
+        graph, buf = build(), io.BytesIO()
+        sizes = np.array([graph.n_neighbors, graph.n_images])
+        np.savez(buf, head=graph.head, tail=graph.tail, weight=graph.weight, sizes=sizes)
+        raw = buf.getvalue()
+    raw = world.share_bytes(raw)
+    if graph is not None:
+        return graph
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        head, tail, weight, (k, n) = (npz[key] for key in ("head", "tail", "weight", "sizes"))
+    return Graph(head, tail, weight, int(k), int(n), _arrays_sha256(head, tail, weight))
+
+
 def _read_cache(folder: Path, key: str, n_neighbors: int, n: int, log: Log) -> Graph | None:
     meta_path, npz_path = folder / f"{key}.json", folder / f"{key}.npz"
     try:
@@ -248,6 +269,19 @@ class NeighbourLoss:
         negatives = torch.randint(0, batch, (steps, self.negative_rate * batch), generator=gen)
         return (self._head[picks].view(steps, batch), self._tail[picks].view(steps, batch),
                 negatives)  # fmt: skip
+
+    def share(self, edges, rows: slice):
+        """One data-parallel rank's part of `epoch_edges`: the heads and tails of `rows` of
+        each step's batch, and their negatives, drawn among the rank's own tails instead of
+        the whole batch's (positions modulo its share: still uniform, as the batch splits
+        evenly), so no rank needs another's codes. All of them for rows of the whole batch."""
+        heads, tails, negatives = edges
+        steps, batch = heads.shape
+        n = rows.stop - rows.start
+        if n == batch:
+            return edges
+        mine = negatives.view(steps, self.negative_rate, batch)[:, :, rows] % n  # (S, R, n)
+        return heads[:, rows], tails[:, rows], mine.reshape(steps, self.negative_rate * n)
 
     def __call__(self, z_head: torch.Tensor, z_tail: torch.Tensor,
                  negatives: torch.Tensor) -> torch.Tensor:  # fmt: skip

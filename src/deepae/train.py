@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from deepae import batches, cuda_graph, distributed
 from deepae import engine as fused
 from deepae.config import TrainConfig
 from deepae.errors import ConfigError, TrainingDiverged
@@ -106,6 +107,10 @@ class Trainer:
         self.net = net.to(self.device)
         self.n_train = n_train
         self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+        # This process's place in a data-parallel run (deepae.distributed; alone: World())
+        self.world = distributed.world()
+        self.world.check_fits(cfg.batch_size, n_train, self.device,
+                              batch_norm=net.config.batch_norm)  # fmt: skip
         self.neighbour = _neighbour_loss(cfg, graph, n_train)
         if self.neighbour is not None and cfg.engine == "fused":
             raise ConfigError("the fused engine has no neighbour loss; use engine 'autograd' "
@@ -115,9 +120,18 @@ class Trainer:
         )
         self.engine = fused.FusedDenseEngine(net, cfg.loss) if use_fused else None
         params = [self.engine.flat] if self.engine else list(net.parameters())
+        if self.engine:
+            self.world.broadcast_(self.engine.flat.detach())  # every rank starts from rank 0's
+        # DDP broadcasts rank 0's parameters now and averages gradients in backward()
+        several = self.world.size > 1 and not self.engine
+        self.ddp = (
+            self.world.data_parallel(net, "codes_and_logits", self.device) if several else None
+        )
         self.opt = make_optimizer(params, cfg, self.device)
         self.schedule = make_schedule(self.opt, cfg, self.steps_per_epoch * cfg.epochs)
         self.loss_fn = _loss_fn(cfg.loss, net.config.output_activation == "sigmoid")
+        # On CUDA, each fused step as one CUDA graph (deepae.cuda_graph); None: eager steps.
+        self.static_step = cuda_graph.for_trainer(self)
 
     @property
     def engine_name(self) -> str:
@@ -151,7 +165,7 @@ class Trainer:
         if own_bar:
             bar = progress_bar(self.steps_per_epoch - start_step, progress)
         check_every = 100  # a finite-loss check costs a device sync, so not every step
-        step = shown = start_step
+        step = shown = summed = start_step  # losses[:summed] are summed over the ranks
         # Once trained, background pixels get logits below -87, so sigmoid(logit) - x is a
         # subnormal float, and x86 matrix kernels slow down ~100x on subnormals: without
         # this an epoch of the article's model takes 0.55 s instead of 0.33 s. Flushing
@@ -164,6 +178,8 @@ class Trainer:
                 losses[step] = step_fn(step)
                 step += 1
                 if step % check_every == 0 or step == self.steps_per_epoch:
+                    self.world.sum_(losses[summed:step])  # each rank's -> the global sums
+                    summed = step
                     _check_finite(losses, step - 1, check_every, epoch)
                     bar.update(step - shown)
                     shown = step
@@ -172,6 +188,7 @@ class Trainer:
                 torch.set_flush_denormal(False)
             if own_bar:
                 bar.close()
+        self.world.sum_(losses[summed:step])  # an interrupted epoch's last steps
         _check_finite(losses, step - 1, check_every, epoch)
         return step, losses
 
@@ -181,17 +198,21 @@ class Trainer:
         bs = self.cfg.batch_size
         if self.neighbour is not None:
             edges = self.neighbour.epoch_edges(epoch, self.steps_per_epoch, bs)
+            edges = self.neighbour.share(edges, self.world.rows(bs))  # this rank's part
             heads, tails, negatives = (t.to(self.device) for t in edges)
             return lambda s: self._neighbour_step(x, heads[s], tails[s], negatives[s])
         order = _epoch_order(len(x), self.cfg, epoch).to(self.device)
-        buffers: dict[int, torch.Tensor] = {}
+        if self.static_step is not None and self.static_step.accepts(x):
+            return self.static_step.plan(x, order)  # the epoch's steps, replayed
+        gather = batches.gatherer(x)  # idx (B,) -> float32 (B, D); a memory map: per batch
 
         def plain_step(s: int) -> torch.Tensor:
-            idx = order[s * bs : (s + 1) * bs]
-            if len(idx) not in buffers:  # the last batch of an epoch may be smaller
-                buffers[len(idx)] = x.new_empty(len(idx), x.shape[1])
-            batch = torch.index_select(x, 0, idx, out=buffers[len(idx)])  # (B, D)
-            return self._step(batch)
+            idx = order[s * bs : (s + 1) * bs]  # the global batch, as one process takes it
+            rows = len(idx)
+            if self.world.size > 1:
+                idx = idx[self.world.rows(rows)]  # this rank's rows of it
+            batch = gather(idx)  # (B, D)
+            return self._step(batch, rows)
 
         return plain_step
 
@@ -199,43 +220,56 @@ class Trainer:
         """One step of reconstruction + neighbour_weight * UMAP loss on a batch of edges:
         head, tail (B,) image indices; negatives (R*B,) positions in the batch."""
         x_head, x_tail = x[head], x[tail]  # (B, D) each
-        z = self.net.encoder(torch.cat([x_head, x_tail]))  # (2B, latent)
-        z_head, z_tail = z[: len(head)], z[len(head) :]
         # Reconstruction of the heads only: every image is a head as often as its edges
         # weigh, and decoding the tails too would double the decoder's cost for no gain.
-        loss = self.loss_fn(self.net.decoder.logits(z_head), x_head)
+        z, logits = self._forward(torch.cat([x_head, x_tail]), len(head))  # (2B, l), (B, D)
+        z_head, z_tail = z[: len(head)], z[len(head) :]
+        loss = self.loss_fn(logits, x_head)
         loss = loss + self.cfg.neighbour_weight * self.neighbour(z_head, z_tail, negatives)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self._backward(loss, 1.0)  # every rank has an equal share of the edges
         self.opt.step()
         if self.schedule is not None:
             self.schedule.step()
         return loss.detach() * x_head.numel()
 
-    def _step(self, batch: torch.Tensor) -> torch.Tensor:
+    def _step(self, batch: torch.Tensor, rows: int) -> torch.Tensor:
+        """One step on this rank's batch (b, D) of a global batch of `rows` images."""
+        share = len(batch) / rows  # 1 alone; with N ranks 1/N (the last batch: about)
         if self.engine is not None:
             loss_sum = self.engine.loss_and_grad(batch)
+            self.world.reduce_gradient_(self.engine.grad, share)  # one all-reduce (alone: none)
             fused.fused_adam_step(self.opt)
         else:
-            logits = self.net.logits(batch)  # (B, D)
+            logits = self.net.logits(batch) if self.ddp is None else self.ddp(batch, len(batch))[1]
             loss = self.loss_fn(logits, batch)
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            self._backward(loss, share)
             self.opt.step()
             loss_sum = loss.detach() * batch.numel()
         if self.schedule is not None:
             self.schedule.step()
         return loss_sum
 
+    def _forward(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes of x (N, latent) and logits (n, D) of its first n rows; through DDP when
+        several ranks train."""
+        return self.net.codes_and_logits(x, n) if self.ddp is None else self.ddp(x, n)
+
+    def _backward(self, loss: torch.Tensor, share: float) -> None:
+        # DDP averages the ranks' gradients: weighing each rank's loss by share * N makes the
+        # average the global batch's gradient (a factor of exactly 1 when batches split evenly).
+        (loss if self.ddp is None else loss * (share * self.world.size)).backward()
+
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, chunk: int = 4096) -> float:
         """Mean loss over x (N, D), in inference mode (BatchNorm uses running stats)."""
         self.net.eval()
         total = torch.zeros((), device=self.device, dtype=torch.float64)
-        for i in range(0, x.shape[0], chunk):
-            xb = x[i : i + chunk]
+        mine = x[self.world.rows(len(x))]  # each rank scores its rows; the sums are added
+        for xb in batches.chunks(mine, chunk):  # (b, D): views, or read from a memory map
             total += self.loss_fn(self.net.logits(xb), xb).double() * xb.numel()
-        return total.item() / x.numel()
+        return self.world.sum_(total).item() / x.numel()
 
     def state_dict(self) -> dict:
         return {
@@ -259,11 +293,13 @@ def fit(
     progress: bool = False,
     stop: Callable[[], bool] | None = None,
 ) -> TrainState:
-    """Train for the remaining epochs of `trainer.cfg`; x_* are float (N, D) in [0, 1].
+    """Train for the remaining epochs of `trainer.cfg`; x_* are float (N, D) in [0, 1]:
+    tensors, or deepae.batches.MappedImages (uint8 files, read and converted per batch).
 
     `state` continues a resumed run, mid-epoch included; `on_epoch_end` is called after
     each epoch (printing, checkpoints); `stop()` is polled before every step, and when it
-    turns true fit returns at once with `state.interrupted` set. Returns the final state.
+    turns true fit returns at once with `state.interrupted` set (in a data-parallel run, on
+    every rank at the same step: World.agreed_stop). Returns the final state.
     """
     state = state or TrainState()
     state.interrupted = False

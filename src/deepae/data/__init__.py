@@ -6,7 +6,9 @@
   a .npz file                deepae.data.arrays: x_train and x_test (+ y_train, y_test), Keras'
                              layout, used as is; or images (+ labels), or x (+ y), or a single
                              array: split
-  a .npy file                images only: split
+  a .npy file                images (+ NAME.labels.npy beside it): split; uint8 images stay
+                             in the file (memory-mapped, `ImageRows`); `deepae data pack`
+                             (deepae.data.pack) writes any source so, with its split
 Image arrays are uint8 (N, H, W) in 0-255 or float (N, H, W) in [0, 1] (kept as float32);
 (N, H, W, 1) and (N, D) with D a square number are reshaped to (N, H, W). Labels are
 integers 0-255 or strings (class names, numbered in sorted order); an optional
@@ -23,6 +25,7 @@ import os
 from pathlib import Path
 
 from deepae.data import arrays, folders
+from deepae.data import pack as packing
 from deepae.data._base import (
     MAX_CLASSES,
     LoadedData,
@@ -37,6 +40,7 @@ from deepae.data._base import (
 )
 from deepae.data.folders import parse_image_size, resize_images
 from deepae.data.inventory import format_description, format_info, info
+from deepae.data.mapped import ImageRows, as_rows, image_chunks, is_mapped
 from deepae.data.mnist import DATASETS, DatasetSpec, fetch, load_idx_dataset, load_mnist
 from deepae.errors import ConfigError, DataError
 
@@ -91,7 +95,7 @@ def load_dataset(
         if path.is_dir():
             loaded = folders.load_folder(path, size, split, strict, cache_dir, log)
         else:
-            loaded = _array_loader(path)(path, split)
+            loaded = _load_array_file(path, split)
         dataset = str(path)
     if size is not None:  # a no-op for folders, which are read at this size
         x_train, x_test = (resize_images(x, size) for x in (loaded.x_train, loaded.x_test))
@@ -106,13 +110,25 @@ def load_dataset(
     return dataclasses.replace(loaded, load_args=load_args)
 
 
-def data_command(action: str, *, dataset: str | None = None, data_dir=None, image_size=None,
-                 val_fraction: float | None = None, strict: bool = False,
-                 cache_dir=None, log: Log | None = None) -> str:  # fmt: skip
-    """What `deepae data fetch|info` prints. For a named dataset (default mnist): "fetch"
-    puts its verified files into the cache, "info" says which local copy `load_dataset`
-    would use (`info`). A folder or array file is loaded (folders are cached) and
-    described, whatever the action."""
+def data_command(action: str, *operands: str, dataset: str | None = None, data_dir=None,
+                 image_size=None, val_fraction: float | None = None, strict: bool = False,
+                 cache_dir=None, log: Log | None = None,
+                 progress: bool = False) -> str:  # fmt: skip
+    """What `deepae data fetch|info|pack` prints. For a named dataset (default mnist):
+    "fetch" puts its verified files into the cache, "info" says which local copy
+    `load_dataset` would use (`info`). A folder or array file is loaded (folders are
+    cached) and described, whatever the action. "pack" takes two operands, SOURCE (what
+    `load_dataset` reads, with the other options) and OUT.npy, and writes SOURCE there as
+    uint8 with its labels and split beside it (deepae.data.pack; a bar if `progress`)."""
+    if action == "pack":
+        fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+        return _pack(operands, dataset, progress, data_dir=data_dir, image_size=image_size,
+                     val_fraction=fraction, strict=strict, cache_dir=cache_dir,
+                     log=log)  # fmt: skip
+    if operands:
+        raise ConfigError(f"data {action} takes no SOURCE or OUT; name the data with "
+                          f"--dataset, e.g. deepae data {action} --dataset "
+                          f"{operands[0]}")  # fmt: skip
     name = dataset or "mnist"
     # A named dataset is fetched or described as it is: these options would do nothing.
     unused = [k for k, v in (("image_size", image_size), ("val_fraction", val_fraction),
@@ -130,6 +146,15 @@ def data_command(action: str, *, dataset: str | None = None, data_dir=None, imag
     return format_info(info(name, data_dir=data_dir, cache_dir=cache_dir))
 
 
+def _pack(operands, dataset, progress: bool, **options) -> str:
+    if len(operands) != 2 or dataset is not None:
+        raise ConfigError("data pack takes SOURCE and OUT.npy (SOURCE as --dataset takes it), "
+                          "e.g. deepae data pack mnist mnist.npy")  # fmt: skip
+    source, out = operands
+    loaded = load_dataset(source, **options)
+    return packing.format_pack(packing.pack(loaded, out, progress=progress))
+
+
 def _existing(source: str) -> Path:
     path = Path(source).expanduser()
     if not path.exists():
@@ -139,6 +164,14 @@ def _existing(source: str) -> Path:
             field="dataset",
         )
     return path.resolve()
+
+
+def _load_array_file(path: Path, split: dict) -> LoadedData:
+    try:
+        return _array_loader(path)(path, split)
+    except DataError as e:
+        e.field = e.field or "dataset"  # the file given as the dataset is what to fix
+        raise
 
 
 def _array_loader(path: Path):
@@ -157,7 +190,9 @@ __all__ = [
     "DEFAULT_VAL_FRACTION",
     "MAX_CLASSES",
     "DatasetSpec",
+    "ImageRows",
     "LoadedData",
+    "as_rows",
     "cache_root",
     "check_pixels",
     "class_name",
@@ -169,7 +204,9 @@ __all__ = [
     "format_info",
     "format_record",
     "holdout_split",
+    "image_chunks",
     "info",
+    "is_mapped",
     "load_dataset",
     "load_idx_dataset",
     "load_mnist",

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from deepae.data.mapped import ImageRows
 from deepae.errors import DataError
 
 Log = Callable[[str], None]
@@ -63,14 +64,15 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
 class LoadedData:
     """A dataset: images (N, H, W), labels (N,) or None, and where it came from.
 
-    Images are uint8 (0-255), or float32 in [0, 1] for float arrays; labels are uint8
-    class numbers (None: unlabelled). Unpacks like `keras.datasets.mnist.load_data()`:
-    `(x_train, y_train), (x_test, y_test) = data`.
+    Images are uint8 (0-255), or float32 in [0, 1] for float arrays; uint8 images of a
+    .npy file or a folder's cache stay in their file (deepae.data.ImageRows, read a chunk
+    at a time). Labels are uint8 class numbers (None: unlabelled). Unpacks like
+    `keras.datasets.mnist.load_data()`: `(x_train, y_train), (x_test, y_test) = data`.
     """
 
-    x_train: np.ndarray  # (60000, 28, 28) uint8 for MNIST
+    x_train: np.ndarray | ImageRows  # (60000, 28, 28) uint8 for MNIST
     y_train: np.ndarray | None  # (60000,) uint8; None for unlabelled data
-    x_test: np.ndarray  # (10000, 28, 28) uint8 (the held-out split for other data)
+    x_test: np.ndarray | ImageRows  # (10000, 28, 28) uint8 (the held-out split for others)
     y_test: np.ndarray | None  # (10000,) uint8; None for unlabelled data
     source: str  # "cache", "data-dir <dir>", "system <dir>", "npm <package>", "npz file", ...
     path: Path | None  # folder (or file) holding the data; None if a download was not cached
@@ -235,9 +237,10 @@ def split_data(x, y, names, path: Path, source: str, split: dict) -> LoadedData:
         train, val = holdout_split(len(x), **split)
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
+    pick = x.select if isinstance(x, ImageRows) else x.__getitem__  # mapped: no copy
     return LoadedData(
-        x_train=x[train], y_train=None if y is None else y[train],
-        x_test=x[val], y_test=None if y is None else y[val],
+        x_train=pick(train), y_train=None if y is None else y[train],
+        x_test=pick(val), y_test=None if y is None else y[val],
         source=source, path=path, name=path.stem if path.is_file() else path.name,
         class_names=names,
     )  # fmt: skip

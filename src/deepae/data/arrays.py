@@ -7,6 +7,10 @@ are really there before anything is allocated, object and structured arrays are 
 and a zip member's claimed size is checked against its compressed size (deflate cannot
 expand more than ~1032:1), so a lying header or a zip bomb ends in a `DataError`, not in
 an out-of-memory kill. Nothing here ever unpickles.
+
+A uint8 .npy given as a dataset is memory-mapped once its header has passed those checks
+(`map_npy`): its images stay in the file, so it may be larger than RAM. `deepae data pack`
+(deepae.data.pack) writes such files, with their labels and split beside them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
+from deepae import fsio
 from deepae.data._base import (
     LoadedData,
     check_image_stack,
@@ -33,7 +38,8 @@ from deepae.data._base import (
     open_regular,
     split_data,
 )  # fmt: skip
-from deepae.errors import DataError
+from deepae.data.mapped import ImageRows
+from deepae.errors import DataError, RunError
 
 # The largest array accepted (bytes): 4 GiB is ~5 million 28x28 float32 images. Bigger
 # claims are refused before anything is allocated.
@@ -116,8 +122,35 @@ def open_npz(path: str | os.PathLike) -> Iterator[NpzFile]:
             yield NpzFile(zf, path)
 
 
+def map_npy(path: str | os.PathLike) -> np.ndarray:
+    """The array of the .npy file at `path`, checked as `read_npy` checks it; a uint8
+    array is memory-mapped read-only (an np.memmap: its pages stay in the file and the OS
+    page cache, so a file larger than RAM can be used), any other is read into memory.
+    A mapped array has no size limit: nothing is allocated for it, and its header has
+    been checked against the file's size."""
+    path = Path(path)
+    try:
+        with open_regular(path) as f:  # a FIFO or a device is refused, never waited on
+            size = os.fstat(f.fileno()).st_size
+            shape, fortran, dtype = _checked_header(f, size, str(path), None)
+            if dtype != np.uint8 or math.prod(shape) == 0:
+                _check_limit(shape, dtype, str(path), MAX_ARRAY_BYTES)
+                return _read_data(f, shape, fortran, dtype, str(path))
+            order = "F" if fortran else "C"
+            return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order=order)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
+
+
 def _read_array(f: BinaryIO, size: int, where: str, max_bytes: int) -> np.ndarray:
     """Read one .npy stream of `size` bytes: header, checks, then exactly the data."""
+    shape, fortran, dtype = _checked_header(f, size, where, max_bytes)
+    return _read_data(f, shape, fortran, dtype, where)
+
+
+def _checked_header(f: BinaryIO, size: int, where: str, max_bytes: int | None):
+    """(shape, fortran, dtype) of a .npy stream of `size` bytes whose header has just been
+    checked against them (and against `max_bytes`, unless None); `f` is left at the data."""
     shape, fortran, dtype = _read_header(f, where)
     if dtype.hasobject or dtype.fields is not None or dtype.itemsize == 0:
         raise DataError(
@@ -133,10 +166,20 @@ def _read_array(f: BinaryIO, size: int, where: str, max_bytes: int) -> np.ndarra
             f"{where}: header claims shape {shape} of {dtype} = {claimed} bytes but the file "
             f"holds {held} ({what}); save the array again"
         )
+    if max_bytes is not None:
+        _check_limit(shape, dtype, where, max_bytes)
+    return shape, fortran, dtype
+
+
+def _check_limit(shape: tuple[int, ...], dtype: np.dtype, where: str, max_bytes: int) -> None:
     if math.prod(max(n, 1) for n in shape) * dtype.itemsize > max_bytes:
         raise DataError(
             f"{where}: shape {shape} of {dtype} is more than the {max_bytes}-byte limit"
         )
+
+
+def _read_data(f: BinaryIO, shape, fortran: bool, dtype: np.dtype, where: str) -> np.ndarray:
+    claimed = math.prod(shape) * dtype.itemsize
     data = f.read(claimed)
     if len(data) != claimed:
         raise DataError(f"{where}: ends after {len(data)} of {claimed} data bytes (truncated)")
@@ -174,9 +217,22 @@ LABEL_KEYS = {"images": "labels", "x": "y"}
 
 
 def load_npy(path: Path, split: dict) -> LoadedData:
-    """A .npy of images only (see check_image_stack), with a seeded held-out split."""
-    x = check_image_stack(read_npy(path), str(path))
-    return split_data(x, None, None, path, "npy file", split)
+    """A .npy of images (see check_image_stack); uint8 images stay in the file (ImageRows,
+    read a chunk at a time). Labels come from NAME.labels.npy beside it when there is one;
+    the split from NAME.json where `deepae data pack` wrote one (training images first),
+    else it is a seeded held-out split."""
+    raw = map_npy(path)
+    x = check_image_stack(raw, str(path))
+    if isinstance(raw, np.memmap):
+        x = ImageRows(x)  # never converted whole: training reads it batch by batch
+    info = _pack_info(path, len(x))
+    y, names = _labels_beside(path, len(x), info.get("class_names"))
+    n = info.get("n_train")
+    if n is None:
+        return split_data(x, y, names, path, "npy file", split)
+    y_train, y_test = (None, None) if y is None else (y[:n], y[n:])
+    name = info.get("name") or path.stem  # the source's: a packed mnist is still mnist
+    return LoadedData(x[:n], y_train, x[n:], y_test, "packed npy file", path, name, names)
 
 
 def load_npz(path: Path, split: dict) -> LoadedData:
@@ -232,3 +288,61 @@ def _names(raw: np.ndarray, where: str) -> tuple[str, ...]:
     if raw.ndim != 1 or raw.dtype.kind != "U":
         raise DataError(f"{where}: class_names must be a 1-D array of strings")
     return tuple(raw.tolist())
+
+
+# -- a .npy with its labels and split beside it (what `deepae data pack` writes) ------------
+
+LABELS_SUFFIX = ".labels.npy"  # NAME.npy's labels: NAME.labels.npy, uint8 (N,)
+INFO_SUFFIX = ".json"  # NAME.npy's split and class names: NAME.json
+PACK_FORMAT, PACK_VERSION = "deepae-pack", 1
+_PACK_FIX = "pack the data again (deepae data pack), or remove that file"
+
+
+def labels_path(path: str | os.PathLike) -> Path:
+    """Where the labels of the images in NAME.npy are: NAME.labels.npy beside it."""
+    path = Path(path)
+    return path.with_name(path.stem + LABELS_SUFFIX)
+
+
+def info_path(path: str | os.PathLike) -> Path:
+    """Where the split and class names of a packed NAME.npy are: NAME.json beside it."""
+    path = Path(path)
+    return path.with_name(path.stem + INFO_SUFFIX)
+
+
+def _pack_info(path: Path, n: int) -> dict:
+    """NAME.json of a packed NAME.npy of n images, checked ({} when there is none)."""
+    where = info_path(path)
+    try:
+        info = fsio.read_json(where, fix=_PACK_FIX)
+    except RunError as e:
+        raise DataError(str(e), field="dataset") from None
+    if info is None:
+        return {}
+    counts = [info.get(k) if isinstance(info, dict) else None for k in ("n_train", "n_test")]
+    names = info.get("class_names") if isinstance(info, dict) else None
+    valid = (
+        isinstance(info, dict)
+        and (info.get("format"), info.get("version")) == (PACK_FORMAT, PACK_VERSION)
+        and all(type(c) is int and c >= 1 for c in counts)
+        and counts[0] + counts[1] == n
+        and (names is None or isinstance(names, list) and all(isinstance(v, str) for v in names))
+        and isinstance(info.get("name", ""), str)
+    )
+    if not valid:
+        raise DataError(
+            f"{where}: not a {PACK_FORMAT} {PACK_VERSION} split of the {n} images of "
+            f"{path.name} (n_train + n_test must be {n}); {_PACK_FIX}",
+            field="dataset",
+        )
+    return info
+
+
+def _labels_beside(path: Path, n: int, names: list[str] | None):
+    """(labels (n,) uint8, class names) from NAME.labels.npy, or (None, None) without it."""
+    where = labels_path(path)
+    if not where.is_file():
+        return None, None
+    raw = check_labels(read_npy(where), str(where), n)
+    (y,), names = number_labels([raw], tuple(names) if names else None, str(where))
+    return y, names

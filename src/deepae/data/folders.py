@@ -11,6 +11,8 @@ large) is skipped with a warning, or stops the load with `strict=True`.
 The cache holds one uint8 (N, H, W) .npy per folder and image size (under
 `<cache>/folders/`), valid while the list of (path, size, mtime) of the folder's files is
 the same; a changed, added or removed file makes the next load read the folder again.
+The images are used from the cache file, memory-mapped (deepae.data.ImageRows), so a
+folder of more images than fit in RAM as floats trains a batch at a time.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from deepae.data._base import (
     quiet,
     split_data,
 )  # fmt: skip
-from deepae.data.arrays import one_line, read_npy
+from deepae.data.arrays import map_npy, one_line
+from deepae.data.mapped import as_rows
 from deepae.errors import ConfigError, DataError, DeepAEError
 
 LOADER_VERSION = 1  # part of the cache key: bump when decoding changes, old entries go stale
@@ -49,7 +52,7 @@ DEFAULT_IMAGE_SIZE = (28, 28)  # MNIST's: the article's 784-input model fits fol
 class ImageFolder:
     """What `load_image_folder` found."""
 
-    images: np.ndarray  # (N, H, W) uint8, files in sorted path order
+    images: np.ndarray  # (N, H, W) uint8 in sorted path order; np.memmap of the cache file
     labels: np.ndarray | None  # (N,) index into class_names; None when unlabelled
     class_names: tuple[str, ...] | None  # sorted subfolder names; None when unlabelled
     skipped: tuple[tuple[str, str], ...]  # (path relative to the folder, why) per skipped file
@@ -109,6 +112,8 @@ def load_image_folder(
     cache_path = _cache_file(meta_path, key) if found is not None else _write_cache(
         meta_path, key, images, failed, folder, image_size, log
     )  # fmt: skip
+    if found is None and cache_path is not None:
+        images = _mapped(cache_path, images)  # the decoded copy is freed: train from the file
     if skipped:
         log(_skipped_warning(folder, skipped, len(images) + len(skipped)))
     bad = {rel for rel, _ in failed}
@@ -124,7 +129,9 @@ def load_folder(path: Path, image_size, split: dict, strict: bool, cache_dir, lo
         log=log,
     )  # fmt: skip
     source = "image folder (cached)" if found.cached else "image folder"
-    return split_data(found.images, found.labels, found.class_names, path, source, split)
+    rows = as_rows(found.images)  # the cache file, memory-mapped: its images stay there
+    images = found.images if rows is None else rows
+    return split_data(images, found.labels, found.class_names, path, source, split)
 
 
 def read_image(path: str | os.PathLike, image_size: tuple[int, int] = (28, 28)) -> np.ndarray:
@@ -278,7 +285,7 @@ def _read_cache(meta_path: Path, key: str, image_size, n_files: int, log: Log):
         if meta.get("key") != key:
             return None
         failed = [(str(rel), str(why)) for rel, why in meta["skipped"]]
-        images = read_npy(_cache_file(meta_path, key))
+        images = map_npy(_cache_file(meta_path, key))  # uint8: memory-mapped
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, DataError) as e:
@@ -289,6 +296,15 @@ def _read_cache(meta_path: Path, key: str, image_size, n_files: int, log: Log):
         log(f"ignoring a cache entry {meta_path} that does not match the folder; reading it")
         return None
     return images, failed
+
+
+def _mapped(npy: Path, images: np.ndarray) -> np.ndarray:
+    """The cache file just written, memory-mapped; `images` if it cannot be read back."""
+    try:
+        mapped = map_npy(npy)
+    except DataError:
+        return images
+    return mapped if mapped.shape == images.shape else images
 
 
 def _write_cache(meta_path, key, images, failed, folder, image_size, log) -> Path | None:

@@ -105,7 +105,8 @@ def build_explorer(
 ) -> str:
     """The explorer page as one HTML string.
 
-    ae: a trained `deepae.Autoencoder`; x_train: images (N, H, W) uint8; y_train: labels
+    ae: a trained `deepae.Autoencoder`; x_train: images (N, H, W) uint8 (an array, or
+    deepae.data.ImageRows, of which only the sampled images are read); y_train: labels
     (N,) or None; codes: ae.encode(x_train) (N, latent) if already computed. The scatter
     shows `points` training codes, a sample stratified by label (seeded); their images
     are embedded too, as many as fit in `max_bytes` (a stratified prefix)."""

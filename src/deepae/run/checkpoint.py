@@ -68,19 +68,28 @@ def exists(folder: str | Path) -> bool:
     return (Path(folder) / CHECKPOINT_FILE).is_file()
 
 
-def load(folder: str | Path, trainer: Trainer) -> TrainState:
+def read(folder: str | Path) -> bytes:
+    """The checkpoint file's bytes (RunError when it is missing or cannot be read)."""
+    path = Path(folder) / CHECKPOINT_FILE
+    try:
+        return fsio.read_bytes(path, max_bytes=MAX_CHECKPOINT_BYTES, fix="it cannot be resumed",
+                               within=folder)  # fmt: skip
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing: the run has no checkpoint to resume from") from None
+
+
+def load(folder: str | Path, trainer: Trainer, *, raw: bytes | None = None) -> TrainState:
     """Restore weights, optimizer and schedule into `trainer`; returns the TrainState.
+    `raw`: the file's bytes, when they were read already (`read`: in a data-parallel run,
+    rank 0 reads them and sends them to the others).
 
     Every tensor (name, shape, dtype) and every value of the metadata is checked against
     `trainer` before any is used: anything else is a RunError naming the file."""
     path = Path(folder) / CHECKPOINT_FILE
+    raw = read(folder) if raw is None else raw
     try:
-        raw = fsio.read_bytes(path, max_bytes=MAX_CHECKPOINT_BYTES, fix="it cannot be resumed",
-                              within=folder)  # fmt: skip
         tensors = load_safetensors(raw)
         meta = _metadata(raw)
-    except FileNotFoundError:
-        raise RunError(f"{path} is missing: the run has no checkpoint to resume from") from None
     except (SafetensorError, ValueError, OSError, KeyError, TypeError, RecursionError) as e:
         raise RunError(f"{path} is unreadable ({_short(e)}); the run cannot be resumed") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

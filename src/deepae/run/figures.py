@@ -20,6 +20,9 @@ ARTICLE_INDICES = tuple(range(110, 120))  # the article's originals-vs-reconstru
 # The most images reconstructions.png shows (a column each): more cannot be told apart,
 # and `--indices 0-10000000000` must be refused before a list of them is built.
 MAX_INDICES = 1000
+# latent.png draws at most this many codes, a stratified sample kept in data order: more
+# only blot the picture (and cost seconds); MNIST's 60,000 are all drawn.
+LATENT_POINTS = 100_000
 
 
 def default_indices(n: int) -> list[int]:
@@ -90,15 +93,20 @@ def write_figures(
     folder = Path(folder)
     codes = ae.encode(data.x_train) if codes is None else codes
     view = latent.fit_plane(codes)
-    xy = view.project(codes)
+    shown = slice(None)  # every code, or (P,) indices of a stratified sample of them
+    if len(codes) > LATENT_POINTS:
+        shown = np.sort(latent.stratified_order(data.y_train, len(codes))[:LATENT_POINTS])
+    xy = view.project(codes[shown])
+    y = None if data.y_train is None else data.y_train[shown]
+    of = f" of {len(codes):,}" if len(xy) < len(codes) else ""
     # Each figure is saved (and closed) before the next is drawn: pyplot holds only one.
     draw = {
         "latent.png": lambda: plots.plot_latent(
             xy,
-            data.y_train,
+            y,
             class_names=data.class_names,
             axis_labels=view.axis_labels,
-            title=f"{len(xy):,} training codes{view.note}",
+            title=f"{len(xy):,}{of} training codes{view.note}",
         ),  # fmt: skip
         "reconstructions.png": lambda: reconstruction_figure(
             ae, data.x_train, data.y_train, data.class_names, indices

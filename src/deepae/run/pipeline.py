@@ -8,7 +8,9 @@ each file is written once per event, and nothing is read back that the run still
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -18,12 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from deepae import distributed, fsio, storage, tables, train
 from deepae import evaluate as evaluation
-from deepae import fsio, storage, train
 from deepae.api import Autoencoder
 from deepae.config import ModelConfig, TrainConfig, replace
-from deepae.data import LoadedData
-from deepae.errors import ConfigError, DataError, MissingExtraError, TrainingDiverged
+from deepae.data import LoadedData, image_chunks
+from deepae.errors import (
+    ConfigError,
+    DataError,
+    DistributedError,
+    MissingExtraError,
+    TrainingDiverged,
+)
 from deepae.run import checkpoint, figures, files, report
 from deepae.run.loading import Log, load_data, load_run_data
 
@@ -61,7 +69,7 @@ def train_run(
     is polled before every step. `evaluate` writes evaluation.json (needs scikit-learn);
     `preset` is recorded in metrics.json. The folder is locked for the run's life: a
     second process training into it gets a RunError."""
-    with files.locked(folder):
+    with locked(folder):
         return _train(Path(folder), model_config, train_config, data, log=log,
                       progress=progress, indices=indices, pairs=pairs, resume=resume,
                       stop=stop, evaluate=evaluate, preset=preset)  # fmt: skip
@@ -73,6 +81,8 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
            preset: str | None = None, save_config: bool = False) -> RunResult:  # fmt: skip
     """train_run's body, with the folder's lock held. Everything is checked (arguments,
     data against the model, the checkpoint) before the first file is written."""
+    if not distributed.world().is_main:  # a data-parallel run's other ranks write nothing
+        return _follow(folder, model_config, train_config, data, resume=resume, stop=stop)
     indices = figures.check_indices(indices, len(data.x_train))  # before, not after, training
     if pairs is not None:
         from deepae.latent import check_pairs
@@ -80,11 +90,9 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
         pairs = check_pairs(pairs, len(data.x_test))
     _check_fits(model_config, data)
     evaluate = evaluate and _can_evaluate(log)
-    ae = Autoencoder(model_config, train_config)
-    trainer = ae.trainer_for(data.x_train, log=log, progress=progress)
-    record = data_record(data)
+    ae, trainer, record = _model(folder, model_config, train_config, data, resume=resume,
+                                 log=log, progress=progress)  # fmt: skip
     if resume:
-        ae.train_state = checkpoint.load(folder, trainer)  # checks every tensor first
         done = ae.train_state
         log(f"resuming {folder} after epoch {done.epoch} (+{done.step} steps)")
         fsio.remove_temporaries(folder)  # what a kill -9 mid-write left behind
@@ -109,17 +117,17 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
         set_status("training")
 
     try:
-        # train_config.epochs is the run's total; initial_epoch (Keras' form) continues a
-        # resumed run from the checkpoint's epoch, mid-epoch included.
-        ae.fit(data.x_train, validation_data=data.x_test, epochs=train_config.epochs,
-               initial_epoch=ae.train_state.epoch, shuffle=train_config.shuffle, verbose=0,
-               progress=progress, on_epoch_end=on_epoch_end, stop=stop)  # fmt: skip
+        _fit(ae, data, train_config, progress=progress, stop=stop, on_epoch_end=on_epoch_end)
     except TrainingDiverged as e:
         set_status("failed", str(e))
         raise TrainingDiverged(
             f"{e}. The checkpoint of the last good epoch ({ae.train_state.epoch}) is kept in "
             f"{folder}"
         ) from None
+    except DistributedError as e:  # another rank died: what rank 0 saved stays resumable
+        kept = f"the last checkpoint in {folder} is intact: resume the run from it"
+        kept = kept if checkpoint.exists(folder) else "no checkpoint was saved yet: start again"
+        raise DistributedError(f"{e}; {kept}", reported=e.reported) from None
     if ae.train_state.interrupted:
         checkpoint.save(folder, trainer, ae.train_state)
         set_status("interrupted")
@@ -130,6 +138,50 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     note = evaluation.collapse_note(result.metrics["dead_units"], model_config.latent_activation)
     set_status(files.COMPLETE, note or None)
     return result
+
+
+def _model(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
+           data: LoadedData, *, resume: bool, log: Log | None = None,
+           progress: bool = False) -> tuple[Autoencoder, train.Trainer, dict]:  # fmt: skip
+    """The model, its trainer and the data's record (`data_record`), the same on every rank
+    of a data-parallel run: settings and data compared first, the checkpoint (its tensors
+    checked before use) read by rank 0 and sent to the others (deepae.distributed)."""
+    world = distributed.world()
+    record = data_record(data)
+    settings = storage.config_dict(model_config, train_config)
+    world.check_same("settings or data", json.dumps([settings, record["sha256"]], sort_keys=True))
+    ae = Autoencoder(model_config, train_config)
+    trainer = ae.trainer_for(data.x_train, log=log, progress=progress)
+    if resume:
+        raw = world.share_bytes(checkpoint.read(folder) if world.is_main else None)
+        ae.train_state = checkpoint.load(folder, trainer, raw=raw)
+    return ae, trainer, record
+
+
+def _fit(ae: Autoencoder, data: LoadedData, train_config: TrainConfig, *, progress: bool,
+         stop, on_epoch_end=None) -> None:  # fmt: skip
+    # train_config.epochs is the run's total; initial_epoch (Keras' form) continues a
+    # resumed run from the checkpoint's epoch, mid-epoch included. One call for every rank
+    # of a data-parallel run: they must take the same steps.
+    ae.fit(data.x_train, validation_data=data.x_test, epochs=train_config.epochs,
+           initial_epoch=ae.train_state.epoch, shuffle=train_config.shuffle, verbose=0,
+           progress=progress, on_epoch_end=on_epoch_end, stop=stop)  # fmt: skip
+
+
+def _follow(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
+            data: LoadedData, *, resume: bool, stop=None) -> RunResult:  # fmt: skip
+    """A data-parallel run's rank > 0: train beside rank 0, which writes and prints."""
+    ae, _, _ = _model(folder, model_config, train_config, data, resume=resume)
+    _fit(ae, data, train_config, progress=False, stop=stop)
+    return RunResult(folder, {}, interrupted=ae.train_state.interrupted)
+
+
+def locked(folder: str | Path) -> contextlib.AbstractContextManager[Path]:
+    """The run folder's lock (files.locked), taken by rank 0 alone in a data-parallel run
+    (deepae.distributed): the other ranks write nothing into the folder."""
+    if distributed.world().is_main:
+        return files.locked(folder)
+    return contextlib.nullcontext(Path(folder))
 
 
 def _check_fits(model_config: ModelConfig, data: LoadedData) -> None:
@@ -157,7 +209,7 @@ def _finish(folder: Path, ae: Autoencoder, data: LoadedData, *, evaluate: bool, 
     if evaluate:
         result = evaluation.evaluate_run(ae, data, train_codes=codes, progress=progress)
         written.append(files.write_evaluation(folder, result))
-        log(evaluation.format_table(result))
+        log(tables.format_table(result))
     history = ae.train_state.history  # every epoch of the run, resumed ones included
     written += figures.write_figures(folder, ae, data, codes=codes, history=history,
                                      indices=indices, pairs=pairs)  # fmt: skip
@@ -210,12 +262,14 @@ def start(runs_dir: str | Path = "runs", name: str | None = None, *, preset: str
     h, w = data.x_train.shape[1:]
     model_config = replace(model_config, input_size=h * w, image_shape=(h, w))
     indices = figures.check_indices(run_options.pop("indices", None), len(data.x_train))
-    folder = new_run_folder(runs_dir, name, preset=preset, overwrite=overwrite)
+    main = distributed.world().is_main  # rank 0 names the folder (the default holds the time)
+    folder = new_run_folder(runs_dir, name, preset=preset, overwrite=overwrite) if main else None
+    folder = Path(distributed.world().share_text(str(folder) if main else None))
     _check_fits(model_config, data)
-    with files.locked(folder):
-        # Checked again under the lock: another process may have started meanwhile.
-        new_run_folder(runs_dir, folder.name, overwrite=overwrite)
-        files.empty_folder(folder)  # an overwrite starts from an empty folder
+    with locked(folder):
+        if main:  # checked again under the lock: another process may have started meanwhile
+            new_run_folder(runs_dir, folder.name, overwrite=overwrite)
+            files.empty_folder(folder)  # an overwrite starts from an empty folder
         return _train(folder, model_config, train_config, data, log=log, preset=preset,
                       indices=indices, resume=False, **run_options)  # fmt: skip
 
@@ -281,6 +335,7 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -
         "median_epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
         "engine": trainer.engine_name if trainer else None,
         "device": str(trainer.device) if trainer else None,
+        "threads": ae.threads,  # PyTorch's CPU threads (deepae.threads); not in config.json
         "preset": preset,
     }
 
@@ -302,9 +357,9 @@ def data_fingerprint(data: LoadedData) -> str:
         if a is None:
             digest.update(b"none;")
             continue
-        a = np.ascontiguousarray(a)
-        digest.update(f"{a.dtype.str}{a.shape};".encode())
-        digest.update(memoryview(a).cast("B"))
+        digest.update(f"{a.dtype.str}{tuple(a.shape)};".encode())
+        for chunk in image_chunks(a):  # images left in their file: read a chunk at a time
+            digest.update(memoryview(np.ascontiguousarray(chunk)).cast("B"))
     return digest.hexdigest()
 
 

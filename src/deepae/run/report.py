@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from deepae import evaluate, fsio
+from deepae import evaluate, fsio, tables
 from deepae.run import files
 from deepae.train import EpochRecord
 
@@ -132,17 +132,17 @@ def _history(folder: Path, history: Sequence[EpochRecord]) -> str:
 
 
 def _evaluation(result: dict[str, Any]) -> str:
-    """The side-by-side table `deepae evaluate` prints (evaluate.table_rows), as HTML, and
+    """The side-by-side table `deepae evaluate` prints (tables.table_rows), as HTML, and
     every number of evaluation.json below it, folded."""
     everything = f"<details><summary>all numbers</summary>{_table(result)}</details>"
     try:
-        caption, rows = evaluate.table_caption(result), evaluate.table_rows(result)
-        published = evaluate.published_rows(result)
+        caption, rows = tables.table_caption(result), tables.table_rows(result)
+        published = tables.published_rows(result)
     except (KeyError, TypeError, AttributeError, ValueError):  # a hand-edited file
         return _table(result)
     note = ""
     if published:
-        title = evaluate.PUBLISHED_CAPTION.format(dataset=result["dataset"])
+        title = tables.PUBLISHED_CAPTION.format(dataset=result["dataset"])
         note = f"<p class=muted>{_esc(title)}</p>{_grid(published)}"
     return f"<p class=muted>{_esc(caption)}</p>{_grid(rows)}{note}{everything}"
 

@@ -13,7 +13,7 @@ from deepae.data import LoadedData
 from deepae.errors import ConfigError, DataError, RunError
 from deepae.run import checkpoint, files
 from deepae.run.loading import load_data
-from deepae.run.pipeline import Log, RunResult, _train, data_record
+from deepae.run.pipeline import Log, RunResult, _train, data_record, locked
 
 RESUME_CHANGES = ("epochs", "device")  # the config fields a resumed run may change
 
@@ -52,7 +52,7 @@ def resume(folder: str | Path, data: LoadedData | None = None, *,
     if data is None:
         data = load_data(record.get("data"), log=log, **(data_options or {}))
     _check_same_data(folder, record.get("data"), data)
-    with files.locked(folder):
+    with locked(folder):  # rank 0's alone in a data-parallel run
         return _train(folder, saved_model, train_config, data, log=log, progress=progress,
                       indices=indices, pairs=pairs, resume=True, stop=stop, evaluate=evaluate,
                       preset=None, save_config=train_config != saved_train)  # fmt: skip

@@ -1,0 +1,131 @@
+"""What the trainer and the model's verbs read images from: a float32 tensor (N, D) held in
+memory, or `MappedImages`, uint8 rows left in their file (deepae.data.ImageRows) and
+converted one batch at a time.
+
+`gatherer(x)` (a training batch) and `chunks(x, size)` (validation, encoding) are the two
+ways deepae.train and deepae.api read images; for a tensor they are the index_select and
+the slices they always were. A batch of a MappedImages is gathered from the file and
+divided by 255 in float32, the arithmetic `deepae.data.flatten_images` does for the whole
+array, so both give the same bits and the same training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from deepae.data import ImageRows
+
+CHUNK = 8192  # images per chunk where the caller does not choose: 25 MB of 784 floats
+Gather = Callable[[torch.Tensor], torch.Tensor]  # idx (B,) -> images (B, D) float32
+
+
+class MappedImages:
+    """Images (N, D) float32 in [0, 1] as the trainer sees them, read from uint8 rows (N,
+    H, W) that stay in their file and converted per batch: a 600,000-image file costs a
+    batch of floats, not N x D of them. It has the part of torch.Tensor's interface that
+    deepae.train uses: len, shape, numel, to(device), x[i:j] (a view) and x[idx] (a
+    batch)."""
+
+    def __init__(self, rows: ImageRows, device: torch.device | str = "cpu"):
+        if rows.dtype != np.uint8:
+            raise TypeError(f"MappedImages reads uint8 images, got {rows.dtype}")
+        self.rows = rows
+        self.device = torch.device(device)
+        self.shape = torch.Size((len(rows), math.prod(rows.shape[1:])))  # (N, D)
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # B -> (uint8, float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"MappedImages(shape={tuple(self.shape)}, device={self.device})"
+
+    def numel(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def to(self, device: torch.device | str) -> MappedImages:
+        """The same images, with batches delivered on `device`."""
+        device = torch.device(device)
+        return self if device == self.device else MappedImages(self.rows, device)
+
+    def __getitem__(self, key) -> MappedImages | torch.Tensor:
+        """A slice: a MappedImages view (nothing is read). Indices: those images, (B, D)."""
+        if isinstance(key, slice):
+            return MappedImages(self.rows[key], self.device)
+        return self.gather(torch.as_tensor(key).reshape(-1))
+
+    def gather(self, idx: torch.Tensor, *, reuse: bool = False) -> torch.Tensor:
+        """Images idx (B,) -> float32 (B, D) in [0, 1] on self.device. With `reuse`, into
+        buffers kept per batch size, which the next gather of that size overwrites (as the
+        trainer's in-memory batches are)."""
+        n = len(idx)
+        raw, flat = self._buffers.get(n) if reuse and n in self._buffers else (None, None)
+        if raw is None:
+            raw = np.empty((n, *self.rows.shape[1:]), np.uint8)  # (B, H, W)
+            flat = np.empty((n, self.shape[1]), np.float32)  # (B, D)
+            if reuse:
+                self._buffers[n] = raw, flat
+        self.rows.take(idx.cpu().numpy(), out=raw)
+        return self._float(raw, flat)
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """The images in order, `size` at a time: float32 (b, D) on self.device."""
+        for raw in self.rows.chunks(size):
+            yield self._float(raw, np.empty((len(raw), self.shape[1]), np.float32))
+
+    def _float(self, raw: np.ndarray, out: np.ndarray) -> torch.Tensor:
+        # flatten_images' arithmetic: uint8 / float32(255), rounded once, in float32.
+        np.divide(raw.reshape(len(raw), -1), np.float32(255), out=out, dtype=np.float32)
+        batch = torch.from_numpy(out)  # (b, D)
+        return batch if self.device.type == "cpu" else batch.to(self.device)
+
+
+def gatherer(x: torch.Tensor | MappedImages) -> Gather:
+    """idx (B,) -> the batch x[idx] (B, D) float32 on x's device, written into a buffer kept
+    per batch size (the last batch of an epoch may be smaller): the training step's read."""
+    if isinstance(x, MappedImages):
+        return lambda idx: x.gather(idx, reuse=True)
+    buffers: dict[int, torch.Tensor] = {}
+
+    def take(idx: torch.Tensor) -> torch.Tensor:
+        if len(idx) not in buffers:
+            buffers[len(idx)] = x.new_empty(len(idx), x.shape[1])
+        return torch.index_select(x, 0, idx, out=buffers[len(idx)])  # (B, D)
+
+    return take
+
+
+def chunks(x: torch.Tensor | MappedImages, size: int) -> Iterator[torch.Tensor]:
+    """x in order, `size` images at a time, as float32 (b, D): views of a tensor, batches
+    read from the file for MappedImages."""
+    if isinstance(x, MappedImages):
+        yield from x.chunks(size)
+        return
+    for start in range(0, x.shape[0], size):
+        yield x[start : start + size]
+
+
+def equal(a: torch.Tensor | MappedImages, b: torch.Tensor | MappedImages) -> bool:
+    """Whether a and b hold the same images, compared a chunk at a time."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.equal(a, b)
+    if tuple(a.shape) != tuple(b.shape):
+        return False
+    pairs = zip(chunks(a, CHUNK), chunks(b, CHUNK), strict=True)
+    return all(torch.equal(p.cpu(), q.cpu()) for p, q in pairs)
+
+
+def as_array(x: torch.Tensor | MappedImages) -> np.ndarray:
+    """Every image of x as one float32 array (N, D) in memory: for what needs them all at
+    once (UMAP's neighbour graph), never for training itself."""
+    if isinstance(x, torch.Tensor):
+        return x.cpu().numpy()
+    out, at = np.empty(tuple(x.shape), np.float32), 0  # (N, D)
+    for chunk in x.chunks(CHUNK):
+        out[at : at + len(chunk)] = chunk.cpu().numpy()
+        at += len(chunk)
+    return out

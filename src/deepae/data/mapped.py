@@ -1,0 +1,119 @@
+"""Images that stay in their file: `ImageRows`, the rows of a memory-mapped uint8 array
+(N, H, W), seen whole or through an index (a held-out split), read a few at a time.
+
+A dataset larger than RAM is used by reading each batch or chunk from the OS page cache
+when it is needed (deepae.batches for training, `image_chunks` for everything else):
+nothing here converts all images at once. As with NumPy arrays, an integer, a list or an
+array of indices gathers those images into memory, while a slice or `select` gives another
+`ImageRows`, a view. `np.asarray(rows)` reads every image into memory: the one way to ask
+for that, on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+CHUNK = 8192  # images per chunk when iterating: 6.4 MB of 28 x 28 pixels
+
+
+class ImageRows:
+    """Images (N, H, W) uint8 read on demand from `images` (usually a read-only np.memmap
+    of a .npy file), through `index` (N,) row numbers when given (a split of the file)."""
+
+    def __init__(self, images: np.ndarray, index: np.ndarray | None = None):
+        self._images = images  # (N0, H, W) uint8, left where it is
+        self._index = None if index is None else np.asarray(index, dtype=np.intp)  # (N,)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self._images.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._images.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._images.ndim
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return len(self._images) if self._index is None else len(self._index)
+
+    def __repr__(self) -> str:
+        return f"ImageRows(shape={self.shape}, dtype={self.dtype})"
+
+    def __getitem__(self, key) -> np.ndarray | ImageRows:
+        """A slice: an ImageRows view. An integer: that image (H, W). Indices (a list or
+        an integer array): those images (B, H, W), read into memory."""
+        if isinstance(key, slice):
+            if self._index is None:
+                return ImageRows(self._images[key])
+            return ImageRows(self._images, self._index[key])
+        if isinstance(key, int | np.integer):
+            return self.take(np.array([range(len(self))[key]]))[0]  # range: IndexError
+        return self.take(np.asarray(key))
+
+    def select(self, idx: np.ndarray) -> ImageRows:
+        """The images at positions idx (M,) as another ImageRows: nothing is read."""
+        idx = np.asarray(idx, dtype=np.intp)
+        return ImageRows(self._images, idx if self._index is None else self._index[idx])
+
+    def take(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The images at positions idx (B,), read into `out` (B, H, W) or a new array."""
+        rows = idx if self._index is None else self._index[idx]
+        return np.take(self._images, rows, axis=0, out=out)
+
+    def chunks(self, size: int = CHUNK) -> Iterator[np.ndarray]:
+        """The images in order, `size` at a time, as arrays (b, H, W)."""
+        for start in range(0, len(self), size):
+            if self._index is None:
+                yield np.asarray(self._images[start : start + size])
+            else:
+                yield self._images[self._index[start : start + size]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("ImageRows are read from their file: they cannot be an array "
+                             "without a copy")  # fmt: skip
+        out = np.empty(self.shape, self.dtype)
+        at = 0
+        for chunk in self.chunks():
+            out[at : at + len(chunk)] = chunk
+            at += len(chunk)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def as_rows(x) -> ImageRows | None:
+    """x as ImageRows when its images stay in a file (an ImageRows, or a uint8 np.memmap
+    of two or more dimensions), else None: in-memory arrays are used as they are."""
+    if isinstance(x, ImageRows):
+        return x
+    if isinstance(x, np.memmap) and x.dtype == np.uint8 and x.ndim >= 2:
+        return ImageRows(np.asarray(x))
+    return None
+
+
+def is_mapped(x) -> bool:
+    """True for images that stay in their file (see `as_rows`)."""
+    return as_rows(x) is not None
+
+
+def image_chunks(x, size: int = CHUNK) -> Iterator[np.ndarray]:
+    """The images of x (an array or ImageRows), in order, `size` at a time: views of an
+    array, arrays read from the file for ImageRows."""
+    rows = as_rows(x)
+    if rows is not None:
+        yield from rows.chunks(size)
+        return
+    for start in range(0, len(x), size):
+        yield x[start : start + size]

@@ -1,0 +1,155 @@
+"""How many CPU threads training uses: one for small steps, the usable cores for big ones.
+
+Why: PyTorch's CPU kernels run each op in an OpenMP parallel region over all its threads
+(default: one per core). A step of the article's model is ~30 such ops on a 32 x 784
+batch, each a few microseconds of arithmetic, so every region ends in a barrier where the
+threads wait for each other. On an idle machine two threads win a little (0.33 s against
+0.41 s an epoch on the project's 2 cores); when another process holds a core, the threads
+wait at every barrier for a thread that is not running, and an epoch took 21-53 s instead
+of 1.9-2.7 s on one thread. A step needs enough arithmetic to pay for its barriers before
+a second thread helps: `PARALLEL_WORK`.
+
+Precedence: `threads=` (Python) or `--threads N` (command line), then the environment
+variable `DEEPAE_THREADS`, then `choose_threads`. The cores a process may use are its CPU
+affinity, capped by `OMP_NUM_THREADS` when that is set (a launcher such as torchrun sets
+it to share the cores out). This module imports no torch: the command line reads it
+before PyTorch loads, which is when OpenMP's wait policy can still be chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from deepae.errors import ConfigError
+
+ENV = "DEEPAE_THREADS"  # the environment's override: a thread count, or "auto"
+
+# Multiply-adds per training step that one more thread needs before it pays off. A step
+# runs ~25 parallel regions, each ending in a barrier of a few microseconds (far more when
+# another process holds a core), so a thread must bring a few hundred microseconds of
+# arithmetic per step: 16M multiply-adds is ~0.3 ms on one core at ~50 GFLOP/s. The
+# article's step (4.0M) gets 1 thread, best2d's (815M) every usable core, the article's
+# model at batch 256 (32M) 2. A first estimate, not a measurement: `make bench` compares
+# thread counts (--threads) on idle and busy machines; retune it from those numbers.
+PARALLEL_WORK = 16_000_000
+
+# OpenMP's wait policy for `deepae train`, set before PyTorch loads unless the user set
+# OMP_WAIT_POLICY. PASSIVE: a thread that reaches a barrier first sleeps instead of
+# spinning (GNU OpenMP spins ~300,000 rounds by default), so on a busy machine it gives its
+# core back. It costs a wake-up per parallel region, which only steps big enough for
+# several threads (PARALLEL_WORK) pay, where it is small beside their arithmetic.
+# Unmeasured so far: `make bench --wait-policy cli,unset` compares it with the default;
+# None leaves OpenMP's default alone.
+WAIT_POLICY: str | None = "PASSIVE"
+
+MAX_THREADS = 1024  # more is a typo, and would start that many OS threads
+
+
+def step_work(model_config: Any, batch_size: int) -> int:
+    """Multiply-adds of one training step of a dense autoencoder (a deepae.config.ModelConfig)
+    at `batch_size`: the forward pass, the weight gradients, and the input gradients of all
+    layers but the first (the engine skips it). BatchNorm and activations are left out."""
+    encoder = (model_config.input_size, *model_config.hidden_sizes, model_config.latent_size)
+    decoder = (model_config.latent_size, *model_config.decoder_sizes, model_config.input_size)
+    weights = sum(a * b for sizes in (encoder, decoder)
+                  for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # fmt: skip
+    per_image = 3 * weights - encoder[0] * encoder[1]
+    return batch_size * per_image
+
+
+def choose_threads(work_per_step: int, cores: int, override: int | None = None) -> int:
+    """The intra-op thread count for steps of `work_per_step` multiply-adds on `cores`
+    usable cores: `override` when given, else one thread per PARALLEL_WORK of work, at
+    least 1 and at most `cores`."""
+    if override is not None:
+        return override
+    return max(1, min(cores, work_per_step // PARALLEL_WORK))
+
+
+def affinity_cores() -> int:
+    """The CPU cores this process may run on (its affinity; the CPU count where the system
+    has no affinity call)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def usable_cores(environ: Mapping[str, str] | None = None) -> int:
+    """`affinity_cores`, capped by OMP_NUM_THREADS when it holds a count (its first item:
+    OpenMP also takes a list, one count per nesting level)."""
+    environ = os.environ if environ is None else environ
+    cores = affinity_cores()
+    first = environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) > 0:
+        cores = min(cores, int(first))
+    return cores
+
+
+def parse_threads(value: Any, *, field: str = "threads") -> int | None:
+    """A thread count from an argument or the environment: a whole number from 1 to
+    MAX_THREADS, or "auto" (or None) for the policy's choice. Raises ConfigError naming
+    `field`."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.isdigit():
+        text = int(text)
+    if isinstance(text, bool) or not isinstance(text, int) or not 1 <= text <= MAX_THREADS:
+        where = f"{ENV} (the environment)" if field == ENV else field
+        raise ConfigError(
+            f"{where} must be a whole number from 1 to {MAX_THREADS}, or auto; got {value!r}",
+            field=field,
+        )
+    return text
+
+
+def requested(threads: Any = None, environ: Mapping[str, str] | None = None) -> int | None:
+    """The thread count asked for: `threads` (an argument, or --threads), else DEEPAE_THREADS,
+    else None (the policy chooses). Raises ConfigError for a bad value of either."""
+    environ = os.environ if environ is None else environ
+    asked = parse_threads(threads)
+    if asked is None and threads is None:
+        asked = parse_threads(environ.get(ENV), field=ENV)
+    return asked
+
+
+def for_training(model_config: Any, batch_size: int, threads: Any = None,
+                 environ: Mapping[str, str] | None = None) -> int:  # fmt: skip
+    """The thread count to train `model_config` at `batch_size` with: `threads` if given,
+    else DEEPAE_THREADS, else `choose_threads` on the step's work and the usable cores."""
+    work = step_work(model_config, batch_size)
+    return choose_threads(work, usable_cores(environ), requested(threads, environ))
+
+
+def oversubscribed(threads: int) -> str | None:
+    """A warning when `threads` exceeds the cores this process may run on, else None."""
+    cores = affinity_cores()
+    if threads <= cores:
+        return None
+    return (f"{threads} threads on {cores} usable core(s): threads will wait for each other "
+            "at every step; give --threads at most the core count")  # fmt: skip
+
+
+@contextmanager
+def using(threads: int) -> Iterator[int]:
+    """torch.set_num_threads(threads) for the block; the caller's count afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def default_wait_policy(environ: MutableMapping[str, str] | None = None) -> None:
+    """Set OMP_WAIT_POLICY to WAIT_POLICY unless the user set it; only takes effect when
+    called before PyTorch (and with it OpenMP) loads, as the command line does."""
+    environ = os.environ if environ is None else environ
+    if WAIT_POLICY is not None:
+        environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)

@@ -1,0 +1,175 @@
+"""The capturable step (deepae.cuda_graph) on the CPU: run eagerly, and recorded by a stand-in
+for CUDA graphs, it trains exactly as the ordinary fused step does (the oracle), bit for
+bit; and its gradient is autograd's. Capture itself needs a GPU: scripts/gpu_check.py."""
+
+import copy
+
+import pytest
+import torch
+
+from deepae import cuda_graph, data, engine, model, train
+from deepae.config import ModelConfig, TrainConfig, resolve
+
+SMALL = ModelConfig(hidden_sizes=(16,), latent_activation="linear")
+
+
+@pytest.fixture(scope="module")
+def images(mnist_small):
+    return torch.from_numpy(data.flatten_images(mnist_small.x_train[:500]))  # (500, 784)
+
+
+class StandInGraph:
+    """Records a step as a CUDA graph does: recording runs nothing, and each replay runs the
+    recorded step, writing its loss into the one output tensor recording returned."""
+
+    def __init__(self):
+        self.recorded, self.replays = [], 0
+
+    def __call__(self, body):
+        self.recorded.append(body)
+        out = torch.zeros(())
+
+        def replay():
+            self.replays += 1
+            out.copy_(body())
+
+        return replay, out
+
+
+def trainer(cfg: TrainConfig, n: int, mc: ModelConfig = SMALL, *, static=None):
+    t = train.Trainer(model.build(mc, seed=0), cfg, n)
+    if static is not None:  # "eager" or a recorder
+        recorder = None if static == "eager" else static
+        capture = recorder is not None
+        t.static_step = cuda_graph.StaticStep(t.engine, t.opt, t.schedule, cfg.batch_size,
+                                              capture=capture, recorder=recorder)  # fmt: skip
+    return t
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().view(torch.int32 if t.dtype == torch.float32 else torch.int64)
+
+
+def assert_same_training(a: train.Trainer, b: train.Trainer):
+    assert torch.equal(bits(a.engine.flat), bits(b.engine.flat))
+    sa, sb = a.opt.state[a.engine.flat], b.opt.state[b.engine.flat]
+    for key in ("step", "exp_avg", "exp_avg_sq"):
+        assert torch.equal(bits(sa[key]), bits(sb[key])), key
+
+
+RECIPES = [
+    {},  # the article's: Adam, constant rate: Adam inside the step
+    {"schedule": "onecycle", "lr": 4e-3},  # cycles beta1: Adam after the step
+    {"schedule": "cosine", "optimizer": "adamw", "weight_decay": 0.01},  # the rate moves
+    {"optimizer": "adam", "weight_decay": 0.01, "adam_betas": (0.9, 0.99), "shuffle": False},
+]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("static", ["eager", "recorded"])
+def test_the_static_step_trains_as_the_fused_step_bit_for_bit(images, recipe, static):
+    # 500 images at batch 32: 15 full batches and a last one of 20, so both sizes run.
+    cfg = TrainConfig(device="cpu", epochs=4, **recipe)  # the last batch is recorded in the 4th
+    reference = trainer(cfg, len(images))
+    graph = StandInGraph()
+    static_trainer = trainer(cfg, len(images), static="eager" if static == "eager" else graph)
+    for epoch in range(cfg.epochs):
+        _, expected = reference.train_epoch(images, epoch)
+        _, got = static_trainer.train_epoch(images, epoch)
+        assert torch.equal(bits(got), bits(expected)), f"epoch {epoch}"
+    assert_same_training(reference, static_trainer)
+    if reference.schedule is not None:
+        assert static_trainer.schedule.get_last_lr() == reference.schedule.get_last_lr()
+        assert static_trainer.opt.param_groups[0]["betas"] == reference.opt.param_groups[0]["betas"]
+    if static == "recorded":
+        assert len(graph.recorded) == 2  # one graph per batch size, recorded once
+        steps = cfg.epochs * reference.steps_per_epoch
+        assert graph.replays == steps - 2 * cuda_graph.WARMUP_STEPS  # all but the warm-ups
+
+
+def test_a_resumed_epoch_continues_on_the_device_index(images):
+    cfg = TrainConfig(device="cpu", epochs=1)
+    reference, resumed = trainer(cfg, len(images)), trainer(cfg, len(images), static=StandInGraph())
+    _, expected = reference.train_epoch(images, 0)
+    calls = iter(range(10**6))
+    steps, partial = resumed.train_epoch(images, 0, stop=lambda: next(calls) >= 7)
+    assert steps == 7
+    _, got = resumed.train_epoch(images, 0, start_step=steps, losses=partial)
+    assert torch.equal(bits(got), bits(expected))
+    assert_same_training(reference, resumed)
+
+
+def test_new_optimizer_state_is_recorded_again(images):
+    cfg = TrainConfig(device="cpu", epochs=2)
+    graph = StandInGraph()
+    t = trainer(cfg, len(images), static=graph)
+    t.train_epoch(images, 0)
+    assert len(graph.recorded) == 1  # the full batches' step; the last batch is warming up
+    t.load_state_dict(copy.deepcopy(t.state_dict()))  # a checkpoint loaded: new tensors
+    reference = trainer(cfg, len(images))
+    reference.train_epoch(images, 0)
+    reference.load_state_dict(copy.deepcopy(reference.state_dict()))
+    _, got = t.train_epoch(images, 1)
+    _, expected = reference.train_epoch(images, 1)
+    assert len(graph.recorded) == 2  # the old graph would write into the old state
+    assert torch.equal(bits(got), bits(expected))
+    assert_same_training(reference, t)
+
+
+@pytest.mark.parametrize("preset", ["article", "best2d"])
+def test_the_static_steps_losses_and_gradients_are_autograds(preset):
+    # float64, as in tests/test_engine.py: a formula error would show far above rounding.
+    mc, _ = resolve(preset)
+    net, reference = (model.build(mc, seed=3).double() for _ in range(2))
+    fused = engine.FusedDenseEngine(net, "bce")
+    opt = torch.optim.Adam([fused.flat], fused=True)
+    static = cuda_graph.StaticStep(fused, opt, None, 16, capture=False)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 784, generator=gen, dtype=torch.float64)  # at batch 16: 16, 16, 8
+    order = torch.randperm(40, generator=gen)
+    step = static.plan(x, order)
+    for s, rows in enumerate((order[:16], order[16:32], order[32:])):
+        xb = x[rows]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(reference.logits(xb), xb)
+        expected = torch.autograd.grad(loss, list(reference.parameters()))
+        assert step(s).item() == pytest.approx(loss.item() * xb.numel(), rel=1e-12)
+        for (name, p), g in zip(net.named_parameters(), expected, strict=True):
+            torch.testing.assert_close(p.grad, g, rtol=1e-9, atol=1e-12, msg=name)
+        with torch.no_grad():  # the next step starts from the static step's Adam update
+            for a, b in zip(reference.parameters(), net.parameters(), strict=True):
+                a.copy_(b)
+    assert opt.state[fused.flat]["step"].item() == 3
+
+
+def test_capture_is_wanted_on_cuda_with_the_fused_adam_only():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    t = trainer(TrainConfig(device="cpu"), 100)
+    assert cuda_graph.wanted(cuda, t.engine, t.opt, 1, environ={})
+    assert not cuda_graph.wanted(cpu, t.engine, t.opt, 1, environ={})
+    assert not cuda_graph.wanted(cuda, t.engine, t.opt, 1, environ={cuda_graph.ENV: "0"})
+    assert not cuda_graph.wanted(cuda, t.engine, t.opt, 2, environ={})  # data-parallel
+    assert not cuda_graph.wanted(cuda, None, t.opt, 1, environ={})
+    sgd = trainer(TrainConfig(device="cpu", optimizer="sgd"), 100)
+    assert not cuda_graph.wanted(cuda, sgd.engine, sgd.opt, 1, environ={})
+    assert t.static_step is None  # on the CPU, training keeps the ordinary step
+
+
+def test_the_static_step_reads_float_tensors_on_its_device_only(images):
+    t = trainer(TrainConfig(device="cpu"), len(images), static="eager")
+    assert t.static_step.accepts(images)
+    assert not t.static_step.accepts(images.double())
+    assert not t.static_step.accepts(images.t())  # not contiguous
+    assert not t.static_step.accepts(object())  # e.g. deepae.batches.MappedImages
+
+
+def test_a_failed_capture_goes_on_with_eager_steps(images):
+    def failing(body):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    cfg = TrainConfig(device="cpu", epochs=1)
+    reference, t = trainer(cfg, len(images)), trainer(cfg, len(images), static=failing)
+    _, expected = reference.train_epoch(images, 0)
+    with pytest.warns(UserWarning, match="capture failed.*eager steps"):
+        _, got = t.train_epoch(images, 0)
+    assert torch.equal(bits(got), bits(expected))
+    assert_same_training(reference, t)
