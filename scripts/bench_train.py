@@ -151,10 +151,17 @@ def worker(args) -> dict:
     seconds = window.seconds or 0.0
     per_epoch = seconds / window.steps * result["steps_per_epoch"] if window.steps else None
     return {**result, "s_per_epoch": per_epoch, "steps": window.steps, "peak_mb": peak_mb,
-            "wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}  # fmt: skip
+            "wait_policy": _waiting(os.environ)}  # fmt: skip
 
 
 # -- the parent: who runs when, and the table ----------------------------------------------
+
+
+def _waiting(environ) -> str:
+    """How OpenMP waits in this environment, for the table: policy and spin count."""
+    shown = [environ.get("OMP_WAIT_POLICY", "")]
+    shown += [f"spin {environ['GOMP_SPINCOUNT']}"] if "GOMP_SPINCOUNT" in environ else []
+    return " ".join(s for s in shown if s) or "unset"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +179,9 @@ class Contender:
         env[threads.ENV] = self.threads
         if self.wait == "cli":
             threads.default_wait_policy(env)  # as `deepae train`: the user's, else deepae's
-        elif self.wait == "unset":
-            env.pop("OMP_WAIT_POLICY", None)
+        elif self.wait == "unset":  # OpenMP's own defaults
+            for key in ("OMP_WAIT_POLICY", *threads.SPIN_DEFAULTS):
+                env.pop(key, None)
         else:
             env["OMP_WAIT_POLICY"] = self.wait
         return {**env, **extra}

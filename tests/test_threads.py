@@ -28,7 +28,7 @@ def two_cores(monkeypatch):
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(threads.ENV, raising=False)
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # the command line sets it
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)  # the command line sets it
 
 
 def test_the_work_of_a_step_is_counted_by_hand():
@@ -122,10 +122,11 @@ def test_using_sets_the_count_and_restores_the_callers():
 def test_the_wait_policy_is_set_only_when_the_user_did_not():
     environ = {}
     threads.default_wait_policy(environ)
-    assert environ == {"OMP_WAIT_POLICY": threads.WAIT_POLICY}
-    environ = {"OMP_WAIT_POLICY": "ACTIVE"}
-    threads.default_wait_policy(environ)
-    assert environ == {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert environ == {"GOMP_SPINCOUNT": "1000"}
+    for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "50"}):
+        environ = dict(chosen)
+        threads.default_wait_policy(environ)
+        assert environ == chosen
 
 
 # -- through the library and the command line ---------------------------------------------

@@ -36,14 +36,15 @@ ENV = "DEEPAE_THREADS"  # the environment's override: a thread count, or "auto"
 # thread counts (--threads) on idle and busy machines; retune it from those numbers.
 PARALLEL_WORK = 16_000_000
 
-# OpenMP's wait policy for `deepae train`, set before PyTorch loads unless the user set
-# OMP_WAIT_POLICY. PASSIVE: a thread that reaches a barrier first sleeps instead of
-# spinning (GNU OpenMP spins ~300,000 rounds by default), so on a busy machine it gives its
-# core back. It costs a wake-up per parallel region, which only steps big enough for
-# several threads (PARALLEL_WORK) pay, where it is small beside their arithmetic.
-# Unmeasured so far: `make bench --wait-policy cli,unset` compares it with the default;
-# None leaves OpenMP's default alone.
-WAIT_POLICY: str | None = "PASSIVE"
+# How long a thread that reaches a barrier first spins before it sleeps, for `deepae
+# train`: set before PyTorch loads, unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT.
+# GNU OpenMP (PyTorch's on Linux) spins 300,000 rounds by default, so on a busy machine a
+# waiting thread keeps a core from the thread it waits for. Measured by `make bench`
+# (docs/benchmarks.md, best2d, 2 threads, s/epoch idle / beside a torch job / two at once):
+# default 1.44 / 38 / 21; OMP_WAIT_POLICY=PASSIVE 1.77 / 3.7 / 2.6 (a wake-up per op costs
+# 23% idle); GOMP_SPINCOUNT=10000 1.32 / 4.6 / 7.0; 1000 1.47 / 3.6 / 3.0: idle as fast as
+# the default, and within 2.5x of it under both loads. {} leaves OpenMP's defaults alone.
+SPIN_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "1000"}
 
 MAX_THREADS = 1024  # more is a typo, and would start that many OS threads
 
@@ -148,8 +149,9 @@ def using(threads: int) -> Iterator[int]:
 
 
 def default_wait_policy(environ: MutableMapping[str, str] | None = None) -> None:
-    """Set OMP_WAIT_POLICY to WAIT_POLICY unless the user set it; only takes effect when
-    called before PyTorch (and with it OpenMP) loads, as the command line does."""
+    """Set SPIN_DEFAULTS unless the user chose how OpenMP waits (OMP_WAIT_POLICY or one of
+    them); only takes effect when called before PyTorch (and with it OpenMP) loads, as the
+    command line does."""
     environ = os.environ if environ is None else environ
-    if WAIT_POLICY is not None:
-        environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    if not any(k in environ for k in ("OMP_WAIT_POLICY", *SPIN_DEFAULTS)):
+        environ.update(SPIN_DEFAULTS)
