@@ -71,6 +71,28 @@ def small_run(tmp_path_factory, mnist_small):
     return SimpleNamespace(folder=folder, data=data, ae=Autoencoder.load(folder))
 
 
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory):
+    """The folder of `deepae train --epochs 1 --no-evaluate` on the committed fixture, made
+    by the command line itself. Read-only: copy it (the `cli_run_copy` fixture does)."""
+    from deepae.cli import main
+
+    runs = tmp_path_factory.mktemp("cli-run")
+    code = main(["train", "--dataset", str(FIXTURES / "mnist-small.npz"), "--epochs", "1",
+                 "--runs-dir", str(runs), "--name", "r",
+                 "--no-progress", "--no-evaluate"])  # fmt: skip
+    assert code == 0
+    return runs / "r"
+
+
+@pytest.fixture
+def cli_run_copy(cli_run, tmp_path):
+    """A copy of `cli_run` of this test's own, free to damage."""
+    import shutil
+
+    return Path(shutil.copytree(cli_run, tmp_path / "r"))
+
+
 CHROMIUM = Path(os.environ.get("DEEPAE_CHROMIUM", "/usr/bin/chromium"))
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip

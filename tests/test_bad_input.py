@@ -5,7 +5,6 @@ where files belong, and run names that are not one folder name."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,19 +20,9 @@ CLI = [sys.executable, "-m", "deepae.cli"]
 TINY = ["--dataset", str(FIXTURE), "--epochs", "1", "--no-progress", "--no-evaluate"]
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A run folder of `deepae train --epochs 1` on the fixture (read-only: copy it)."""
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", *TINY, "--runs-dir", str(runs), "--name", "r"]) == 0
-    return runs / "r"
-
-
 @pytest.fixture
-def run(finished, tmp_path):
-    folder = tmp_path / "r"
-    shutil.copytree(finished, folder)
-    return folder
+def run(cli_run_copy):
+    return cli_run_copy  # `deepae train --epochs 1` on the fixture, this test's own copy
 
 
 def cli(capsys, *args):

@@ -4,7 +4,6 @@ RunError (one line and exit 2 on the command line), never in a crash of the fuse
 kernel (SIGSEGV) or a traceback; and checkpoints are byte-reproducible."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from deepae import storage, train
-from deepae.cli import main
 from deepae.config import ModelConfig, TrainConfig
 from deepae.errors import RunError
 from deepae.model import build
@@ -27,21 +25,9 @@ N_TRAIN = 2000  # training images of the fixture: ceil(2000 / 32) = 63 steps per
 CLI = [sys.executable, "-m", "deepae.cli"]
 
 
-@pytest.fixture(scope="module")
-def one_epoch(tmp_path_factory):
-    """A run folder of `deepae train --epochs 1` on the fixture (read-only: copy it)."""
-    runs = tmp_path_factory.mktemp("runs")
-    code = main(["train", "--dataset", str(FIXTURE), "--epochs", "1", "--runs-dir", str(runs),
-                 "--name", "r", "--no-progress", "--no-evaluate"])  # fmt: skip
-    assert code == 0
-    return runs / "r"
-
-
 @pytest.fixture
-def run(one_epoch, tmp_path):
-    folder = tmp_path / "r"
-    shutil.copytree(one_epoch, folder)
-    return folder
+def run(cli_run_copy):
+    return cli_run_copy  # `deepae train --epochs 1` on the fixture, this test's own copy
 
 
 def read(folder):
