@@ -162,11 +162,13 @@ def test_the_neighbour_loss_separates_digits_better_than_a_plain_autoencoder(mni
     assert scores["umap"] > scores["plain"] + 0.05, scores
 
 
-def test_resume_with_a_neighbour_loss_is_bit_identical(mnist_small, tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])  # umap2d: 'auto'
+def test_resume_with_a_neighbour_loss_is_bit_identical(mnist_small, tmp_path, precision):
     data = dataclasses.replace(mnist_small, x_train=mnist_small.x_train[:600],
                                y_train=mnist_small.y_train[:600])  # fmt: skip
     model = ModelConfig(hidden_sizes=(64,), latent_activation="linear")
-    train = TrainConfig(epochs=2, batch_size=64, neighbour_weight=2.0, device="cpu")
+    train = TrainConfig(epochs=2, batch_size=64, neighbour_weight=2.0, device="cpu",
+                        precision=precision)  # fmt: skip
     quiet = dict(log=lambda _: None, progress=False, evaluate=False)
     run.train_run(tmp_path / "a", model, train, data, **quiet)
     polls = {"n": 0}

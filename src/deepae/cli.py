@@ -39,6 +39,7 @@ TRAIN_OPTIONS = [
     ("--schedule", "schedule", str, "learning-rate schedule: constant, onecycle or cosine"),
     ("--weight-decay", "weight_decay", float, "L2 weight decay"),
     ("--engine", "engine", str, "fused (hand-written backward, fast) or autograd"),
+    ("--precision", "precision", str, "float32, mixed_bfloat16 or auto (bf16 where native)"),
     ("--adam-betas", "adam_betas", "floats", "Adam's beta1,beta2"),
     ("--neighbour-weight", "neighbour_weight", float, "weight of UMAP's graph loss (0: off)"),
     ("--neighbours", "neighbours", int, "k of the neighbour graph"),

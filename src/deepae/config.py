@@ -27,6 +27,8 @@ OPTIMIZERS = ("adam", "adamw", "adagrad", "adadelta", "sgd", "rmsprop")
 SCHEDULES = ("constant", "onecycle", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 ENGINES = ("auto", "fused", "autograd")
+# Keras' mixed-precision policy names, plus "auto" (deepae.precision says what each means)
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 
 # The largest model accepted, in parameters: 2 GB of float32 weights, 8 GB with their
 # gradients and Adam's two moments. Bigger sizes are refused before anything is allocated
@@ -154,6 +156,9 @@ class TrainConfig:
     schedule: str = "constant"  # learning-rate schedule over the whole run
     shuffle: bool = True  # reshuffle every epoch, as Keras' fit does
     engine: str = "auto"  # 'fused' = hand-written backward (fast), 'autograd' = reference
+    # 'mixed_bfloat16': products in bfloat16 (~1.5x faster steps where native); 'auto': that
+    # where the device runs bfloat16 natively, else 'float32' (deepae.precision)
+    precision: str = "float32"
     validate: bool = True  # evaluate the validation set (False: never)
     # Validate every this many epochs, and after the last (Keras' fit argument of the name).
     validation_freq: int = 1
@@ -171,6 +176,7 @@ class TrainConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("engine", self.engine, ENGINES)
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_sizes("batch_size", (self.batch_size,))
         _check_sizes("epochs", (self.epochs,))
         _check_sizes("validation_freq", (self.validation_freq,))
@@ -287,6 +293,8 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "epochs": 130,  # 130 x 60,000 sampled edges: each edge ~6 times
             "min_dist": 0.0,  # tighter than UMAP's 0.1: trustworthiness 0.958 vs 0.955 (seed 0)
             "validation_freq": 10,  # val_loss is reported at the end: 13 passes, not 130
+            # bfloat16 products where the CPU has them: ~1.5x faster, the same quality
+            "precision": "auto",
         },
     ),
 }

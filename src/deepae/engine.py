@@ -96,7 +96,7 @@ def flatten_parameters(net: nn.Module) -> tuple[nn.Parameter, torch.Tensor]:
 class FusedDenseEngine:
     """Computes the loss and writes the gradient of a dense autoencoder into `self.grad`."""
 
-    def __init__(self, net: AutoencoderNet, loss: str):
+    def __init__(self, net: AutoencoderNet, loss: str, compute: torch.dtype | None = None):
         if not supports(net, loss):
             raise ConfigError(
                 f"the fused engine runs plain dense stacks ({'/'.join(FUSED_ACTIVATIONS)}, no "
@@ -112,10 +112,28 @@ class FusedDenseEngine:
         self.backward_ = [_BACKWARD[a] for a in acts]
         self.output_grad = _OUTPUT_GRAD[(loss, cfg.output_activation == "sigmoid")]
         self.flat, self.grad = flatten_parameters(net)
+        # `compute` None: the parameters' dtype. bfloat16 is Keras' mixed_bfloat16
+        # (deepae.precision), as torch.autocast runs it: each step the weights are cast
+        # into `low` once; the products, activations and their gradients are in that
+        # dtype, the loss and its gradient at the output in float32, and the gradient
+        # lands in float32 `self.grad`.
+        self.mixed = compute is not None and compute != self.flat.dtype
+        self.low, self.low_grad = (
+            (torch.empty_like(self.flat, dtype=compute), torch.empty_like(self.grad, dtype=compute))
+            if self.mixed
+            else (self.flat.detach(), self.grad)
+        )
+
+        def low(t: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:  # t's view in `flat`
+            offset = t.storage_offset()
+            return flat[offset : offset + t.numel()].view_as(t)
+
         # Plain tensor views, looked up once: nn.Module attribute access is slow per step.
-        self.layers = [
-            (m.weight, m.weight.t(), m.bias, m.weight.grad, m.bias.grad) for m in self.linears
-        ]
+        self.layers = []
+        for m in self.linears:
+            w, b = low(m.weight, self.low), low(m.bias, self.low)
+            self.layers.append((w, w.t(), b, low(m.weight, self.low_grad),
+                                low(m.bias, self.low_grad)))  # fmt: skip
         self._buffers: dict[int, tuple] = {}
 
     def _buffers_for(self, batch: int, like: torch.Tensor):
@@ -123,12 +141,17 @@ class FusedDenseEngine:
         # epoch may be smaller), allocated once. Also made once: the gradients' transposed
         # views and the 1 / (B * D) of the mean as a 0-d tensor; per step, each view is a
         # dispatcher call and a Python float becomes a tensor inside every op it enters.
+        # Mixed: also the batch in the low dtype, and the output's logits and gradient in
+        # float32 (B, D) for the loss.
         if batch not in self._buffers:
             widths = [m.out_features for m in self.linears]
-            acts = [like.new_empty(batch, w) for w in widths]
-            grads = [like.new_empty(batch, w) for w in widths]
+            low = self.low.dtype
+            acts = [like.new_empty(batch, w, dtype=low) for w in widths]
+            grads = [like.new_empty(batch, w, dtype=low) for w in widths]
             scale = like.new_tensor(1.0 / (batch * like.shape[1]))  # 0-d, like's dtype
-            self._buffers[batch] = (acts, grads, [g.t() for g in grads], scale)
+            mixed = [like.new_empty(batch, like.shape[1], dtype=d) for d in (low, like.dtype,
+                     like.dtype)] if self.mixed else None  # fmt: skip
+            self._buffers[batch] = (acts, grads, [g.t() for g in grads], scale, mixed)
         return self._buffers[batch]
 
     @torch.no_grad()
@@ -136,8 +159,12 @@ class FusedDenseEngine:
         """x: (B, D) in [0, 1]. Returns the summed loss over the batch (0-d tensor, not
         synchronised); the gradient of the *mean* loss is left in `self.grad`."""
         batch, _ = x.shape
-        acts, grads, grads_t, scale = self._buffers_for(batch, x)
-        h = x
+        acts, grads, grads_t, scale, mixed = self._buffers_for(batch, x)
+        x_in = x
+        if mixed is not None:
+            self.low.copy_(self.flat)  # the weights, cast once a step
+            x_in = mixed[0].copy_(x)
+        h = x_in
         for (_, w_t, b, _, _), forward_, out in zip(self.layers, self.forward_, acts, strict=True):
             torch.addmm(b, h, w_t, out=out)  # (B, out)
             forward_(out)
@@ -145,15 +172,21 @@ class FusedDenseEngine:
         # grads[-1] = dLoss/dlogits (B, D). The mean over B * D elements is folded into
         # `scale`, so it is the gradient of the mean loss, which is what Keras (and the
         # autograd engine) minimise.
-        loss_sum = self.output_grad(h, x, grads[-1], scale)
+        if mixed is None:
+            loss_sum = self.output_grad(h, x, grads[-1], scale)
+        else:
+            loss_sum = self.output_grad(mixed[1].copy_(h), x, mixed[2], scale)
+            grads[-1].copy_(mixed[2])
         for i in range(len(self.layers) - 1, -1, -1):
             w, _, _, gw, gb = self.layers[i]
-            inp = x if i == 0 else acts[i - 1]
+            inp = x_in if i == 0 else acts[i - 1]
             torch.mm(grads_t[i], inp, out=gw)  # (out, in)
             torch.sum(grads[i], 0, out=gb)  # (out,)
             if i > 0:
                 torch.mm(grads[i], w, out=grads[i - 1])  # (B, in)
                 self.backward_[i - 1](grads[i - 1], acts[i - 1])  # in place
+        if mixed is not None:
+            self.grad.copy_(self.low_grad)
         return loss_sum
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from deepae import batches, cuda_graph, distributed
+from deepae import batches, cuda_graph, distributed, precision
 from deepae import engine as fused
 from deepae.config import TrainConfig
 from deepae.errors import ConfigError, TrainingDiverged
@@ -118,7 +118,12 @@ class Trainer:
         use_fused = cfg.engine == "fused" or (
             cfg.engine == "auto" and self.neighbour is None and fused.supports(net, cfg.loss)
         )
-        self.engine = fused.FusedDenseEngine(net, cfg.loss) if use_fused else None
+        self.precision = precision.resolve(cfg.precision, self.device)  # what 'auto' means here
+        self.engine = (
+            fused.FusedDenseEngine(net, cfg.loss, precision.compute_dtype(self.precision))
+            if use_fused
+            else None
+        )
         params = [self.engine.flat] if self.engine else list(net.parameters())
         if self.engine:
             self.world.broadcast_(self.engine.flat.detach())  # every rank starts from rank 0's
@@ -222,7 +227,9 @@ class Trainer:
         x_head, x_tail = x[head], x[tail]  # (B, D) each
         # Reconstruction of the heads only: every image is a head as often as its edges
         # weigh, and decoding the tails too would double the decoder's cost for no gain.
-        z, logits = self._forward(torch.cat([x_head, x_tail]), len(head))  # (2B, l), (B, D)
+        with precision.autocast(self.precision, self.device):
+            z, logits = self._forward(torch.cat([x_head, x_tail]), len(head))  # (2B, l), (B, D)
+        z, logits = z.float(), logits.float()  # the losses in float32 (no copy when they are)
         z_head, z_tail = z[: len(head)], z[len(head) :]
         loss = self.loss_fn(logits, x_head)
         loss = loss + self.cfg.neighbour_weight * self.neighbour(z_head, z_tail, negatives)
@@ -241,8 +248,9 @@ class Trainer:
             self.world.reduce_gradient_(self.engine.grad, share)  # one all-reduce (alone: none)
             fused.fused_adam_step(self.opt)
         else:
-            logits = self.net.logits(batch) if self.ddp is None else self.ddp(batch, len(batch))[1]
-            loss = self.loss_fn(logits, batch)
+            with precision.autocast(self.precision, self.device):
+                logits = self._forward(batch, len(batch))[1]
+            loss = self.loss_fn(logits.float(), batch)
             self.opt.zero_grad(set_to_none=True)
             self._backward(loss, share)
             self.opt.step()
