@@ -3,6 +3,7 @@
     make bench                                  # ~4 minutes on 2 cores
     python scripts/bench_train.py --quick       # ~1 minute, rough numbers
     python scripts/bench_train.py --threads auto,1,2 --wait-policy cli,unset
+    python scripts/bench_train.py --models best2d --precision float32,mixed_bfloat16
 
 Every number comes from fresh processes, each of which loads MNIST's 60,000 training
 images, trains for a warm-up window, then for a measured window, and reports seconds per
@@ -18,7 +19,8 @@ torch.optim.Adam, PyTorch's default threads: what a user gets) and deepae on bes
 (batch 512, one-cycle). Options to compare, for the deepae processes only: `--threads`
 (DEEPAE_THREADS: auto is deepae.threads' policy), `--wait-policy` (OMP_WAIT_POLICY before
 PyTorch loads: cli is what `deepae train` sets, unset leaves OpenMP's default),
-`--interop` (torch.set_num_interop_threads) and `--env KEY=VALUE`.
+`--interop` (torch.set_num_interop_threads), `--precision` (TrainConfig.precision) and
+`--env KEY=VALUE`.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Window:
         return False
 
 
-def deepae_worker(preset: str, window: Window, device: str) -> dict:
+def deepae_worker(preset: str, window: Window, device: str, precision: str) -> dict:
     import torch
 
     from deepae import data, model, train
@@ -82,6 +84,8 @@ def deepae_worker(preset: str, window: Window, device: str) -> dict:
     # Many epochs, so one-cycle never runs past its end however many steps fit the window.
     train_config = dataclasses.replace(train_config, device=device, validate=False,
                                        epochs=1000)  # fmt: skip
+    if precision != "preset":
+        train_config = dataclasses.replace(train_config, precision=precision)
     count = threads.for_training(model_config, train_config.batch_size)  # as Autoencoder.fit
     torch.set_num_threads(count)
     x = torch.from_numpy(data.flatten_images(data.load_mnist()[0][0]))  # (60000, 784)
@@ -91,7 +95,8 @@ def deepae_worker(preset: str, window: Window, device: str) -> dict:
         steps, _ = trainer.train_epoch(x, epoch, stop=window)
         if steps < trainer.steps_per_epoch:
             break
-    return {"threads": count, "steps_per_epoch": trainer.steps_per_epoch}
+    return {"threads": count, "steps_per_epoch": trainer.steps_per_epoch,
+            "precision": trainer.precision}  # fmt: skip
 
 
 def plain_worker(window: Window, device: str) -> dict:
@@ -110,7 +115,8 @@ def plain_worker(window: Window, device: str) -> dict:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
         for i in range(0, len(x), 32):
             if window():
-                return {"threads": torch.get_num_threads(), "steps_per_epoch": len(x) // 32}
+                return {"threads": torch.get_num_threads(), "steps_per_epoch": len(x) // 32,
+                        "precision": "float32"}  # fmt: skip
             xb = x[order[i : i + 32].to(dev)]
             loss = bce(net.logits(xb), xb)
             opt.zero_grad()
@@ -146,7 +152,7 @@ def worker(args) -> dict:
     if args.worker == "plain":
         result = plain_worker(window, args.device)
     else:
-        result = deepae_worker(args.worker, window, args.device)
+        result = deepae_worker(args.worker, window, args.device, args.precision)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     seconds = window.seconds or 0.0
     per_epoch = seconds / window.steps * result["steps_per_epoch"] if window.steps else None
@@ -170,6 +176,7 @@ class Contender:
     kind: str  # the worker: a preset, or "plain"
     threads: str  # DEEPAE_THREADS for deepae; "-" for the plain loop (PyTorch's default)
     wait: str  # cli, unset, or an OMP_WAIT_POLICY value; "-" for the plain loop
+    precision: str = "preset"  # TrainConfig.precision for deepae; "preset": the preset's
 
     def env(self, extra: dict[str, str]) -> dict[str, str]:
         """The worker's environment: this one, with the contender's settings (deepae)."""
@@ -221,6 +228,7 @@ def measure(children: Children, contender: Contender, condition: str, args) -> l
     cmd = [sys.executable, __file__, "--worker", contender.kind, "--device", args.device,
            "--warmup", str(args.warmup), "--window", str(args.window)]  # fmt: skip
     cmd += ["--interop", str(args.interop)] if args.interop and contender.kind != "plain" else []
+    cmd += ["--precision", contender.precision] if contender.kind != "plain" else []
     limit = args.warmup + args.window + 120  # start-up and data loading included, generously
     background = None
     if condition == "beside":
@@ -251,8 +259,9 @@ def _result(proc: subprocess.Popen, limit: float) -> dict:
 def contenders(args) -> list[Contender]:
     found = []
     for preset in args.models:
-        for count, wait in itertools.product(args.threads, args.wait_policy):
-            found.append(Contender(f"deepae {preset}", preset, count, wait))
+        for count, wait, precision in itertools.product(args.threads, args.wait_policy,
+                                                        args.precision):  # fmt: skip
+            found.append(Contender(f"deepae {preset}", preset, count, wait, precision))
         if preset == "article" and not args.no_plain:
             found.append(Contender("plain article", "plain", "-", "-"))
     return found
@@ -270,7 +279,7 @@ def report(rows: dict[tuple[str, Contender], list[dict]], args) -> None:
               f"a step -> {threads.choose_threads(work, cores)} thread(s) on {cores} core(s) "
               f"(PARALLEL_WORK {threads.PARALLEL_WORK / 1e6:g}M)")  # fmt: skip
     print(f"\n{'condition':<20}{'trainer':<16}{'threads':>12}{'wait policy':>13}"
-          f"{'s/epoch':>22}{'vs plain':>10}{'peak MB':>9}")  # fmt: skip
+          f"{'precision':>16}{'s/epoch':>22}{'vs plain':>10}{'peak MB':>9}")  # fmt: skip
     for condition in args.conditions:
         plain = _median([r for (c, k), rs in rows.items() if c == condition
                          and k.kind == "plain" for r in rs])  # fmt: skip
@@ -303,7 +312,8 @@ def _row(condition: str, contender: Contender, results: list[dict], plain: float
     seconds = _s(med) + (f" [{_s(min(times))}-{_s(max(times))}]" if len(times) > 1 else "")
     ratio = f"{plain / med:.2f}x" if plain and "article" in contender.trainer else "-"
     peak = max(r["peak_mb"] for r in good)
-    return f"{head}{count:>12}{wait:>13}{seconds:>22}{ratio:>10}{peak:>9.0f}"
+    precision = good[0]["precision"]
+    return f"{head}{count:>12}{wait:>13}{precision:>16}{seconds:>22}{ratio:>10}{peak:>9.0f}"
 
 
 def _s(seconds: float) -> str:
@@ -352,6 +362,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--interop", type=int, help="torch.set_num_interop_threads for deepae")
     parser.add_argument(
+        "--precision",
+        type=listed,
+        default=["preset"],
+        help="TrainConfig.precision for deepae: preset (the preset's own), float32, "
+        "mixed_bfloat16, auto; e.g. float32,mixed_bfloat16 (preset)",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -378,6 +395,8 @@ def parse_args(argv=None):
             threads.parse_threads(value)
         for preset in args.models:
             resolve(preset)
+        for value in set(args.precision) - {"preset"}:
+            resolve(precision=value)
     except ConfigError as e:
         parser.error(str(e))
     return args
@@ -402,8 +421,8 @@ def main() -> int:
                 rows.setdefault((condition, contender), []).extend(results)
                 done = ", ".join(_brief(x) for x in results)
                 print(f"round {r + 1}/{args.rounds}: {CONDITIONS[condition]}, {contender.trainer} "
-                      f"({contender.threads}, {contender.wait}): {done}", file=sys.stderr,
-                      flush=True)  # fmt: skip
+                      f"({contender.threads}, {contender.wait}, {contender.precision}): {done}",
+                      file=sys.stderr, flush=True)  # fmt: skip
     rows = {key: rows[key] for key in plan}  # the table in plan order
     report(rows, args)
     print(f"({time.monotonic() - start:.0f} s in all)")

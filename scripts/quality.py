@@ -3,6 +3,7 @@ test set of one dataset, side by side in one run.
 
     python scripts/quality.py [--dataset mnist] [--article-seeds 5] [--best2d-seeds 3]
                               [--umap2d-seeds 3] [--no-umap] [--out quality.json]
+                              [--set FIELD=VALUE ...]
 
 Trains each preset with seeds 0, 1, ... on the full training set, evaluates it on the test
 set (deepae.evaluate) and prints a Markdown table: val BCE and MSE, 5-NN and 1-NN accuracy,
@@ -47,9 +48,11 @@ def paper_trust(x_train: np.ndarray, codes: np.ndarray) -> float:
     return float(trustworthiness(flatten_images(x_train[:n]), codes[:n], n_neighbors=5))
 
 
-def run_preset(preset: str, seed: int, data: Any) -> dict[str, Any]:
-    """One run of `preset` with `seed`: its test-set metrics and wall-clock seconds."""
-    model_config, train_config = config.resolve(preset, seed=seed)
+def run_preset(preset: str, seed: int, data: Any, overrides: dict | None = None) -> dict[str, Any]:
+    """One run of `preset` with `seed` (and config `overrides`): its test-set metrics and
+    wall-clock seconds."""
+    overrides = overrides or {}
+    model_config, train_config = config.resolve(preset, seed=seed, **overrides)
     ae = Autoencoder(model_config, train_config)
     with tempfile.TemporaryDirectory() as cache:  # a neighbour graph is built, not read
         start = time.perf_counter()
@@ -59,7 +62,9 @@ def run_preset(preset: str, seed: int, data: Any) -> dict[str, Any]:
     codes = ae.encode(data.x_train)
     result = evaluate.evaluate_run(ae, data, train_codes=codes)
     model = result["model"] | {"trust_paper": paper_trust(data.x_train, codes)}
-    return {"method": preset, "seed": seed, "val_bce": history[-1].val_loss,
+    changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    return {"method": f"{preset} ({changed})" if changed else preset, "seed": seed,
+            "val_bce": history[-1].val_loss,
             "seconds": seconds, "model": model, "pca": result["pca"]}  # fmt: skip
 
 
@@ -147,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-umap", action="store_true", help="skip umap-learn's UMAP")
     parser.add_argument("--data-dir", help="folder with the dataset's files (skips downloads)")
     parser.add_argument("--out", help="also write every run's numbers to this .json file")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        type=_setting, help="a config field for every preset trained, e.g. "
+                        "precision=float32 (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
 
     data = load_idx_dataset(args.dataset, args.data_dir)
@@ -156,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     start = time.perf_counter()
     for preset, seed in plan:
-        results.append(run_preset(preset, seed, data))
+        results.append(run_preset(preset, seed, data, dict(args.set)))
         report(results[-1], args.out, results)
     if not args.no_umap:
         results.append(run_umap_learn(data))
@@ -170,6 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset == "mnist":
         print(f"The article reports val_loss {tables.ARTICLE_VAL_BCE} after 10 epochs (Keras).")
     return 0
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """FIELD=VALUE -> (field, value): the value as JSON where it parses (numbers, lists),
+    else as text."""
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    try:
+        return field, json.loads(value)
+    except json.JSONDecodeError:
+        return field, value
 
 
 def report(r: dict[str, Any], out: str | None, results: list[dict[str, Any]]) -> None:
