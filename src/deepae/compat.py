@@ -27,14 +27,19 @@ class UMAP(Autoencoder):
     """The `umap2d` preset under umap-learn's names: n_neighbors -> neighbours,
     n_components -> latent_size, min_dist, negative_sample_rate -> negative_rate,
     random_state -> seed (None: 0, so runs are reproducible by default). Any other keyword
-    sets a deepae config field, as for `Autoencoder`."""
+    sets a deepae config field, as for `Autoencoder`.
+
+    Unset (None), n_neighbors, min_dist and negative_sample_rate take the preset's values
+    (10, 0.0 and 10), not umap-learn's defaults (15, 0.1 and 5): with a reconstruction
+    loss beside the graph, those gave the better map here (docs/umap2d.md). Pass
+    umap-learn's values to get its settings."""
 
     def __init__(
         self,
-        n_neighbors: int = 15,
+        n_neighbors: int | None = None,
         n_components: int = 2,
-        min_dist: float = 0.1,
-        negative_sample_rate: int = 5,
+        min_dist: float | None = None,
+        negative_sample_rate: int | None = None,
         random_state: int | None = None,
         **options: Any,
     ):
