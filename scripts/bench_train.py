@@ -152,7 +152,7 @@ def worker(args) -> dict:
     if args.worker == "plain":
         result = plain_worker(window, args.device)
     else:
-        result = deepae_worker(args.worker, window, args.device, args.precision)
+        result = deepae_worker(args.worker, window, args.device, args.precision[0])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     seconds = window.seconds or 0.0
     per_epoch = seconds / window.steps * result["steps_per_epoch"] if window.steps else None
