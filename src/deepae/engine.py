@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from deepae import losses
 from deepae.errors import ConfigError
 from deepae.model import AutoencoderNet
 
@@ -142,16 +143,17 @@ class FusedDenseEngine:
         # views and the 1 / (B * D) of the mean as a 0-d tensor; per step, each view is a
         # dispatcher call and a Python float becomes a tensor inside every op it enters.
         # Mixed: also the batch in the low dtype, and the output's logits and gradient in
-        # float32 (B, D) for the loss.
+        # float32 (B, D) for the loss. `work`: a (B, D) scratch buffer for the loss.
         if batch not in self._buffers:
             widths = [m.out_features for m in self.linears]
             low = self.low.dtype
             acts = [like.new_empty(batch, w, dtype=low) for w in widths]
             grads = [like.new_empty(batch, w, dtype=low) for w in widths]
             scale = like.new_tensor(1.0 / (batch * like.shape[1]))  # 0-d, like's dtype
+            work = like.new_empty(batch, like.shape[1])  # the loss's scratch, like's dtype
             mixed = [like.new_empty(batch, like.shape[1], dtype=d) for d in (low, like.dtype,
                      like.dtype)] if self.mixed else None  # fmt: skip
-            self._buffers[batch] = (acts, grads, [g.t() for g in grads], scale, mixed)
+            self._buffers[batch] = (acts, grads, [g.t() for g in grads], scale, work, mixed)
         return self._buffers[batch]
 
     @torch.no_grad()
@@ -159,7 +161,7 @@ class FusedDenseEngine:
         """x: (B, D) in [0, 1]. Returns the summed loss over the batch (0-d tensor, not
         synchronised); the gradient of the *mean* loss is left in `self.grad`."""
         batch, _ = x.shape
-        acts, grads, grads_t, scale, mixed = self._buffers_for(batch, x)
+        acts, grads, grads_t, scale, work, mixed = self._buffers_for(batch, x)
         x_in = x
         if mixed is not None:
             self.low.copy_(self.flat)  # the weights, cast once a step
@@ -173,9 +175,9 @@ class FusedDenseEngine:
         # `scale`, so it is the gradient of the mean loss, which is what Keras (and the
         # autograd engine) minimise.
         if mixed is None:
-            loss_sum = self.output_grad(h, x, grads[-1], scale)
+            loss_sum = self.output_grad(h, x, grads[-1], scale, work)
         else:
-            loss_sum = self.output_grad(mixed[1].copy_(h), x, mixed[2], scale)
+            loss_sum = self.output_grad(mixed[1].copy_(h), x, mixed[2], scale, work)
             grads[-1].copy_(mixed[2])
         for i in range(len(self.layers) - 1, -1, -1):
             w, _, _, gw, gb = self.layers[i]
@@ -190,27 +192,20 @@ class FusedDenseEngine:
         return loss_sum
 
 
-# -- the loss at the output: (logits, x, g to fill, scale: 0-d tensor) -> summed loss ------
+# -- the loss at the output: (logits, x, g to fill, scale, work) -> summed loss ------------
+# scale: 0-d tensor, 1 / (B * D); work: a (B, D) scratch buffer of logits' dtype.
 
 
-def _bce_grad(logits, x, g, scale: torch.Tensor) -> torch.Tensor:
-    # d/dl BCE(sigmoid(l), x) = sigmoid(l) - x
-    loss_sum = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-    torch.sigmoid(logits, out=g)
-    g.sub_(x).mul_(scale)
-    return loss_sum
-
-
-def _mse_sigmoid_grad(logits, x, g, scale: torch.Tensor) -> torch.Tensor:
+def _mse_sigmoid_grad(logits, x, g, scale: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
     y = torch.sigmoid(logits, out=g)
-    diff = y - x  # (B, D)
+    diff = torch.sub(y, x, out=work)  # (B, D)
     loss_sum = torch.dot(diff.view(-1), diff.view(-1))
     g.mul_(1 - g).mul_(diff).mul_(2 * scale)  # d/dl (y - x)^2 = 2 (y - x) y (1 - y)
     return loss_sum
 
 
-def _mse_linear_grad(logits, x, g, scale: torch.Tensor) -> torch.Tensor:
-    diff = logits - x  # (B, D)
+def _mse_linear_grad(logits, x, g, scale: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+    diff = torch.sub(logits, x, out=work)  # (B, D)
     loss_sum = torch.dot(diff.view(-1), diff.view(-1))
     torch.mul(diff, 2 * scale, out=g)
     return loss_sum
@@ -218,7 +213,7 @@ def _mse_linear_grad(logits, x, g, scale: torch.Tensor) -> torch.Tensor:
 
 # (loss, sigmoid output?) -> output gradient; BCE needs a sigmoid output (checked earlier).
 _OUTPUT_GRAD = {
-    ("bce", True): _bce_grad,
+    ("bce", True): losses.bce_sum_and_grad,  # one transcendental per pixel (its docstring)
     ("mse", True): _mse_sigmoid_grad,
     ("mse", False): _mse_linear_grad,
 }

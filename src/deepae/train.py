@@ -23,6 +23,7 @@ from deepae import batches, cuda_graph, distributed, precision
 from deepae import engine as fused
 from deepae.config import TrainConfig
 from deepae.errors import ConfigError, TrainingDiverged
+from deepae.losses import bce_with_logits
 from deepae.model import AutoencoderNet
 
 
@@ -421,9 +422,11 @@ def _loss_fn(name: str, sigmoid_out: bool) -> Callable[[torch.Tensor, torch.Tens
 
 # (loss, sigmoid output?) -> loss of (logits, x). All take logits: BCE from logits is stable,
 # and equals Keras' binary_crossentropy on a sigmoid output (Keras recovers the logits from
-# the sigmoid for this reason). BCE needs a sigmoid output (Trainer checks it).
+# the sigmoid for this reason). BCE needs a sigmoid output (Trainer checks it). BCE is
+# binary_cross_entropy_with_logits with one transcendental per pixel instead of two
+# (deepae.losses).
 _LOSSES: dict[tuple[str, bool], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    ("bce", True): nn.functional.binary_cross_entropy_with_logits,
+    ("bce", True): bce_with_logits,
     ("mse", True): lambda logits, x: nn.functional.mse_loss(torch.sigmoid(logits), x),
     ("mse", False): nn.functional.mse_loss,
 }
