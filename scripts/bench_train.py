@@ -4,6 +4,7 @@
     python scripts/bench_train.py --quick       # ~1 minute, rough numbers
     python scripts/bench_train.py --threads auto,1,2 --wait-policy cli,unset
     python scripts/bench_train.py --models best2d --precision float32,mixed_bfloat16
+    git worktree add ../base HEAD~1 && python scripts/bench_train.py --source ../base/src,src
 
 Every number comes from fresh processes, each of which loads MNIST's 60,000 training
 images, trains for a warm-up window, then for a measured window, and reports seconds per
@@ -19,8 +20,9 @@ torch.optim.Adam, PyTorch's default threads: what a user gets) and deepae on bes
 (batch 512, one-cycle). Options to compare, for the deepae processes only: `--threads`
 (DEEPAE_THREADS: auto is deepae.threads' policy), `--wait-policy` (OMP_WAIT_POLICY before
 PyTorch loads: cli is what `deepae train` sets, unset leaves OpenMP's default),
-`--interop` (torch.set_num_interop_threads), `--precision` (TrainConfig.precision) and
-`--env KEY=VALUE`.
+`--interop` (torch.set_num_interop_threads), `--precision` (TrainConfig.precision),
+`--env KEY=VALUE`, and `--source` (deepae's code itself: the `src` folders of two
+checkouts, to measure a change against the commit before it in one run).
 """
 
 from __future__ import annotations
@@ -156,8 +158,10 @@ def worker(args) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     seconds = window.seconds or 0.0
     per_epoch = seconds / window.steps * result["steps_per_epoch"] if window.steps else None
+    import deepae
+
     return {**result, "s_per_epoch": per_epoch, "steps": window.steps, "peak_mb": peak_mb,
-            "wait_policy": _waiting(os.environ)}  # fmt: skip
+            "wait_policy": _waiting(os.environ), "deepae": deepae.__file__}  # fmt: skip
 
 
 # -- the parent: who runs when, and the table ----------------------------------------------
@@ -177,6 +181,7 @@ class Contender:
     threads: str  # DEEPAE_THREADS for deepae; "-" for the plain loop (PyTorch's default)
     wait: str  # cli, unset, or an OMP_WAIT_POLICY value; "-" for the plain loop
     precision: str = "preset"  # TrainConfig.precision for deepae; "preset": the preset's
+    source: str = ""  # a `src` folder to import deepae from (PYTHONPATH); "": as installed
 
     def env(self, extra: dict[str, str]) -> dict[str, str]:
         """The worker's environment: this one, with the contender's settings (deepae)."""
@@ -191,6 +196,10 @@ class Contender:
                 env.pop(key, None)
         else:
             env["OMP_WAIT_POLICY"] = self.wait
+        if self.source:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [os.path.abspath(self.source), *filter(None, [env.get("PYTHONPATH")])]
+            )
         return {**env, **extra}
 
 
@@ -238,7 +247,7 @@ def measure(children: Children, contender: Contender, condition: str, args) -> l
     env = contender.env(dict(args.env))
     try:
         procs = [children.start(cmd, env) for _ in range(2 if condition == "pair" else 1)]
-        return [_result(proc, limit) for proc in procs]
+        return [_from_source(_result(proc, limit), contender.source) for proc in procs]
     finally:
         if background is not None:
             children.stop(background)
@@ -256,12 +265,21 @@ def _result(proc: subprocess.Popen, limit: float) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _from_source(result: dict, source: str) -> dict:
+    """`result`, or an error when the worker imported deepae from elsewhere than `source`."""
+    where = result.get("deepae")
+    if source and where and not os.path.abspath(where).startswith(os.path.abspath(source)):
+        return {"error": f"deepae came from {where}, not from {source}"}
+    return result
+
+
 def contenders(args) -> list[Contender]:
     found = []
     for preset in args.models:
-        for count, wait, precision in itertools.product(args.threads, args.wait_policy,
-                                                        args.precision):  # fmt: skip
-            found.append(Contender(f"deepae {preset}", preset, count, wait, precision))
+        for source, count, wait, precision in itertools.product(
+            args.source, args.threads, args.wait_policy, args.precision
+        ):
+            found.append(Contender(f"deepae {preset}", preset, count, wait, precision, source))
         if preset == "article" and not args.no_plain:
             found.append(Contender("plain article", "plain", "-", "-"))
     return found
@@ -279,7 +297,8 @@ def report(rows: dict[tuple[str, Contender], list[dict]], args) -> None:
               f"a step -> {threads.choose_threads(work, cores)} thread(s) on {cores} core(s) "
               f"(PARALLEL_WORK {threads.PARALLEL_WORK / 1e6:g}M)")  # fmt: skip
     print(f"\n{'condition':<20}{'trainer':<16}{'threads':>12}{'wait policy':>13}"
-          f"{'precision':>16}{'s/epoch':>22}{'vs plain':>10}{'peak MB':>9}")  # fmt: skip
+          f"{'precision':>16}{'s/epoch':>22}{'vs plain':>10}{'peak MB':>9}"
+          + ("  source" if _sources(args) else ""))  # fmt: skip
     for condition in args.conditions:
         plain = _median([r for (c, k), rs in rows.items() if c == condition
                          and k.kind == "plain" for r in rs])  # fmt: skip
@@ -313,7 +332,12 @@ def _row(condition: str, contender: Contender, results: list[dict], plain: float
     ratio = f"{plain / med:.2f}x" if plain and "article" in contender.trainer else "-"
     peak = max(r["peak_mb"] for r in good)
     precision = good[0]["precision"]
-    return f"{head}{count:>12}{wait:>13}{precision:>16}{seconds:>22}{ratio:>10}{peak:>9.0f}"
+    source = f"  {contender.source}" if contender.source else ""
+    return f"{head}{count:>12}{wait:>13}{precision:>16}{seconds:>22}{ratio:>10}{peak:>9.0f}{source}"
+
+
+def _sources(args) -> bool:
+    return any(args.source)
 
 
 def _s(seconds: float) -> str:
@@ -376,6 +400,13 @@ def parse_args(argv=None):
         type=lambda kv: tuple(kv.split("=", 1)),
         help="more environment for deepae, e.g. GOMP_SPINCOUNT=10000",
     )
+    parser.add_argument(
+        "--source",
+        type=listed,
+        default=[""],
+        help="src folders of deepae checkouts to compare, e.g. ../base/src,src "
+        "(default: deepae as installed)",
+    )
     parser.add_argument("--no-plain", action="store_true", help="leave out the plain loop")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -390,6 +421,10 @@ def parse_args(argv=None):
         parser.error(
             f"unknown condition(s) {', '.join(sorted(unknown))}; known: idle, beside, pair"
         )
+    missing = [s for s in args.source if s and not os.path.isdir(os.path.join(s, "deepae"))]
+    if missing:
+        parser.error(f"--source {missing[0]}: no deepae package in that folder; give a "
+                     "checkout's src folder")  # fmt: skip
     try:
         for value in args.threads:
             threads.parse_threads(value)
@@ -421,7 +456,8 @@ def main() -> int:
                 rows.setdefault((condition, contender), []).extend(results)
                 done = ", ".join(_brief(x) for x in results)
                 print(f"round {r + 1}/{args.rounds}: {CONDITIONS[condition]}, {contender.trainer} "
-                      f"({contender.threads}, {contender.wait}, {contender.precision}): {done}",
+                      f"({contender.threads}, {contender.wait}, {contender.precision}"
+                      f"{', ' + contender.source if contender.source else ''}): {done}",
                       file=sys.stderr, flush=True)  # fmt: skip
     rows = {key: rows[key] for key in plan}  # the table in plan order
     report(rows, args)
