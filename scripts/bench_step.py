@@ -1,0 +1,168 @@
+"""Where a fused training step's time goes, and the BCE loss against PyTorch's, in one process.
+
+    python scripts/bench_step.py                        # article and best2d, ~2 minutes
+    python scripts/bench_step.py --models best2d --trained-epochs 5
+
+Whole-process timings on a shared machine drift by more than a small change gains (see
+docs/benchmarks.md), so this compares inside one process, on the same weights and
+batches, in alternating rounds. For each preset it trains `--trained-epochs` epochs with
+the preset's recipe first (a trained model's saturated logits are what most of training
+sees), then prints:
+1. the step's ops (torch.profiler over `--profile-steps` steps: self time per op, top 12);
+2. milliseconds per step (loss, gradients and the Adam step), and for the loss alone (its
+   value and gradient on one batch's float32 logits), with the fused engine's BCE computed
+   two ways: `torch`, as PyTorch computes it (binary_cross_entropy_with_logits, then
+   sigmoid(l) - x for the gradient: what the engine did before deepae.losses), and
+   `deepae` (deepae.losses.bce_sum_and_grad, what it does now); median [min-max] over
+   `--rounds` rounds, and the ratio per round.
+
+The images come from deepae's own loader, as in `deepae train`; what the process did
+before moves PyTorch's large temporaries between fresh and reused memory (glibc's malloc
+adapts where it puts them), so a loss that allocates them costs more or less from one
+process to the next. docs/benchmarks.md has the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+from deepae import data, engine, losses, model, threads
+from deepae.config import resolve
+from deepae.errors import ConfigError
+from deepae.train import Trainer
+
+
+def torch_bce(logits, x, g, scale, work):
+    """The reference: PyTorch's BCE-with-logits for the value, sigmoid(l) - x for g."""
+    loss_sum = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    torch.sigmoid(logits, out=g)
+    g.sub_(x).mul_(scale)
+    return loss_sum
+
+
+LOSSES = {"torch": torch_bce, "deepae": losses.bce_sum_and_grad}
+
+
+def trained(preset: str, x: torch.Tensor, epochs: int) -> Trainer:
+    model_config, train_config = resolve(preset)
+    trainer = Trainer(model.build(model_config, seed=0), train_config, len(x))
+    if trainer.engine is None:
+        raise ConfigError(f"preset {preset!r} does not train on the fused engine", field="models")
+    for epoch in range(epochs):
+        trainer.train_epoch(x, epoch)
+    return trainer
+
+
+def step_seconds(trainer: Trainer, batches: list[torch.Tensor], steps: int) -> float:
+    start = time.perf_counter()
+    for i in range(steps):
+        trainer.engine.loss_and_grad(batches[i % len(batches)])
+        engine.fused_adam_step(trainer.opt)
+    return (time.perf_counter() - start) / steps
+
+
+def profile(trainer: Trainer, batches: list[torch.Tensor], steps: int) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    with profiler(activities=[ProfilerActivity.CPU]) as prof:
+        step_seconds(trainer, batches, steps)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"{'op':<34}{'calls/step':>11}{'us/step':>10}{'share':>8}")
+    for e in events[:12]:
+        us, share = e.self_cpu_time_total / steps, e.self_cpu_time_total / total
+        print(f"{e.key:<34}{e.count / steps:>11.0f}{us:>10.1f}{share:>8.0%}")
+    print(f"{'all ops (profiled)':<34}{'':>11}{total / steps:>10.1f}")
+
+
+def loss_seconds(loss, logits: torch.Tensor, x: torch.Tensor, steps: int) -> float:
+    """The loss alone on one batch's (B, D) logits: its value and gradient into buffers."""
+    g, work = torch.empty_like(logits), torch.empty_like(logits)
+    scale = logits.new_tensor(1.0 / logits.numel())
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss(logits, x, g, scale, work)
+    return (time.perf_counter() - start) / steps
+
+
+def compare_losses(trainer: Trainer, batches, rounds: int, steps: int) -> None:
+    """Whole steps, then the loss alone, with each BCE; alternating rounds."""
+    with torch.no_grad():
+        logits = trainer.net.logits(batches[0])  # float32, the trained model's
+    saved = trainer.engine.output_grad
+    times: dict[tuple[str, str], list[float]] = {}
+    try:
+        for r in range(rounds):
+            for name in LOSSES if r % 2 == 0 else reversed(LOSSES):
+                trainer.engine.output_grad = LOSSES[name]
+                step_seconds(trainer, batches, max(2, steps // 10))  # warm the caches
+                times.setdefault(("step", name), []).append(step_seconds(trainer, batches, steps))
+                alone = loss_seconds(LOSSES[name], logits, batches[0], steps)
+                times.setdefault(("loss alone", name), []).append(alone)
+    finally:
+        trainer.engine.output_grad = saved
+    print(f"{'timed':<12}{'BCE':<8}{'ms, median [min-max]':>30}{'torch / deepae':>26}")
+    for what in ("step", "loss alone"):
+        for name in LOSSES:
+            ts = times[(what, name)]
+            ratio = ""
+            if name == "deepae":
+                r = [a / b for a, b in zip(times[(what, "torch")], ts, strict=True)]
+                ratio = f"{statistics.median(r):.3f}x [{min(r):.3f}-{max(r):.3f}]"
+            span = f"{_ms(statistics.median(ts))} [{_ms(min(ts))}-{_ms(max(ts))}]"
+            print(f"{what:<12}{name:<8}{span:>30}{ratio:>26}")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="article,best2d", help="presets (article,best2d)")
+    parser.add_argument("--trained-epochs", type=int, default=2,
+                        help="epochs trained before measuring (2)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds (9)")
+    parser.add_argument("--seconds", type=float, default=0.5,
+                        help="about this long per round and loss (0.5)")  # fmt: skip
+    parser.add_argument("--profile-steps", type=int, default=100,
+                        help="steps under the profiler (100)")  # fmt: skip
+    args = parser.parse_args(argv)
+    presets = [p.strip() for p in args.models.split(",") if p.strip()]
+    try:
+        for preset in presets:
+            resolve(preset)
+    except ConfigError as e:
+        parser.error(str(e))
+    x = torch.from_numpy(data.flatten_images(data.load_mnist()[0][0]))  # (60000, 784)
+    cores = threads.usable_cores()
+    for preset in presets:
+        model_config, train_config = resolve(preset)
+        count = threads.for_training(model_config, train_config.batch_size)
+        torch.set_num_threads(count)
+        trainer = trained(preset, x, args.trained_epochs)
+        gen = torch.Generator().manual_seed(1)
+        batches = [x[torch.randperm(len(x), generator=gen)[: train_config.batch_size]]
+                   for _ in range(8)]  # fmt: skip
+        torch.set_flush_denormal(True)  # as training does (deepae.train)
+        per_step = step_seconds(trainer, batches, 20)
+        steps = max(10, int(args.seconds / per_step))
+        print(f"\n== {preset}: batch {train_config.batch_size}, {count} thread(s) of {cores} "
+              f"core(s), precision {trainer.precision}, after {args.trained_epochs} "
+              f"epoch(s); {steps} steps per round")  # fmt: skip
+        profile(trainer, batches, args.profile_steps)
+        print()
+        compare_losses(trainer, batches, args.rounds, steps)
+        torch.set_flush_denormal(False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
