@@ -77,3 +77,17 @@ def test_log_chunks_are_the_largest_divisor_that_keeps_products_normal():
     assert log_chunk(torch.empty(1, 127)) == 1
     assert log_chunk(torch.empty(1, 127, dtype=torch.float64)) == 127
     assert log_chunk(torch.empty(5, 5)) == 25
+    # bfloat16 (eps 2**-7) and float16 (2**-10) round each product too coarsely: a log each
+    assert log_chunk(torch.empty(32, 784, dtype=torch.bfloat16)) == 1
+    assert log_chunk(torch.empty(32, 784, dtype=torch.float16)) == 1
+
+
+def test_the_sum_in_bfloat16_is_as_good_as_the_format():
+    logits, x = wide_logits((8, 784), seed=2)
+    logits /= 10  # within float16's range too
+    for dtype in (torch.bfloat16, torch.float16):
+        lo, xo = logits.to(dtype), x.to(dtype)
+        g, work = torch.empty_like(lo), torch.empty_like(lo)
+        got = bce_sum_and_grad(lo, xo, g, None, work).item()
+        ln, xn = lo.double().numpy(), xo.double().numpy()
+        assert got == pytest.approx((np.logaddexp(0.0, ln) - xn * ln).sum(), rel=1e-2), dtype

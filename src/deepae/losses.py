@@ -48,8 +48,12 @@ def bce_sum_and_grad(logits: torch.Tensor, x: torch.Tensor, g: torch.Tensor,
 
 def log_chunk(t: torch.Tensor) -> int:
     """The largest divisor of t.numel() whose product of that many numbers in [0.5, 1] is a
-    normal float of t's dtype (>= 2**-chunk >= finfo.tiny); 1 (a log per number) at worst."""
-    return _largest_divisor(t.numel(), -int(math.log2(torch.finfo(t.dtype).tiny)) - 1)
+    normal float of t's dtype (>= 2**-chunk >= finfo.tiny) and whose rounding stays below
+    2**-13 (chunk * eps: float32 allows 1,024, bfloat16 and float16 1); 1 (a log per number)
+    at worst."""
+    info = torch.finfo(t.dtype)
+    top = min(-int(math.log2(info.tiny)) - 1, int(2**-13 / info.eps))
+    return _largest_divisor(t.numel(), max(1, top))
 
 
 @functools.cache
