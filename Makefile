@@ -9,13 +9,14 @@ BASE_STAMP := $(VENV)/.installed-base
 DEV_STAMP  := $(VENV)/.installed-dev
 UMAP_STAMP := $(VENV)/.installed-umap
 
-.PHONY: demo test lint reproduce bench bench-explorer bench-datasets bench-memory bench-scale quality clean help
+.PHONY: demo test lint reproduce bench bench-step bench-explorer bench-datasets bench-memory bench-scale quality clean help
 
 help:
 	@echo "make demo       train the article's model on MNIST, write runs/<name>/"
 	@echo "make test       ruff + the whole test suite (installs what it needs)"
 	@echo "make reproduce  the article's exact recipe, epoch lines vs the article's"
 	@echo "make bench      training speed vs a plain PyTorch loop: idle, beside a torch job, two at once (~5 min)"
+	@echo "make bench-step     a fused step op by op, and the BCE against PyTorch's, in one process (~1 min)"
 	@echo "make bench-explorer  explorer.html in Chromium: decode time, first paint, size"
 	@echo "make bench-datasets  read 60,000 MNIST PNGs as an image folder, uncached and cached"
 	@echo "make bench-memory    600,000 images: peak memory and speed, memory-mapped vs in memory"
@@ -60,6 +61,9 @@ reproduce: $(BASE_STAMP)
 
 bench: $(BASE_STAMP)
 	$(BIN)/python scripts/bench_train.py
+
+bench-step: $(BASE_STAMP)
+	$(BIN)/python scripts/bench_step.py
 
 quality: $(UMAP_STAMP)
 	$(BIN)/python scripts/quality.py
