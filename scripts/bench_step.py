@@ -8,13 +8,16 @@ docs/benchmarks.md), so this compares inside one process, on the same weights an
 batches, in alternating rounds. For each preset it trains `--trained-epochs` epochs with
 the preset's recipe first (a trained model's saturated logits are what most of training
 sees), then prints:
-1. the step's ops (torch.profiler over `--profile-steps` steps: self time per op, top 12);
-2. milliseconds per step (loss, gradients and the Adam step), and for the loss alone (its
-   value and gradient on one batch's float32 logits), with the fused engine's BCE computed
-   two ways: `torch`, as PyTorch computes it (binary_cross_entropy_with_logits, then
-   sigmoid(l) - x for the gradient: what the engine did before deepae.losses), and
-   `deepae` (deepae.losses.bce_sum_and_grad, what it does now); median [min-max] over
-   `--rounds` rounds, and the ratio per round.
+1. the step's ops (torch.profiler over `--profile-steps` steps: self time per op, top 12),
+   for the Python step and, where it runs, the native one (deepae.native: its ATen calls
+   show, its loss loop is the gap between the ops' sum and the step);
+2. milliseconds per step (loss, gradients and the Adam step) and for the loss alone (its
+   value and gradient on one batch's float32 logits), for: the Python step with the BCE
+   as PyTorch computes it (`torch`: binary_cross_entropy_with_logits, then sigmoid(l) - x
+   for the gradient, what the engine did before deepae.losses), the Python step with
+   `deepae`'s (deepae.losses.bce_sum_and_grad), and the `native` step (where it applies:
+   float32, BCE; best2d's bfloat16 steps are Python's); median [min-max] over `--rounds`
+   rounds, and each row's ratio per round to the row before it.
 
 The images come from deepae's own loader, as in `deepae train`; what the process did
 before moves PyTorch's large temporaries between fresh and reused memory (glibc's malloc
@@ -32,7 +35,7 @@ import time
 import torch
 from torch import nn
 
-from deepae import data, engine, losses, model, threads
+from deepae import data, engine, losses, model, native, threads
 from deepae.config import resolve
 from deepae.errors import ConfigError
 from deepae.train import Trainer
@@ -92,32 +95,52 @@ def loss_seconds(loss, logits: torch.Tensor, x: torch.Tensor, steps: int) -> flo
     return (time.perf_counter() - start) / steps
 
 
-def compare_losses(trainer: Trainer, batches, rounds: int, steps: int) -> None:
-    """Whole steps, then the loss alone, with each BCE; alternating rounds."""
+# Whole-step contenders: (name, BCE of the Python step, native step on?, the row it is
+# compared with). "native" is deepae.native's compiled step, the default where it builds.
+STEPS = [
+    ("python, torch BCE", "torch", False, None),
+    ("python, deepae BCE", "deepae", False, "python, torch BCE"),
+    ("native", "deepae", True, "python, deepae BCE"),
+]
+
+
+def native_bce(logits, x, g, scale, work):
+    """The compiled step's loss (native_step.cpp), in the loss's signature."""
+    return native.load().bce(logits, x, g, scale.item())
+
+
+def compare(trainer: Trainer, batches, rounds: int, steps: int) -> None:
+    """Whole steps of each contender, then each loss alone; alternating rounds."""
     with torch.no_grad():
         logits = trainer.net.logits(batches[0])  # float32, the trained model's
-    saved = trainer.engine.output_grad
+    engine_, built = trainer.engine, trainer.engine.native
+    saved = engine_.output_grad
+    contenders = [c for c in STEPS if built is not None or not c[2]]
+    loss_fns = dict(LOSSES, **({"native": native_bce} if built is not None else {}))
     times: dict[tuple[str, str], list[float]] = {}
     try:
         for r in range(rounds):
-            for name in LOSSES if r % 2 == 0 else reversed(LOSSES):
-                trainer.engine.output_grad = LOSSES[name]
+            for name, bce, on, _ in contenders if r % 2 == 0 else reversed(contenders):
+                engine_.output_grad, engine_.native = LOSSES[bce], built if on else None
                 step_seconds(trainer, batches, max(2, steps // 10))  # warm the caches
                 times.setdefault(("step", name), []).append(step_seconds(trainer, batches, steps))
-                alone = loss_seconds(LOSSES[name], logits, batches[0], steps)
+            for name in loss_fns if r % 2 == 0 else reversed(loss_fns):
+                alone = loss_seconds(loss_fns[name], logits, batches[0], steps)
                 times.setdefault(("loss alone", name), []).append(alone)
     finally:
-        trainer.engine.output_grad = saved
-    print(f"{'timed':<12}{'BCE':<8}{'ms, median [min-max]':>30}{'torch / deepae':>26}")
-    for what in ("step", "loss alone"):
-        for name in LOSSES:
-            ts = times[(what, name)]
-            ratio = ""
-            if name == "deepae":
-                r = [a / b for a, b in zip(times[(what, "torch")], ts, strict=True)]
-                ratio = f"{statistics.median(r):.3f}x [{min(r):.3f}-{max(r):.3f}]"
-            span = f"{_ms(statistics.median(ts))} [{_ms(min(ts))}-{_ms(max(ts))}]"
-            print(f"{what:<12}{name:<8}{span:>30}{ratio:>26}")
+        engine_.output_grad, engine_.native = saved, built
+    rows = [("step", name, base) for name, _, _, base in contenders]
+    rows += [("loss alone", name, None if name == "torch" else prev)
+             for prev, name in zip([None, *loss_fns], loss_fns, strict=False)]  # fmt: skip
+    print(f"{'timed':<12}{'what':<20}{'ms, median [min-max]':>24}   ratio per round, to")
+    for what, name, base in rows:
+        ts = times[(what, name)]
+        span = f"{_ms(statistics.median(ts))} [{_ms(min(ts))}-{_ms(max(ts))}]"
+        ratio = ""
+        if base is not None:
+            r = [a / b for a, b in zip(times[(what, base)], ts, strict=True)]
+            ratio = f"{statistics.median(r):.3f}x [{min(r):.3f}-{max(r):.3f}] to {base}"
+        print(f"{what:<12}{name:<20}{span:>24}   {ratio}")
 
 
 def _ms(seconds: float) -> str:
@@ -157,9 +180,15 @@ def main(argv=None) -> int:
         print(f"\n== {preset}: batch {train_config.batch_size}, {count} thread(s) of {cores} "
               f"core(s), precision {trainer.precision}, after {args.trained_epochs} "
               f"epoch(s); {steps} steps per round")  # fmt: skip
-        profile(trainer, batches, args.profile_steps)
+        built = trainer.engine.native
+        for name, step in (("python", None), ("native", built)):
+            if name == "python" or built is not None:
+                trainer.engine.native = step
+                print(f"-- the {name} step's ops")
+                profile(trainer, batches, args.profile_steps)
+        trainer.engine.native = built
         print()
-        compare_losses(trainer, batches, args.rounds, steps)
+        compare(trainer, batches, args.rounds, steps)
         torch.set_flush_denormal(False)
     return 0
 

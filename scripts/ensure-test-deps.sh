@@ -4,7 +4,9 @@
 #     `playwright install` cannot download its own browser on the project's machines;
 #   - Debian's dataset-fashion-mnist, which tests/test_datasets.py loads for real: the
 #     official Fashion-MNIST files at /usr/share/datasets/fashion-mnist (the files of
-#     Zalando's github.com/zalandoresearch/fashion-mnist, checked by SHA-256).
+#     Zalando's github.com/zalandoresearch/fashion-mnist, checked by SHA-256);
+#   - Debian's g++, which builds deepae's native training step (tests/test_native.py
+#     builds it for real; ninja comes with deepae's Python dependencies).
 # Installs with apt-get as root, or through sudo; fails (never skips) when it cannot.
 # `sh scripts/ensure-test-deps.sh chromium` ensures only the browser (make bench-explorer).
 set -eu
@@ -34,3 +36,4 @@ ensure() {
 ensure chromium /usr/bin/chromium
 [ "${1:-all}" = chromium ] && exit 0
 ensure dataset-fashion-mnist /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+ensure g++ /usr/bin/g++

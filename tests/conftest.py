@@ -7,6 +7,13 @@ import pytest
 
 # deepae.plots draws pyplot figures; tests only save them, on any machine.
 os.environ.setdefault("MPLBACKEND", "agg")
+# The compiled training step (deepae.native) is built once into the persistent cache and
+# kept there for every test, CLI subprocesses included, also for the tests that point
+# DEEPAE_CACHE at a temporary folder (each would otherwise compile it again, ~30 s).
+os.environ.setdefault(
+    "DEEPAE_NATIVE_DIR",
+    str(Path(os.environ.get("DEEPAE_CACHE") or Path.home() / ".cache" / "deepae") / "native"),
+)
 
 
 @pytest.fixture(autouse=True)

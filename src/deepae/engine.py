@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from deepae import losses
+from deepae import losses, native
 from deepae.errors import ConfigError
 from deepae.model import AutoencoderNet
 
@@ -97,7 +97,8 @@ def flatten_parameters(net: nn.Module) -> tuple[nn.Parameter, torch.Tensor]:
 class FusedDenseEngine:
     """Computes the loss and writes the gradient of a dense autoencoder into `self.grad`."""
 
-    def __init__(self, net: AutoencoderNet, loss: str, compute: torch.dtype | None = None):
+    def __init__(self, net: AutoencoderNet, loss: str, compute: torch.dtype | None = None,
+                 use_native: bool = True):  # fmt: skip
         if not supports(net, loss):
             raise ConfigError(
                 f"the fused engine runs plain dense stacks ({'/'.join(FUSED_ACTIVATIONS)}, no "
@@ -136,6 +137,31 @@ class FusedDenseEngine:
             self.layers.append((w, w.t(), b, low(m.weight, self.low_grad),
                                 low(m.bias, self.low_grad)))  # fmt: skip
         self._buffers: dict[int, tuple] = {}
+        # The compiled step (deepae.native) where it computes exactly this: float32 on the
+        # CPU, BCE with a sigmoid output. `use_native=False`: always the Python calls below.
+        self.native = (
+            native.load()
+            if use_native
+            and not self.mixed
+            and self.flat.dtype == torch.float32
+            and self.flat.device.type == "cpu"
+            and loss == "bce"
+            and cfg.output_activation == "sigmoid"
+            and set(acts) <= set(native.ACTIVATIONS)
+            else None
+        )
+        self._native_codes = [native.ACTIVATIONS.get(a, -1) for a in acts]
+        self._native_steps: dict[int, object] = {}
+
+    def _native_step(self, batch: int, x: torch.Tensor):
+        # One compiled Step per batch size, holding the same buffers as the Python path.
+        if batch not in self._native_steps:
+            acts, grads, grads_t, scale, _, _ = self._buffers_for(batch, x)
+            w, w_t, b, gw, gb = (list(t) for t in zip(*self.layers, strict=True))
+            self._native_steps[batch] = self.native.Step(
+                w, w_t, b, gw, gb, acts, grads, grads_t, self._native_codes, scale.item()
+            )
+        return self._native_steps[batch]
 
     def _buffers_for(self, batch: int, like: torch.Tensor):
         # One set of activation and gradient buffers per batch size (the last batch of an
@@ -161,6 +187,8 @@ class FusedDenseEngine:
         """x: (B, D) in [0, 1]. Returns the summed loss over the batch (0-d tensor, not
         synchronised); the gradient of the *mean* loss is left in `self.grad`."""
         batch, _ = x.shape
+        if self.native is not None and x.dtype == torch.float32 and x.is_contiguous():
+            return self._native_step(batch, x).run(x)
         acts, grads, grads_t, scale, work, mixed = self._buffers_for(batch, x)
         x_in = x
         if mixed is not None:

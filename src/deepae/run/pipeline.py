@@ -334,6 +334,8 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -
         "train_seconds": sum(epoch_seconds),
         "median_epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
         "engine": trainer.engine_name if trainer else None,
+        # the fused engine's compiled step (deepae.native) or its Python calls
+        "native_step": bool(trainer and trainer.engine and trainer.engine.native is not None),
         "precision": trainer.precision if trainer else None,  # what precision 'auto' became
         "device": str(trainer.device) if trainer else None,
         "threads": ae.threads,  # PyTorch's CPU threads (deepae.threads); not in config.json

@@ -1,0 +1,146 @@
+"""The fused engine's step compiled for this machine (`native_step.cpp`), built on first use.
+
+Why: the article's step is ~30 small PyTorch calls and a loss of ~11 passes over the
+output; made from C++, with the loss as one vectorised pass, it runs ~1.4x faster
+(docs/benchmarks.md). `FusedDenseEngine` uses it where it applies (float32 on the CPU,
+BCE with a sigmoid output) and PyTorch's Python calls everywhere else.
+
+Built with PyTorch's own `torch.utils.cpp_extension` (a C++ compiler and ninja; ~30 s,
+once per machine, PyTorch and Python version), into a temporary folder, then moved into
+`$DEEPAE_NATIVE_DIR` (default `<deepae cache>/native`) under a name that hashes the
+source, the flags and the versions: a half-written build is never loaded, two processes
+building at once both end with a whole file, and a new PyTorch gets a fresh build. Where
+it cannot be built (no compiler, not x86-64 with AVX2), training says so once and uses
+the Python step. `DEEPAE_NATIVE`: `0` never use it, `1` fail unless it loads, unset or
+`auto` use it when it builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from deepae.data._base import cache_root
+from deepae.errors import ConfigError
+
+ENV = "DEEPAE_NATIVE"  # 0 | 1 | auto
+DIR_ENV = "DEEPAE_NATIVE_DIR"  # where the built module is kept
+NAME = "deepae_native_step"
+SOURCE = Path(__file__).with_name("native_step.cpp")
+# AVX2 code runs on every x86-64 CPU PyTorch vectorises for (its AVX2 and AVX512 levels);
+# CPU_CAPABILITY picks ATen's matching Vectorized<float>, whose exp is PyTorch's own.
+FLAGS = ("-O3", "-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2")
+ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # native_step.cpp's codes
+
+
+def mode(environ=None) -> str:
+    """DEEPAE_NATIVE as one of '0', '1', 'auto'; anything else is a ConfigError."""
+    value = (os.environ if environ is None else environ).get(ENV, "auto").strip().lower()
+    if value in ("", "auto"):
+        return "auto"
+    if value not in ("0", "1"):
+        raise ConfigError(f"{ENV}={value!r} is not 0, 1 or auto", field=ENV)
+    return value
+
+
+def unsupported() -> str | None:
+    """Why this machine cannot run the compiled step, or None."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or sys.platform == "win32":
+        return f"built for x86-64 Linux and macOS only, not {sys.platform} {platform.machine()}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX2", "AVX512"):
+        return f"needs a CPU with AVX2 (PyTorch reports {capability})"
+    return None
+
+
+def folder() -> Path:
+    """Where built modules are kept: $DEEPAE_NATIVE_DIR, else <deepae cache>/native."""
+    explicit = os.environ.get(DIR_ENV)
+    return Path(explicit).expanduser() if explicit else cache_root() / "native"
+
+
+def build_key() -> str:
+    parts = [SOURCE.read_bytes(), repr(FLAGS).encode(), torch.__version__.encode(),
+             sys.version.encode(), platform.machine().encode()]  # fmt: skip
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:20]
+
+
+@functools.cache
+def load() -> ModuleType | None:
+    """The compiled module, built if need be; None where it is off or cannot be built
+    (then a line on stderr says why, once per process). DEEPAE_NATIVE=1 turns a failure
+    into a ConfigError."""
+    wanted = mode()
+    if wanted == "0":
+        return None
+    why = unsupported()
+    if why is None:
+        try:
+            return _load_or_build(folder() / f"{NAME}-{build_key()}.so")
+        except Exception as e:  # a compiler's or loader's failure, whatever its type
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
+    if wanted == "1":
+        raise ConfigError(f"{ENV}=1 but the native step is unavailable ({why})", field=ENV)
+    sys.stderr.write(f"deepae: training uses the Python step; the native one is unavailable "
+                     f"({why}); {ENV}=0 skips trying\n")  # fmt: skip
+    return None
+
+
+def _load_or_build(path: Path) -> ModuleType:
+    if path.is_file():
+        try:
+            return _import(path)
+        except ImportError:
+            pass  # damaged or foreign: built again below, and replaced
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.write(f"deepae: compiling the native training step for this machine "
+                     f"(once, ~30 s) into {path.parent}\n")  # fmt: skip
+    start = time.perf_counter()
+    from torch.utils import cpp_extension
+
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp, _ninja_on_path():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. the compiler's version notices
+            built = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=list(FLAGS),
+                                       build_directory=tmp, verbose=False)  # fmt: skip
+        os.replace(built.__file__, path)  # atomic: a reader sees no file or a whole one
+    sys.stderr.write(f"deepae: native step ready in {time.perf_counter() - start:.0f} s\n")
+    return built
+
+
+@contextlib.contextmanager
+def _ninja_on_path():
+    """PyTorch runs `ninja` from PATH; the ninja package (a dependency) installs it beside
+    the interpreter, which is not on PATH when a virtual environment is not activated."""
+    try:
+        import ninja
+    except ImportError:  # then a system ninja, if any
+        yield
+        return
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, old])
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = old
+
+
+def _import(path: Path) -> ModuleType:
+    loader = importlib.machinery.ExtensionFileLoader(NAME, str(path))
+    spec = importlib.util.spec_from_file_location(NAME, path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module

@@ -1,0 +1,192 @@
+"""The compiled training step (deepae.native, native_step.cpp) against autograd in float64
+(the oracle), against PyTorch's BCE, and against the fused engine's Python step.
+
+On an x86-64 machine with AVX2 these tests need the step to build: `make test` installs a
+C++ compiler (scripts/ensure-test-deps.sh) and ninja comes with deepae, so a failure to
+build fails here rather than skipping. Elsewhere the native step does not exist, and the
+engine's Python step (tests/test_engine.py) is what trains."""
+
+import pytest
+import torch
+
+from deepae import engine, native
+from deepae.config import ModelConfig, resolve
+from deepae.errors import ConfigError
+from deepae.model import build
+from deepae.train import Trainer
+
+pytestmark = pytest.mark.skipif(native.unsupported() is not None,
+                                reason=f"no native step here: {native.unsupported()}")  # fmt: skip
+
+CASES = [
+    ModelConfig(),  # the article's: relu, relu latent
+    ModelConfig(latent_activation="linear", hidden_sizes=(16, 8)),
+    ModelConfig(hidden_activation="tanh", latent_activation="sigmoid"),
+    ModelConfig(hidden_activation="sigmoid", latent_activation="tanh", latent_size=3),
+]
+
+
+@pytest.fixture(scope="module")
+def module():
+    loaded = native.load()
+    assert loaded is not None, "the native step did not build on a machine that supports it"
+    return loaded
+
+
+def spread(net, seed=0):
+    """Biases and weights nudged, so ReLUs are neither all on nor all off."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return net
+
+
+def autograd_grads(net, x):
+    """(summed BCE, gradients of the mean) by autograd in float64: the oracle."""
+    net = net.double()
+    logits = net.logits(x.double())
+    value = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.double())
+    return value.item() * x.numel(), torch.autograd.grad(value, list(net.parameters()))
+
+
+@pytest.mark.parametrize("config", CASES)
+@pytest.mark.parametrize("batch", [32, 5])
+def test_native_step_equals_autograd_in_float64(module, config, batch):
+    net = spread(build(config, seed=1))
+    reference = spread(build(config, seed=1))
+    x = torch.rand(batch, 784, generator=torch.Generator().manual_seed(batch))
+    fused = engine.FusedDenseEngine(net, "bce")
+    assert fused.native is module
+    got = fused.loss_and_grad(x).item()
+    expected, grads = autograd_grads(reference, x)
+    assert got == pytest.approx(expected, rel=2e-6)
+    for (name, p), g in zip(net.named_parameters(), grads, strict=True):
+        torch.testing.assert_close(p.grad.double(), g, rtol=2e-4, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("config", CASES[:2])
+def test_native_step_equals_the_python_step(module, config):
+    """Same weights, same batches, several batch sizes: the gradients agree to float32
+    rounding (the output gradient's sigmoid is computed by the same formula)."""
+    native_net, python_net = build(config, seed=2), build(config, seed=2)
+    a = engine.FusedDenseEngine(native_net, "bce")
+    b = engine.FusedDenseEngine(python_net, "bce", use_native=False)
+    assert a.native is module and b.native is None
+    gen = torch.Generator().manual_seed(0)
+    for batch in (32, 32, 17, 1):
+        x = torch.rand(batch, 784, generator=gen)
+        la, lb = a.loss_and_grad(x).item(), b.loss_and_grad(x).item()
+        assert la == pytest.approx(lb, rel=1e-6)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize(("batch", "width"), [(3, 37), (32, 784), (4, 7), (2, 2000)])
+def test_native_bce_equals_pytorch(module, batch, width):
+    """Against binary_cross_entropy_with_logits in float64, saturated logits included;
+    widths that are not a multiple of the vector length run the scalar tail, and 2,000
+    pixels a row cross the 96-vector chunk of the logs' products."""
+    gen = torch.Generator().manual_seed(width)
+    logits = torch.randn(batch, width, generator=gen) * 8
+    logits[0, :3] = torch.tensor([100.0, -100.0, 0.0])
+    x = torch.rand(batch, width, generator=gen)
+    g = torch.empty_like(logits)
+    scale = 1.0 / logits.numel()
+    got = module.bce(logits, x, g, scale)
+    l64, x64 = logits.double(), x.double()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(l64, x64, reduction="sum")
+    assert got == pytest.approx(expected.item(), rel=1e-6)
+    # y - x in float32: y's rounding (<= 6e-8) is absolute, and x may cancel y's digits
+    torch.testing.assert_close(g.double(), (torch.sigmoid(l64) - x64) * scale,
+                               rtol=1e-6, atol=2e-7 * scale)  # fmt: skip
+
+
+def test_native_bce_rejects_wrong_tensors(module):
+    x = torch.rand(4, 8)
+    with pytest.raises(RuntimeError, match="contiguous float32"):
+        module.bce(x.double(), x.double(), x.double(), 1.0)
+    with pytest.raises(RuntimeError, match="contiguous float32"):
+        module.bce(x.t(), x.t(), torch.empty(8, 4), 1.0)
+
+
+def test_native_step_does_not_depend_on_the_thread_count(module):
+    """Rows of the loss run in parallel when the batch is large; each row's sum is kept
+    apart and added in order, so 1 and 2 threads give the same bits."""
+    net = spread(build(ModelConfig(), seed=4))
+    fused = engine.FusedDenseEngine(net, "bce")
+    x = torch.rand(256, 784, generator=torch.Generator().manual_seed(4))
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append((fused.loss_and_grad(x).item(), fused.grad.clone()))
+    finally:
+        torch.set_num_threads(before)
+    assert results[0][0] == results[1][0]
+    assert torch.equal(results[0][1], results[1][1])
+
+
+def test_training_with_the_native_step_follows_the_python_step(module, mnist_small):
+    """The article's recipe for 50 steps on real digits: the weights stay together."""
+    from deepae.data import flatten_images
+
+    x = torch.from_numpy(flatten_images(mnist_small.x_train[:1600]))
+    model_config, train_config = resolve("article")
+    runs = []
+    for use_native in (True, False):
+        trainer = Trainer(build(model_config, seed=0), train_config, len(x))
+        if not use_native:
+            trainer.engine.native = None
+        assert (trainer.engine.native is not None) == use_native
+        _, losses = trainer.train_epoch(x, 0)
+        runs.append((losses, trainer.engine.flat.detach().clone()))
+    (losses_a, flat_a), (losses_b, flat_b) = runs
+    torch.testing.assert_close(losses_a, losses_b, rtol=1e-4, atol=0)
+    torch.testing.assert_close(flat_a, flat_b, rtol=1e-3, atol=1e-4)
+
+
+def test_where_the_native_step_is_not_used(module):
+    """bfloat16 products, MSE and float64 take the Python step."""
+    assert engine.FusedDenseEngine(build(ModelConfig()), "bce", torch.bfloat16).native is None
+    assert engine.FusedDenseEngine(build(ModelConfig()), "mse").native is None
+    assert engine.FusedDenseEngine(build(ModelConfig()).double(), "bce").native is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", "0"), ("1", "1"), ("auto", "auto"),
+                                                 ("", "auto"), (" AUTO ", "auto")])  # fmt: skip
+def test_mode_reads_the_environment(value, expected):
+    assert native.mode({native.ENV: value}) == expected
+    assert native.mode({}) == "auto"
+
+
+def test_mode_rejects_other_values():
+    with pytest.raises(ConfigError, match="DEEPAE_NATIVE='yes' is not 0, 1 or auto"):
+        native.mode({native.ENV: "yes"})
+
+
+def test_off_unavailable_and_required(monkeypatch, capsys):
+    load = native.load.__wrapped__  # the uncached function
+    monkeypatch.setenv(native.ENV, "0")
+    assert load() is None
+    monkeypatch.setattr(native, "unsupported", lambda: "needs a CPU with AVX2 (test)")
+    monkeypatch.setenv(native.ENV, "auto")
+    assert load() is None
+    assert "the native one is unavailable (needs a CPU with AVX2 (test))" in capsys.readouterr().err
+    monkeypatch.setenv(native.ENV, "1")
+    with pytest.raises(ConfigError, match="DEEPAE_NATIVE=1 but the native step is unavailable"):
+        load()
+
+
+def test_a_damaged_build_is_rebuilt_not_loaded(module, tmp_path):
+    """A cached file that is not a loadable module (a truncated copy, another file) is
+    built again and replaced; what loads then computes the loss. ~30 s: a real build."""
+    path = tmp_path / "native" / f"{native.NAME}-test.so"
+    path.parent.mkdir()
+    path.write_bytes(b"not a shared library")
+    rebuilt = native._load_or_build(path)
+    assert path.read_bytes()[:4] == b"\x7fELF"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no build folder left
+    x = torch.rand(2, 9)
+    g = torch.empty_like(x)
+    assert rebuilt.bce(x, x, g, 1.0) == pytest.approx(module.bce(x, x, g, 1.0), rel=1e-7)
