@@ -10,13 +10,11 @@ import pytest
 import torch
 
 from deepae import engine, native
+from deepae.cli import main
 from deepae.config import ModelConfig, resolve
 from deepae.errors import ConfigError
 from deepae.model import build
 from deepae.train import Trainer
-
-pytestmark = pytest.mark.skipif(native.unsupported() is not None,
-                                reason=f"no native step here: {native.unsupported()}")  # fmt: skip
 
 CASES = [
     ModelConfig(),  # the article's: relu, relu latent
@@ -28,6 +26,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def module():
+    if (why := native.unsupported()) is not None:
+        pytest.skip(f"no native step on this machine: {why}")
     loaded = native.load()
     assert loaded is not None, "the native step did not build on a machine that supports it"
     return loaded
@@ -163,6 +163,14 @@ def test_mode_reads_the_environment(value, expected):
 def test_mode_rejects_other_values():
     with pytest.raises(ConfigError, match="DEEPAE_NATIVE='yes' is not 0, 1 or auto"):
         native.mode({native.ENV: "yes"})
+
+
+def test_a_bad_deepae_native_is_one_line_before_a_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(native.ENV, "yes")
+    code = main(["train", "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["deepae: error: DEEPAE_NATIVE='yes' is not 0, 1 or auto"], err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_off_unavailable_and_required(monkeypatch, capsys):

@@ -207,7 +207,7 @@ def _add_config_options(p: argparse.ArgumentParser, options) -> None:
 
 
 def cmd_train(args) -> int:
-    from deepae import run
+    from deepae import native, run
 
     given = [f"--{k.replace('_', '-')}" for k in ("preset", "name", "runs_dir", "overwrite")
              if getattr(args, k)]  # fmt: skip
@@ -218,6 +218,7 @@ def cmd_train(args) -> int:
         os.environ[threads.ENV] = str(asked or "auto")
     if warning := asked and threads.oversubscribed(asked):
         _info(f"warning: {warning}")
+    native.mode()  # DEEPAE_NATIVE checked before a run folder is made
     if args.nproc not in (None, 1) and not distributed.launched():  # else torchrun started us
         return distributed.launch(args.nproc, args.argv, warn=_info)
     with distributed.joined() as world, run.StopOnSignal() as stopper:
