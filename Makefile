@@ -51,7 +51,7 @@ demo: $(BASE_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
-	sh scripts/ensure-test-deps.sh
+	PYTHON=$(BIN)/python sh scripts/ensure-test-deps.sh
 	# One thread per process: tests time nothing, and CLI subprocesses beside pytest would
 	# otherwise oversubscribe the cores (2 threads each) and slow every test down.
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest

@@ -6,7 +6,9 @@
 #     official Fashion-MNIST files at /usr/share/datasets/fashion-mnist (the files of
 #     Zalando's github.com/zalandoresearch/fashion-mnist, checked by SHA-256);
 #   - Debian's g++, which builds deepae's native training step (tests/test_native.py
-#     builds it for real; ninja comes with deepae's Python dependencies).
+#     builds it for real; ninja comes with deepae's Python dependencies), and the
+#     interpreter's C headers (Debian's python3-dev, for Debian's own Python; $PYTHON
+#     names the interpreter, default python3).
 # Installs with apt-get as root, or through sudo; fails (never skips) when it cannot.
 # `sh scripts/ensure-test-deps.sh chromium` ensures only the browser (make bench-explorer).
 set -eu
@@ -37,3 +39,5 @@ ensure chromium /usr/bin/chromium
 [ "${1:-all}" = chromium ] && exit 0
 ensure dataset-fashion-mnist /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 ensure g++ /usr/bin/g++
+include=$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+ensure python3-dev "$include/Python.h"
