@@ -16,6 +16,16 @@ os.environ.setdefault(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _native_step_built():
+    """Build (or load) the native step once, before any test: the first build prints two
+    lines to stderr, which would otherwise land in whichever test trained first."""
+    from deepae import native
+
+    if native.unsupported() is None and native.mode() != "0":
+        native.load()
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     """Close the pyplot figures a test drew and did not save (deepae.run.save_figure
