@@ -113,6 +113,16 @@ def test_every_command_has_help(command):
     assert "usage: deepae " + command in out
 
 
+def test_train_help_names_every_environment_variable_training_reads():
+    from deepae import cuda_graph, threads
+
+    code, out, _ = run_cli("train", "--help")
+    assert code == 0
+    names = [threads.ENV, native.ENV, native.DIR_ENV, cuda_graph.ENV, "DEEPAE_CACHE"]
+    for name in names:
+        assert f"\n  {name}=" in out, name
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

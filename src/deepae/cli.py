@@ -171,6 +171,17 @@ def _commands() -> dict:
     }  # fmt: skip
 
 
+EPILOGS = {
+    "train": """environment:
+  DEEPAE_THREADS=N|auto  CPU threads while training (as --threads; README "Speed")
+  DEEPAE_NATIVE=auto|0|1 the compiled float32 step: when it builds (auto), never (0), or
+                         fail unless it loads (1); it is built once, ~30 s, on first use
+  DEEPAE_NATIVE_DIR=DIR  where the compiled step is kept (default: <cache>/native)
+  DEEPAE_CUDA_GRAPH=0    on a GPU, run steps one kernel at a time instead of as a graph
+  DEEPAE_CACHE=DIR       datasets, neighbour graphs and more (default: ~/.cache/deepae)""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="deepae",
@@ -180,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (text, func, arguments, options) in _commands().items():
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, epilog=EPILOGS.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         for names, kwargs in arguments:
             p.add_argument(*names, **kwargs)
         _add_config_options(p, options)
