@@ -205,8 +205,11 @@ class Trainer:
         if self.neighbour is not None:
             edges = self.neighbour.epoch_edges(epoch, self.steps_per_epoch, bs)
             edges = self.neighbour.share(edges, self.world.rows(bs))  # this rank's part
-            heads, tails, negatives = (t.to(self.device) for t in edges)
-            return lambda s: self._neighbour_step(x, heads[s], tails[s], negatives[s])
+            heads, tails, negatives = edges
+            # Each step's heads, then its tails: (steps, 2B), one gather a step.
+            ends = torch.cat([heads, tails], 1).to(self.device)
+            negatives = negatives.to(self.device)
+            return lambda s: self._neighbour_step(x, ends[s], negatives[s])
         order = _epoch_order(len(x), self.cfg, epoch).to(self.device)
         if self.static_step is not None and self.static_step.accepts(x):
             return self.static_step.plan(x, order)  # the epoch's steps, replayed
@@ -222,16 +225,19 @@ class Trainer:
 
         return plain_step
 
-    def _neighbour_step(self, x, head, tail, negatives) -> torch.Tensor:
+    def _neighbour_step(self, x, ends, negatives) -> torch.Tensor:
         """One step of reconstruction + neighbour_weight * UMAP loss on a batch of edges:
-        head, tail (B,) image indices; negatives (R*B,) positions in the batch."""
-        x_head, x_tail = x[head], x[tail]  # (B, D) each
+        ends (2B,) image indices, the B edges' heads then their tails; negatives (R*B,)
+        positions in the batch."""
+        b = len(ends) // 2
+        both = x[ends]  # (2B, D): heads, then tails
+        x_head = both[:b]
         # Reconstruction of the heads only: every image is a head as often as its edges
         # weigh, and decoding the tails too would double the decoder's cost for no gain.
         with precision.autocast(self.precision, self.device):
-            z, logits = self._forward(torch.cat([x_head, x_tail]), len(head))  # (2B, l), (B, D)
+            z, logits = self._forward(both, b)  # (2B, l), (B, D)
         z, logits = z.float(), logits.float()  # the losses in float32 (no copy when they are)
-        z_head, z_tail = z[: len(head)], z[len(head) :]
+        z_head, z_tail = z[:b], z[b:]
         loss = self.loss_fn(logits, x_head)
         loss = loss + self.cfg.neighbour_weight * self.neighbour(z_head, z_tail, negatives)
         self.opt.zero_grad(set_to_none=True)
