@@ -106,7 +106,7 @@ STEPS = [
 
 def native_bce(logits, x, g, scale, work):
     """The compiled step's loss (native_step.cpp), in the loss's signature."""
-    return native.load().bce(logits, x, g, scale.item())
+    return native.load().output_loss(native.LOSSES[("bce", True)], logits, x, g, scale.item())
 
 
 def compare(trainer: Trainer, batches, rounds: int, steps: int) -> None:

@@ -17,10 +17,12 @@ from deepae.model import build
 from deepae.train import Trainer
 
 CASES = [
-    ModelConfig(),  # the article's: relu, relu latent
-    ModelConfig(latent_activation="linear", hidden_sizes=(16, 8)),
-    ModelConfig(hidden_activation="tanh", latent_activation="sigmoid"),
-    ModelConfig(hidden_activation="sigmoid", latent_activation="tanh", latent_size=3),
+    (ModelConfig(), "bce"),  # the article's: relu, relu latent
+    (ModelConfig(latent_activation="linear", hidden_sizes=(16, 8)), "bce"),
+    (ModelConfig(hidden_activation="tanh", latent_activation="sigmoid"), "bce"),
+    (ModelConfig(hidden_activation="sigmoid", latent_activation="tanh", latent_size=3), "bce"),
+    (ModelConfig(), "mse"),  # a sigmoid output
+    (ModelConfig(output_activation="linear", latent_activation="linear"), "mse"),
 ]
 
 
@@ -42,36 +44,40 @@ def spread(net, seed=0):
     return net
 
 
-def autograd_grads(net, x):
-    """(summed BCE, gradients of the mean) by autograd in float64: the oracle."""
-    net = net.double()
-    logits = net.logits(x.double())
-    value = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.double())
+def autograd_grads(net, x, loss="bce"):
+    """(summed loss, gradients of the mean loss) by autograd in float64: the oracle."""
+    net, x = net.double(), x.double()
+    logits = net.logits(x)
+    if loss == "bce":
+        value = torch.nn.functional.binary_cross_entropy_with_logits(logits, x)
+    else:
+        out = torch.sigmoid(logits) if net.config.output_activation == "sigmoid" else logits
+        value = torch.nn.functional.mse_loss(out, x)
     return value.item() * x.numel(), torch.autograd.grad(value, list(net.parameters()))
 
 
-@pytest.mark.parametrize("config", CASES)
+@pytest.mark.parametrize(("config", "loss"), CASES)
 @pytest.mark.parametrize("batch", [32, 5])
-def test_native_step_equals_autograd_in_float64(module, config, batch):
+def test_native_step_equals_autograd_in_float64(module, config, loss, batch):
     net = spread(build(config, seed=1))
     reference = spread(build(config, seed=1))
     x = torch.rand(batch, 784, generator=torch.Generator().manual_seed(batch))
-    fused = engine.FusedDenseEngine(net, "bce")
+    fused = engine.FusedDenseEngine(net, loss)
     assert fused.native is module
     got = fused.loss_and_grad(x).item()
-    expected, grads = autograd_grads(reference, x)
+    expected, grads = autograd_grads(reference, x, loss)
     assert got == pytest.approx(expected, rel=2e-6)
     for (name, p), g in zip(net.named_parameters(), grads, strict=True):
         torch.testing.assert_close(p.grad.double(), g, rtol=2e-4, atol=1e-7, msg=name)
 
 
-@pytest.mark.parametrize("config", CASES[:2])
-def test_native_step_equals_the_python_step(module, config):
+@pytest.mark.parametrize(("config", "loss"), [CASES[0], CASES[1], CASES[4], CASES[5]])
+def test_native_step_equals_the_python_step(module, config, loss):
     """Same weights, same batches, several batch sizes: the gradients agree to float32
-    rounding (the output gradient's sigmoid is computed by the same formula)."""
+    rounding (the output's sigmoid is computed by the same formula)."""
     native_net, python_net = build(config, seed=2), build(config, seed=2)
-    a = engine.FusedDenseEngine(native_net, "bce")
-    b = engine.FusedDenseEngine(python_net, "bce", use_native=False)
+    a = engine.FusedDenseEngine(native_net, loss)
+    b = engine.FusedDenseEngine(python_net, loss, use_native=False)
     assert a.native is module and b.native is None
     gen = torch.Generator().manual_seed(0)
     for batch in (32, 32, 17, 1):
@@ -92,7 +98,7 @@ def test_native_bce_equals_pytorch(module, batch, width):
     x = torch.rand(batch, width, generator=gen)
     g = torch.empty_like(logits)
     scale = 1.0 / logits.numel()
-    got = module.bce(logits, x, g, scale)
+    got = module.output_loss(native.LOSSES[("bce", True)], logits, x, g, scale)
     l64, x64 = logits.double(), x.double()
     expected = torch.nn.functional.binary_cross_entropy_with_logits(l64, x64, reduction="sum")
     assert got == pytest.approx(expected.item(), rel=1e-6)
@@ -101,12 +107,30 @@ def test_native_bce_equals_pytorch(module, batch, width):
                                rtol=1e-6, atol=2e-7 * scale)  # fmt: skip
 
 
-def test_native_bce_rejects_wrong_tensors(module):
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_native_mse_equals_a_float64_computation(module, sigmoid):
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 37, generator=gen) * 4
+    x = torch.rand(3, 37, generator=gen)
+    g = torch.empty_like(logits)
+    scale = 1.0 / logits.numel()
+    got = module.output_loss(native.LOSSES[("mse", sigmoid)], logits, x, g, scale)
+    l64 = logits.double().requires_grad_()
+    out = torch.sigmoid(l64) if sigmoid else l64
+    expected = (out - x.double()).pow(2).sum()
+    (grad,) = torch.autograd.grad(expected * scale, l64)
+    assert got == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(g.double(), grad, rtol=1e-5, atol=1e-7 * scale)
+
+
+def test_native_loss_rejects_wrong_tensors(module):
     x = torch.rand(4, 8)
     with pytest.raises(RuntimeError, match="contiguous float32"):
-        module.bce(x.double(), x.double(), x.double(), 1.0)
+        module.output_loss(0, x.double(), x.double(), x.double(), 1.0)
     with pytest.raises(RuntimeError, match="contiguous float32"):
-        module.bce(x.t(), x.t(), torch.empty(8, 4), 1.0)
+        module.output_loss(0, x.t(), x.t(), torch.empty(8, 4), 1.0)
+    with pytest.raises(RuntimeError, match="unknown loss 7"):
+        module.output_loss(7, x, x, torch.empty_like(x), 1.0)
 
 
 def test_native_step_does_not_depend_on_the_thread_count(module):
@@ -147,10 +171,10 @@ def test_training_with_the_native_step_follows_the_python_step(module, mnist_sma
 
 
 def test_where_the_native_step_is_not_used(module):
-    """bfloat16 products, MSE and float64 take the Python step."""
+    """bfloat16 products and float64 take the Python step."""
     assert engine.FusedDenseEngine(build(ModelConfig()), "bce", torch.bfloat16).native is None
-    assert engine.FusedDenseEngine(build(ModelConfig()), "mse").native is None
     assert engine.FusedDenseEngine(build(ModelConfig()).double(), "bce").native is None
+    assert engine.FusedDenseEngine(build(ModelConfig()), "mse").native is module
 
 
 @pytest.mark.parametrize(("value", "expected"), [("0", "0"), ("1", "1"), ("auto", "auto"),
@@ -197,4 +221,5 @@ def test_a_damaged_build_is_rebuilt_not_loaded(module, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no build folder left
     x = torch.rand(2, 9)
     g = torch.empty_like(x)
-    assert rebuilt.bce(x, x, g, 1.0) == pytest.approx(module.bce(x, x, g, 1.0), rel=1e-7)
+    got, expected = rebuilt.output_loss(0, x, x, g, 1.0), module.output_loss(0, x, x, g, 1.0)
+    assert got == pytest.approx(expected, rel=1e-7)

@@ -138,19 +138,20 @@ class FusedDenseEngine:
                                 low(m.bias, self.low_grad)))  # fmt: skip
         self._buffers: dict[int, tuple] = {}
         # The compiled step (deepae.native) where it computes exactly this: float32 on the
-        # CPU, BCE with a sigmoid output. `use_native=False`: always the Python calls below.
+        # CPU. `use_native=False`: always the Python calls below.
+        output = (loss, cfg.output_activation == "sigmoid")
         self.native = (
             native.load()
             if use_native
             and not self.mixed
             and self.flat.dtype == torch.float32
             and self.flat.device.type == "cpu"
-            and loss == "bce"
-            and cfg.output_activation == "sigmoid"
+            and output in native.LOSSES
             and set(acts) <= set(native.ACTIVATIONS)
             else None
         )
         self._native_codes = [native.ACTIVATIONS.get(a, -1) for a in acts]
+        self._native_loss = native.LOSSES.get(output, -1)
         self._native_steps: dict[int, object] = {}
 
     def _native_step(self, batch: int, x: torch.Tensor):
@@ -159,8 +160,8 @@ class FusedDenseEngine:
             acts, grads, grads_t, scale, _, _ = self._buffers_for(batch, x)
             w, w_t, b, gw, gb = (list(t) for t in zip(*self.layers, strict=True))
             self._native_steps[batch] = self.native.Step(
-                w, w_t, b, gw, gb, acts, grads, grads_t, self._native_codes, scale.item()
-            )
+                w, w_t, b, gw, gb, acts, grads, grads_t, self._native_codes, self._native_loss,
+                scale.item())  # fmt: skip
         return self._native_steps[batch]
 
     def _buffers_for(self, batch: int, like: torch.Tensor):

@@ -2,8 +2,8 @@
 
 Why: the article's step is ~30 small PyTorch calls and a loss of ~11 passes over the
 output; made from C++, with the loss as one vectorised pass, it runs ~1.4x faster
-(docs/benchmarks.md). `FusedDenseEngine` uses it where it applies (float32 on the CPU,
-BCE with a sigmoid output) and PyTorch's Python calls everywhere else.
+(docs/benchmarks.md). `FusedDenseEngine` uses it where it applies (float32 on the CPU)
+and PyTorch's Python calls everywhere else.
 
 Built with PyTorch's own `torch.utils.cpp_extension` (a C++ compiler and ninja; ~30 s,
 once per machine, PyTorch and Python version), into a temporary folder, then moved into
@@ -44,6 +44,7 @@ SOURCE = Path(__file__).with_name("native_step.cpp")
 # CPU_CAPABILITY picks ATen's matching Vectorized<float>, whose exp is PyTorch's own.
 FLAGS = ("-O3", "-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2")
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # native_step.cpp's codes
+LOSSES = {("bce", True): 0, ("mse", True): 1, ("mse", False): 2}  # (loss, sigmoid output?)
 
 
 def mode(environ=None) -> str:

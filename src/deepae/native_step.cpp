@@ -5,8 +5,9 @@
 // passes over the output there. Here the same ATen calls are made from C++, and the loss
 // is one vectorised pass: the article's step ~1.4x faster (docs/benchmarks.md).
 //
-// What it computes is `FusedDenseEngine.loss_and_grad` in float32 on the CPU, BCE with a
-// sigmoid output; tests/test_native.py checks it against that and against autograd.
+// What it computes is `FusedDenseEngine.loss_and_grad` in float32 on the CPU (BCE, or MSE
+// with a sigmoid or linear output); tests/test_native.py checks it against that and
+// against autograd.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -71,11 +72,42 @@ double bce_row(const float* l, const float* x, float* g, int64_t n, float scale)
   return total - log_sum;
 }
 
-// Summed BCE over logits (B, D); g (B, D) gets its gradient times `scale`. Rows run in
-// parallel on PyTorch's threads when there is enough work; each row's sum is kept apart
-// and added in order, so the result does not depend on the thread count.
-double bce_sum_and_grad(const Tensor& logits, const Tensor& x, Tensor& g, float scale,
-                        std::vector<double>& rows) {
+// MSE(o, x) with o = sigmoid(l) (`sigmoid`) or o = l: writes g = d/dl (o - x)^2 * scale
+// and returns the row's summed squared error.
+double mse_row(const float* l, const float* x, float* g, int64_t n, float scale,
+               bool sigmoid) {
+  const Vec one(1.f), twice(2.f * scale);
+  Vec squares(0.f);
+  int64_t i = 0;
+  for (; i + Vec::size() <= n; i += Vec::size()) {
+    const Vec lv = Vec::loadu(l + i);
+    const Vec out = sigmoid ? one / (one + lv.neg().exp()) : lv;
+    const Vec diff = out - Vec::loadu(x + i);
+    squares = at::vec::fmadd(diff, diff, squares);
+    (sigmoid ? out * (one - out) * diff * twice : diff * twice).store(g + i);
+  }
+  float lanes[Vec::size()];
+  squares.store(lanes);
+  double total = 0.0;
+  for (float v : lanes) total += v;
+  for (; i < n; ++i) {
+    const float out = sigmoid ? 1.f / (1.f + std::exp(-l[i])) : l[i];
+    const float diff = out - x[i];
+    total += diff * diff;
+    g[i] = sigmoid ? out * (1.f - out) * diff * (2.f * scale) : diff * (2.f * scale);
+  }
+  return total;
+}
+
+// The loss at the output, as deepae/native.py numbers them: BCE with a sigmoid output,
+// MSE with a sigmoid output, MSE with a linear output.
+enum Loss : int64_t { kBce = 0, kMseSigmoid = 1, kMseLinear = 2 };
+
+// The summed loss over logits (B, D); g (B, D) gets its gradient times `scale`. Rows run
+// in parallel on PyTorch's threads when there is enough work; each row's sum is kept
+// apart and added in order, so the result does not depend on the thread count.
+double loss_sum_and_grad(int64_t loss, const Tensor& logits, const Tensor& x, Tensor& g,
+                         float scale, std::vector<double>& rows) {
   const int64_t batch = logits.size(0), width = logits.size(1);
   const float* l = logits.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
@@ -83,8 +115,12 @@ double bce_sum_and_grad(const Tensor& logits, const Tensor& x, Tensor& g, float 
   rows.assign(batch, 0.0);
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1));
   at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r)
-      rows[r] = bce_row(l + r * width, xp + r * width, gp + r * width, width, scale);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t at = r * width;
+      rows[r] = loss == kBce
+                    ? bce_row(l + at, xp + at, gp + at, width, scale)
+                    : mse_row(l + at, xp + at, gp + at, width, scale, loss == kMseSigmoid);
+    }
   });
   double total = 0.0;
   for (double v : rows) total += v;
@@ -117,15 +153,16 @@ class Step {
   Step(std::vector<Tensor> w, std::vector<Tensor> w_t, std::vector<Tensor> b,
        std::vector<Tensor> gw, std::vector<Tensor> gb, std::vector<Tensor> acts,
        std::vector<Tensor> grads, std::vector<Tensor> grads_t, std::vector<int64_t> act,
-       double scale)
+       int64_t loss, double scale)
       : w_(std::move(w)), w_t_(std::move(w_t)), b_(std::move(b)), gw_(std::move(gw)),
         gb_(std::move(gb)), acts_(std::move(acts)), grads_(std::move(grads)),
-        grads_t_(std::move(grads_t)), act_(std::move(act)), scale_(scale) {
+        grads_t_(std::move(grads_t)), act_(std::move(act)), loss_(loss), scale_(scale) {
     const size_t n = w_.size();
     TORCH_CHECK(n > 0 && w_t_.size() == n && b_.size() == n && gw_.size() == n &&
                     gb_.size() == n && acts_.size() == n && grads_.size() == n &&
                     grads_t_.size() == n && act_.size() == n,
                 "Step: one tensor of each kind per layer");
+    TORCH_CHECK(loss_ >= kBce && loss_ <= kMseLinear, "Step: unknown loss ", loss_);
   }
 
   // x: (B, D) float32, contiguous. Returns the summed loss (0-d float32); the gradient of
@@ -142,7 +179,8 @@ class Step {
       forward_act(acts_[i], act_[i]);
       h = acts_[i];
     }
-    const double loss = bce_sum_and_grad(h, x, grads_[n - 1], static_cast<float>(scale_), rows_);
+    const double loss =
+        loss_sum_and_grad(loss_, h, x, grads_[n - 1], static_cast<float>(scale_), rows_);
     for (size_t i = n; i-- > 0;) {
       at::mm_out(gw_[i], grads_t_[i], i == 0 ? x : acts_[i - 1]);
       at::sum_out(gb_[i], grads_[i], 0);
@@ -157,19 +195,22 @@ class Step {
  private:
   std::vector<Tensor> w_, w_t_, b_, gw_, gb_, acts_, grads_, grads_t_;
   std::vector<int64_t> act_;
+  int64_t loss_;
   double scale_;
   std::vector<double> rows_;
 };
 
-// The loss alone, for tests: (logits, x, g, scale) -> summed loss.
-double bce(const Tensor& logits, const Tensor& x, Tensor& g, double scale) {
+// The loss alone, for tests and benchmarks: (loss, logits, x, g, scale) -> summed loss.
+double output_loss(int64_t loss, const Tensor& logits, const Tensor& x, Tensor& g,
+                   double scale) {
   TORCH_CHECK(logits.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat &&
                   g.scalar_type() == at::kFloat && logits.is_contiguous() &&
                   x.is_contiguous() && g.is_contiguous() && logits.dim() == 2 &&
                   x.sizes() == logits.sizes() && g.sizes() == logits.sizes(),
-              "bce: contiguous float32 (B, D) tensors of one shape");
+              "output_loss: contiguous float32 (B, D) tensors of one shape");
+  TORCH_CHECK(loss >= kBce && loss <= kMseLinear, "output_loss: unknown loss ", loss);
   std::vector<double> rows;
-  return bce_sum_and_grad(logits, x, g, static_cast<float>(scale), rows);
+  return loss_sum_and_grad(loss, logits, x, g, static_cast<float>(scale), rows);
 }
 
 }  // namespace
@@ -178,7 +219,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Step>(m, "Step", py::module_local())  // a rebuilt copy may load beside it
       .def(py::init<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>,
                     std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>,
-                    std::vector<Tensor>, std::vector<Tensor>, std::vector<int64_t>, double>())
+                    std::vector<Tensor>, std::vector<Tensor>, std::vector<int64_t>, int64_t,
+                    double>())
       .def("run", &Step::run);
-  m.def("bce", &bce);
+  m.def("output_loss", &output_loss);
 }
