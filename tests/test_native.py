@@ -6,6 +6,8 @@ C++ compiler (scripts/ensure-test-deps.sh) and ninja comes with deepae, so a fai
 build fails here rather than skipping. Elsewhere the native step does not exist, and the
 engine's Python step (tests/test_engine.py) is what trains."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -197,17 +199,31 @@ def test_a_bad_deepae_native_is_one_line_before_a_run_folder(tmp_path, capsys, m
     assert not (tmp_path / "runs").exists()
 
 
-def test_off_unavailable_and_required(monkeypatch, capsys):
+def test_off_unsupported_failed_and_required(monkeypatch, capsys, tmp_path):
     load = native.load.__wrapped__  # the uncached function
     monkeypatch.setenv(native.ENV, "0")
     assert load() is None
+    # A CPU it cannot exist on: quietly the Python step, unless it was required.
     monkeypatch.setattr(native, "unsupported", lambda: "needs a CPU with AVX2 (test)")
     monkeypatch.setenv(native.ENV, "auto")
     assert load() is None
-    assert "the native one is unavailable (needs a CPU with AVX2 (test))" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""
     monkeypatch.setenv(native.ENV, "1")
-    with pytest.raises(ConfigError, match="DEEPAE_NATIVE=1 but the native step is unavailable"):
+    with pytest.raises(ConfigError, match=r"DEEPAE_NATIVE=1 but .* \(needs a CPU with AVX2"):
         load()
+    # A build that fails (here: no compiler on PATH): one line, then the Python step.
+    monkeypatch.setattr(native, "unsupported", lambda: None)
+    monkeypatch.setattr(native, "_ninja_on_path", contextlib.nullcontext)
+    monkeypatch.setenv(native.DIR_ENV, str(tmp_path / "native"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv(native.ENV, "auto")
+    assert load() is None
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("deepae: compiling the native training step"), err
+    assert err[1].startswith("deepae: training uses the Python step; the native one is "
+                             "unavailable (RuntimeError: "), err  # fmt: skip
+    assert len(err) == 2 and err[1].endswith("DEEPAE_NATIVE=0 skips trying"), err
+    assert [p.name for p in (tmp_path / "native").iterdir()] == []  # no build folder left
 
 
 def test_a_damaged_build_is_rebuilt_not_loaded(module, tmp_path):

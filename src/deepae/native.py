@@ -81,9 +81,10 @@ def build_key() -> str:
 
 @functools.cache
 def load() -> ModuleType | None:
-    """The compiled module, built if need be; None where it is off or cannot be built
-    (then a line on stderr says why, once per process). DEEPAE_NATIVE=1 turns a failure
-    into a ConfigError."""
+    """The compiled module, built if need be; None where it is off, cannot exist (not
+    x86-64 with AVX2: silently) or failed to build (then a line on stderr says why, once
+    per process: a compiler would fix it). DEEPAE_NATIVE=1 turns either into a
+    ConfigError."""
     wanted = mode()
     if wanted == "0":
         return None
@@ -93,6 +94,8 @@ def load() -> ModuleType | None:
             return _load_or_build(folder() / f"{NAME}-{build_key()}.so")
         except Exception as e:  # a compiler's or loader's failure, whatever its type
             why = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
+    elif wanted == "auto":
+        return None
     if wanted == "1":
         raise ConfigError(f"{ENV}=1 but the native step is unavailable ({why})", field=ENV)
     sys.stderr.write(f"deepae: training uses the Python step; the native one is unavailable "
