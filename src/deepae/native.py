@@ -10,9 +10,10 @@ once per machine, PyTorch and Python version), into a temporary folder, then mov
 `$DEEPAE_NATIVE_DIR` (default `<deepae cache>/native`) under a name that hashes the
 source, the flags and the versions: a half-written build is never loaded, two processes
 building at once both end with a whole file, and a new PyTorch gets a fresh build. Where
-it cannot be built (no compiler, not x86-64 with AVX2), training says so once and uses
-the Python step. `DEEPAE_NATIVE`: `0` never use it, `1` fail unless it loads, unset or
-`auto` use it when it builds.
+the build fails (no compiler), training says so once and uses the Python step; on CPUs
+it is not written for (not x86-64 with AVX2) it uses the Python step without a word.
+`DEEPAE_NATIVE`: `0` never use it, `1` fail unless it loads, unset or `auto` use it when
+it builds.
 """
 
 from __future__ import annotations
