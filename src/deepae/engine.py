@@ -8,7 +8,9 @@ nothing allocates. `tests/test_engine.py` checks the gradients against autograd.
 
 Supported: Linear layers with the activations of `FUSED_ACTIVATIONS` (no BatchNorm), a
 sigmoid output with BCE or MSE, or a linear output with MSE. Anything else trains on the
-autograd engine (`deepae.train`).
+autograd engine (`deepae.train`). In float32 on an x86-64 CPU the same step runs as C++
+where it could be compiled (`deepae.native`); this Python step is its oracle and the
+path for everything else.
 
 Private PyTorch calls live here and nowhere else, each wrapped once with a fallback to
 the public API (see `fused_adam_step` and `relu_backward`); tests check that both paths
