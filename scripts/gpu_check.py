@@ -111,8 +111,8 @@ def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int) -> float:
                                            validate=False)  # fmt: skip
         trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
         if not graphs:
-            trainer.static_step = None  # what DEEPAE_CUDA_GRAPH=0 gives
-        elif trainer.static_step is None:
+            trainer.whole_step = None  # what DEEPAE_CUDA_GRAPH=0 gives
+        elif trainer.whole_step is None:
             print("  CUDA graphs were not chosen for this trainer")
             return float("inf")
         xs = x.cuda()
@@ -133,7 +133,7 @@ def timing(x, v, preset: str, epochs: int, graphs: bool) -> tuple[float, float, 
     train_config = dataclasses.replace(train_config, device="cuda", epochs=epochs)
     trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
     if not graphs:
-        trainer.static_step = None
+        trainer.whole_step = None
     state = train.fit(trainer, x, v)
     seconds = [r.train_seconds for r in state.history]
     return statistics.median(seconds), sum(seconds), state.history[-1].val_loss

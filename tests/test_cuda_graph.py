@@ -41,7 +41,7 @@ def trainer(cfg: TrainConfig, n: int, mc: ModelConfig = SMALL, *, static=None):
     if static is not None:  # "eager" or a recorder
         recorder = None if static == "eager" else static
         capture = recorder is not None
-        t.static_step = cuda_graph.StaticStep(t.engine, t.opt, t.schedule, cfg.batch_size,
+        t.whole_step = cuda_graph.StaticStep(t.engine, t.opt, t.schedule, cfg.batch_size,
                                               capture=capture, recorder=recorder)  # fmt: skip
     return t
 
@@ -151,15 +151,15 @@ def test_capture_is_wanted_on_cuda_with_the_fused_adam_only():
     assert not cuda_graph.wanted(cuda, None, t.opt, 1, environ={})
     sgd = trainer(TrainConfig(device="cpu", optimizer="sgd"), 100)
     assert not cuda_graph.wanted(cuda, sgd.engine, sgd.opt, 1, environ={})
-    assert t.static_step is None  # on the CPU, training keeps the ordinary step
+    assert not isinstance(t.whole_step, cuda_graph.StaticStep)  # the CPU captures nothing
 
 
 def test_the_static_step_reads_float_tensors_on_its_device_only(images):
     t = trainer(TrainConfig(device="cpu"), len(images), static="eager")
-    assert t.static_step.accepts(images)
-    assert not t.static_step.accepts(images.double())
-    assert not t.static_step.accepts(images.t())  # not contiguous
-    assert not t.static_step.accepts(object())  # e.g. deepae.batches.MappedImages
+    assert t.whole_step.accepts(images)
+    assert not t.whole_step.accepts(images.double())
+    assert not t.whole_step.accepts(images.t())  # not contiguous
+    assert not t.whole_step.accepts(object())  # e.g. deepae.batches.MappedImages
 
 
 def test_a_failed_capture_goes_on_with_eager_steps(images):

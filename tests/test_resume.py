@@ -101,16 +101,21 @@ def test_checkpoint_round_trip_restores_optimizer_and_position(tmp_path, small):
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, small, monkeypatch):
     good = run_small(tmp_path / "good", small, epochs=1)
     assert good.metrics["epochs"] == 1
-    real_step = train.Trainer._step
+    real_plan = train.Trainer._epoch_plan
     count = {"n": 0}
     steps_per_epoch = 1600 // 32
 
-    def poisoned(self, batch, *rest):
-        count["n"] += 1
-        loss = real_step(self, batch, *rest)
-        return loss * float("nan") if count["n"] == steps_per_epoch + 6 else loss
+    def poisoned(self, x, epoch):  # each step's loss, whichever step trains
+        step = real_plan(self, x, epoch)
 
-    monkeypatch.setattr(train.Trainer, "_step", poisoned)
+        def poisoned_step(s):
+            count["n"] += 1
+            loss = step(s)
+            return loss * float("nan") if count["n"] == steps_per_epoch + 6 else loss
+
+        return poisoned_step
+
+    monkeypatch.setattr(train.Trainer, "_epoch_plan", poisoned)
     with pytest.raises(train.TrainingDiverged, match=r"epoch 2, step 6.*last good epoch \(1\)"):
         run_small(tmp_path / "bad", small, epochs=2)
     assert status.read_status(tmp_path / "bad")["status"] == "failed"

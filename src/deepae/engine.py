@@ -156,8 +156,9 @@ class FusedDenseEngine:
         self._native_loss = native.LOSSES.get(output, -1)
         self._native_steps: dict[int, object] = {}
 
-    def _native_step(self, batch: int, x: torch.Tensor):
-        # One compiled Step per batch size, holding the same buffers as the Python path.
+    def native_step(self, batch: int, x: torch.Tensor):
+        """The compiled Step (deepae.native) for batches of `batch` rows like x, made once
+        per batch size over the same buffers as the Python path. Only where `self.native`."""
         if batch not in self._native_steps:
             acts, grads, grads_t, scale, _, _ = self._buffers_for(batch, x)
             w, w_t, b, gw, gb = (list(t) for t in zip(*self.layers, strict=True))
@@ -191,7 +192,7 @@ class FusedDenseEngine:
         synchronised); the gradient of the *mean* loss is left in `self.grad`."""
         batch, _ = x.shape
         if self.native is not None and x.dtype == torch.float32 and x.is_contiguous():
-            return self._native_step(batch, x).run(x)
+            return self.native_step(batch, x).run(x)
         acts, grads, grads_t, scale, work, mixed = self._buffers_for(batch, x)
         x_in = x
         if mixed is not None:

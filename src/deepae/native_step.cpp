@@ -7,7 +7,8 @@
 //
 // What it computes is `FusedDenseEngine.loss_and_grad` in float32 on the CPU (BCE, or MSE
 // with a sigmoid or linear output); tests/test_native.py checks it against that and
-// against autograd.
+// against autograd. `Step.train` is a whole training step (deepae/native_train.py): the
+// batch's gather, that, and the optimizer's fused Adam kernel, in one call from Python.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -163,6 +165,61 @@ class Step {
                     grads_t_.size() == n && act_.size() == n,
                 "Step: one tensor of each kind per layer");
     TORCH_CHECK(loss_ >= kBce && loss_ <= kMseLinear, "Step: unknown loss ", loss_);
+    batch_ = at::empty_like(acts_.back());  // (B, D): `train` gathers its rows here
+  }
+
+  // What `train` reads its batches from, for one epoch: images (N, D) float32 and order
+  // (M,) int64, positions in images. Checked here, once, so that `train` copies only rows
+  // that exist.
+  void set_data(const Tensor& images, const Tensor& order) {
+    TORCH_CHECK(images.scalar_type() == at::kFloat && images.is_contiguous() &&
+                    images.dim() == 2 && images.size(1) == batch_.size(1),
+                "Step.set_data: images must be contiguous float32 (N, D) as the model's D");
+    TORCH_CHECK(order.scalar_type() == at::kLong && order.is_contiguous() && order.dim() == 1,
+                "Step.set_data: order must be a contiguous int64 vector");
+    TORCH_CHECK(order.numel() == 0 ||
+                    (order.min().item<int64_t>() >= 0 &&
+                     order.max().item<int64_t>() < images.size(0)),
+                "Step.set_data: order holds a position outside images");
+    images_ = images;
+    order_ = order;
+  }
+
+  // Adam's tensors (torch.optim's state): the flat parameter, its gradient, the two
+  // moments and the step count (a float32 0-d tensor); `adamw`: decoupled weight decay.
+  void set_adam(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                const Tensor& exp_avg_sq, const Tensor& count, bool adamw) {
+    param_ = param;
+    grad_ = grad;
+    exp_avg_ = exp_avg;
+    exp_avg_sq_ = exp_avg_sq;
+    count_ = count;
+    adamw_ = adamw;
+  }
+
+  // One whole training step on rows order[first : first + B] of the images: their copy
+  // (what index_select does), `run`, then what deepae.engine.fused_adam_step does (the
+  // step count += 1, then the fused kernel with these numbers). Returns the summed loss.
+  Tensor train(int64_t first, double lr, double beta1, double beta2, double weight_decay,
+               double eps) {
+    const int64_t rows = batch_.size(0), width = batch_.size(1);
+    TORCH_CHECK(images_.defined() && param_.defined(), "Step.train: set_data and set_adam first");
+    TORCH_CHECK(first >= 0 && first + rows <= order_.numel(),
+                "Step.train: rows ", first, "..", first + rows, " outside the order");
+    const int64_t* idx = order_.data_ptr<int64_t>() + first;
+    const float* src = images_.data_ptr<float>();
+    float* dst = batch_.data_ptr<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + r * width, src + idx[r] * width, width * sizeof(float));
+    Tensor loss = run(batch_);
+    count_.add_(1);
+    if (adamw_)
+      at::_fused_adamw_({param_}, {grad_}, {exp_avg_}, {exp_avg_sq_}, {}, {count_}, lr, beta1,
+                        beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+    else
+      at::_fused_adam_({param_}, {grad_}, {exp_avg_}, {exp_avg_sq_}, {}, {count_}, lr, beta1,
+                       beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+    return loss;
   }
 
   // x: (B, D) float32, contiguous. Returns the summed loss (0-d float32); the gradient of
@@ -198,6 +255,8 @@ class Step {
   int64_t loss_;
   double scale_;
   std::vector<double> rows_;
+  Tensor batch_, images_, order_, param_, grad_, exp_avg_, exp_avg_sq_, count_;
+  bool adamw_ = false;
 };
 
 // The loss alone, for tests and benchmarks: (loss, logits, x, g, scale) -> summed loss.
@@ -221,6 +280,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                     std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>,
                     std::vector<Tensor>, std::vector<Tensor>, std::vector<int64_t>, int64_t,
                     double>())
-      .def("run", &Step::run);
+      .def("run", &Step::run)
+      .def("set_data", &Step::set_data)
+      .def("set_adam", &Step::set_adam)
+      .def("train", &Step::train);
   m.def("output_loss", &output_loss);
 }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from deepae import batches, cuda_graph, distributed, precision
+from deepae import batches, cuda_graph, distributed, native_train, precision
 from deepae import engine as fused
 from deepae.config import TrainConfig
 from deepae.errors import ConfigError, TrainingDiverged
@@ -136,8 +136,10 @@ class Trainer:
         self.opt = make_optimizer(params, cfg, self.device)
         self.schedule = make_schedule(self.opt, cfg, self.steps_per_epoch * cfg.epochs)
         self.loss_fn = _loss_fn(cfg.loss, net.config.output_activation == "sigmoid")
-        # On CUDA, each fused step as one CUDA graph (deepae.cuda_graph); None: eager steps.
-        self.static_step = cuda_graph.for_trainer(self)
+        # The whole fused step (gather, loss and gradient, Adam) in one call: on CUDA as one
+        # CUDA graph (deepae.cuda_graph), on the CPU compiled (deepae.native_train). None:
+        # the step below, a call at a time.
+        self.whole_step = cuda_graph.for_trainer(self) or native_train.for_trainer(self)
 
     @property
     def engine_name(self) -> str:
@@ -211,8 +213,8 @@ class Trainer:
             negatives = negatives.to(self.device)
             return lambda s: self._neighbour_step(x, ends[s], negatives[s])
         order = _epoch_order(len(x), self.cfg, epoch).to(self.device)
-        if self.static_step is not None and self.static_step.accepts(x):
-            return self.static_step.plan(x, order)  # the epoch's steps, replayed
+        if self.whole_step is not None and self.whole_step.accepts(x):
+            return self.whole_step.plan(x, order)
         gather = batches.gatherer(x)  # idx (B,) -> float32 (B, D); a memory map: per batch
 
         def plain_step(s: int) -> torch.Tensor:
