@@ -2,6 +2,7 @@
 
     python scripts/bench_step.py                        # article and best2d, ~2 minutes
     python scripts/bench_step.py --models best2d --trained-epochs 5
+    python scripts/bench_step.py --models umap2d       # its step: autograd vs fused engine
 
 Whole-process timings on a shared machine drift by more than a small change gains (see
 docs/benchmarks.md), so this compares inside one process, on the same weights and
@@ -19,6 +20,10 @@ sees), then prints:
    float32, BCE; best2d's bfloat16 steps are Python's); median [min-max] over `--rounds`
    rounds, and each row's ratio per round to the row before it.
 
+A preset with a graph loss (umap2d) gets its step on the autograd engine and on the fused
+engine's step on edges instead, alternating, on a random graph of its size (a step's cost
+does not depend on which images an edge links).
+
 The images come from deepae's own loader, as in `deepae train`; what the process did
 before moves PyTorch's large temporaries between fresh and reused memory (glibc's malloc
 adapts where it puts them), so a loss that allocates them costs more or less from one
@@ -28,14 +33,16 @@ process to the next. docs/benchmarks.md has the numbers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
-from deepae import data, engine, losses, model, native, threads
+from deepae import data, engine, losses, model, native, neighbours, threads
 from deepae.config import resolve
 from deepae.errors import ConfigError
 from deepae.train import Trainer
@@ -143,13 +150,68 @@ def compare(trainer: Trainer, batches, rounds: int, steps: int) -> None:
         print(f"{what:<12}{name:<20}{span:>24}   {ratio}")
 
 
+def random_graph(n: int, k: int) -> neighbours.Graph:
+    """n images, k * n edges between random pairs, weight 1. A step's cost depends on how
+    many images and edges it touches, not on which, so the benchmark needs no umap-learn
+    graph build (~1-2 minutes for MNIST)."""
+    rng = np.random.default_rng(0)
+    head, tail = rng.integers(0, n, k * n), rng.integers(0, n, k * n)
+    return neighbours.Graph(head, tail, np.ones(k * n, np.float32), k, n, f"random-{n}-{k}")
+
+
+def edges(preset: str, x: torch.Tensor, rounds: int, seconds: float) -> None:
+    """A preset with a graph loss (umap2d): its step on the autograd engine (what it trained
+    on before 2026-11-30) against the fused engine's step on edges, alternating rounds."""
+    model_config, train_config = resolve(preset)
+    count = threads.for_training(model_config, train_config.batch_size)
+    torch.set_num_threads(count)
+    graph = random_graph(len(x), train_config.neighbours)
+    engines = ("autograd", "fused")
+    trainers = {e: Trainer(model.build(model_config, seed=0),
+                           dataclasses.replace(train_config, engine=e), len(x), graph=graph)
+                for e in engines}  # fmt: skip
+    torch.set_flush_denormal(True)  # as training does (deepae.train)
+    steps_fns = {e: t._epoch_plan(x, 0) for e, t in trainers.items()}
+    for fn in steps_fns.values():  # warm up: buffers, oneDNN's kernels
+        for s in range(5):
+            fn(s)
+    start = time.perf_counter()
+    for s in range(5, 10):
+        steps_fns["fused"](s)
+    steps = max(10, int(seconds / ((time.perf_counter() - start) / 5)))
+    print(f"\n== {preset}: {train_config.batch_size} edges a step ({2 * train_config.batch_size} "
+          f"images through the encoder), {count} thread(s), precision "
+          f"{trainers['fused'].precision}, a random graph of {len(graph.head):,} edges; "
+          f"{steps} steps per round")  # fmt: skip
+    times: dict[str, list[float]] = {e: [] for e in engines}
+    at = 10
+    for r in range(rounds):
+        for e in engines if r % 2 == 0 else reversed(engines):
+            start = time.perf_counter()
+            for s in range(at, at + steps):
+                steps_fns[e](s % trainers[e].steps_per_epoch)
+            times[e].append((time.perf_counter() - start) / steps)
+        at += steps
+    torch.set_flush_denormal(False)
+    print(f"{'engine':<12}{'ms a step, median [min-max]':>30}   ratio per round, to autograd")
+    for e in engines:
+        ts = times[e]
+        span = f"{_ms(statistics.median(ts))} [{_ms(min(ts))}-{_ms(max(ts))}]"
+        ratio = ""
+        if e != "autograd":
+            q = [a / b for a, b in zip(times["autograd"], ts, strict=True)]
+            ratio = f"{statistics.median(q):.3f}x [{min(q):.3f}-{max(q):.3f}]"
+        print(f"{e:<12}{span:>30}   {ratio}")
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="article,best2d", help="presets (article,best2d)")
+    parser.add_argument("--models", default="article,best2d",
+                        help="presets (article,best2d; umap2d: both engines' steps)")  # fmt: skip
     parser.add_argument("--trained-epochs", type=int, default=2,
                         help="epochs trained before measuring (2)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=9, help="alternating rounds (9)")
@@ -168,6 +230,9 @@ def main(argv=None) -> int:
     cores = threads.usable_cores()
     for preset in presets:
         model_config, train_config = resolve(preset)
+        if train_config.neighbour_weight > 0:
+            edges(preset, x, args.rounds, 4 * args.seconds)
+            continue
         count = threads.for_training(model_config, train_config.batch_size)
         torch.set_num_threads(count)
         trainer = trained(preset, x, args.trained_epochs)

@@ -250,3 +250,47 @@ def test_every_optimizer_checkpoint_passes_the_checks(tmp_path, model, changes):
         assert sa[pid].keys() == sb[pid].keys()
         for slot in sa[pid]:
             assert torch.equal(sa[pid][slot], sb[pid][slot]), (pid, slot)
+
+
+def per_parameter(t: train.Trainer) -> list[dict[str, torch.Tensor]]:
+    """Each parameter's optimizer slots (flattened; in net.parameters() order), whichever
+    engine's layout the optimizer keeps them in."""
+    state = t.opt.state_dict()["state"]
+    sizes = [p.numel() for p in t.net.parameters()]
+    if t.engine is None:  # one optimizer parameter per tensor
+        return [{k: v if k == "step" else v.reshape(-1) for k, v in state.get(i, {}).items()}
+                for i in range(len(sizes))]  # fmt: skip
+    flat = state.get(0, {})  # one flat parameter
+    return [{k: v if k == "step" else v.split(sizes)[i] for k, v in flat.items()}
+            for i in range(len(sizes))]  # fmt: skip
+
+
+@pytest.mark.parametrize(("saved", "resumed"), [("autograd", "fused"), ("fused", "autograd")])
+@pytest.mark.parametrize("changes", [{}, {"optimizer": "sgd"}, {"optimizer": "rmsprop"}])
+def test_a_checkpoint_of_the_other_engine_resumes(tmp_path, saved, resumed, changes):
+    """A run checkpointed on one engine resumes on the other (umap2d moved from autograd to
+    the fused engine): the optimizer's slots are joined into the flat parameter's, or
+    split, and training then continues as it would have on the engine that wrote them."""
+    config = ModelConfig(hidden_sizes=(8,), latent_activation="linear")
+    x = torch.rand(64, 784)
+    cfgs = {e: TrainConfig(epochs=2, batch_size=16, device="cpu", engine=e, **changes)
+            for e in ("autograd", "fused")}  # fmt: skip
+    a = train.Trainer(build(config, 0), cfgs[saved], len(x))
+    state = train.fit(a, x, stop=stop_after(4 + 3))  # epoch 2, step 3
+    checkpoint.save(tmp_path, a, state)
+    b = train.Trainer(build(config, 1), cfgs[resumed], len(x))
+    assert b.engine_name == resumed
+    restored = checkpoint.load(tmp_path, b)
+    assert (restored.epoch, restored.step) == (1, 3)
+
+    # The same numbers in the other layout.
+    for mine, theirs in zip(per_parameter(b), per_parameter(a), strict=True):
+        assert mine.keys() == theirs.keys()
+        for slot in mine:
+            assert torch.equal(mine[slot], theirs[slot]), slot
+    for p, q in zip(b.net.parameters(), a.net.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # Both finish the run; their losses agree to float32 rounding.
+    done_a = train.fit(a, x, state=state)
+    done_b = train.fit(b, x, state=restored)
+    assert done_b.history[-1].loss == pytest.approx(done_a.history[-1].loss, rel=1e-4)

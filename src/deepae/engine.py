@@ -109,7 +109,7 @@ class FusedDenseEngine:
             )
         cfg = net.config
         self.linears = [m for m in (*net.encoder, *net.decoder.body) if isinstance(m, nn.Linear)]
-        n_enc = len(cfg.hidden_sizes) + 1
+        self.n_enc = n_enc = len(cfg.hidden_sizes) + 1  # the encoder's layers come first
         acts = [cfg.hidden_activation] * (n_enc - 1) + [cfg.latent_activation]
         acts += [cfg.hidden_activation] * (len(self.linears) - n_enc - 1) + ["linear"]
         self.forward_ = [_FORWARD[a] for a in acts]
@@ -222,6 +222,81 @@ class FusedDenseEngine:
         if mixed is not None:
             self.grad.copy_(self.low_grad)
         return loss_sum
+
+    def _edge_buffers_for(self, heads: int, like: torch.Tensor):
+        # As _buffers_for, for `edges_loss_and_grad`: the encoder's layers see 2 * heads
+        # rows (heads and tails), the decoder's `heads` rows.
+        key = ("edges", heads)
+        if key not in self._buffers:
+            low = self.low.dtype
+            rows = [2 * heads if i < self.n_enc else heads for i in range(len(self.linears))]
+            acts = [like.new_empty(r, m.out_features, dtype=low)
+                    for r, m in zip(rows, self.linears, strict=True)]  # fmt: skip
+            grads = [torch.empty_like(a) for a in acts]
+            scale = like.new_tensor(1.0 / (heads * like.shape[1]))  # the heads' mean
+            work = like.new_empty(heads, like.shape[1])
+            mixed = [like.new_empty(2 * heads, like.shape[1], dtype=low),
+                     like.new_empty(heads, like.shape[1]),
+                     like.new_empty(heads, like.shape[1])] if self.mixed else None  # fmt: skip
+            self._buffers[key] = (acts, grads, [g.t() for g in grads], scale, work, mixed)
+        return self._buffers[key]
+
+    @torch.no_grad()
+    def edges_loss_and_grad(
+        self, both: torch.Tensor, code_loss: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """A step's loss on a batch of edges, as deepae.train's neighbour step defines it:
+        both (2B, D) in [0, 1], the B edges' heads, then their tails. The loss is the
+        reconstruction loss of the heads (mean over B * D, as `loss_and_grad`) plus
+        `code_loss(z)`, a 0-d float32 function of the codes z (2B, latent) of heads and
+        tails (float32), which autograd differentiates (it is small: the codes are 2-D).
+        Returns the loss times B * D (0-d, as `loss_and_grad` returns the summed loss);
+        its gradient is left in `self.grad`. The encoder runs on all 2B images, the
+        decoder on the heads' codes only; the codes' gradient is the decoder's (heads)
+        plus code_loss's (both), as autograd sums them."""
+        rows, width = both.shape
+        heads = rows // 2
+        acts, grads, grads_t, scale, work, mixed = self._edge_buffers_for(heads, both)
+        x_head, x_in = both[:heads], both
+        if mixed is not None:
+            self.low.copy_(self.flat)  # the weights, cast once a step
+            x_in = mixed[0].copy_(both)
+        h = x_in
+        for i, ((_, w_t, b, _, _), forward_, out) in enumerate(
+            zip(self.layers, self.forward_, acts, strict=True)
+        ):
+            if i == self.n_enc:
+                h = h[:heads]  # the decoder reconstructs the heads
+            torch.addmm(b, h, w_t, out=out)
+            forward_(out)
+            h = out
+        if mixed is None:
+            loss_sum = self.output_grad(h, x_head, grads[-1], scale, work)
+        else:
+            loss_sum = self.output_grad(mixed[1].copy_(h), x_head, mixed[2], scale, work)
+            grads[-1].copy_(mixed[2])
+        codes = acts[self.n_enc - 1]  # (2B, latent)
+        with torch.enable_grad():
+            z = codes.to(torch.float32, copy=True).requires_grad_(True)
+            extra = code_loss(z)
+            (dz,) = torch.autograd.grad(extra, z)
+        dz = dz.to(codes.dtype)  # as autograd casts it back through `.float()`
+        for i in range(len(self.layers) - 1, -1, -1):
+            w, _, _, gw, gb = self.layers[i]
+            inp = x_in if i == 0 else acts[i - 1][:heads] if i == self.n_enc else acts[i - 1]
+            torch.mm(grads_t[i], inp, out=gw)  # (out, in)
+            torch.sum(grads[i], 0, out=gb)  # (out,)
+            if i == self.n_enc:  # the codes: the decoder's gradient (heads) + code_loss's
+                torch.mm(grads[i], w, out=grads[i - 1][:heads])
+                grads[i - 1][:heads].add_(dz[:heads])
+                grads[i - 1][heads:].copy_(dz[heads:])
+            elif i > 0:
+                torch.mm(grads[i], w, out=grads[i - 1])
+            if i > 0:
+                self.backward_[i - 1](grads[i - 1], acts[i - 1])  # in place
+        if mixed is not None:
+            self.grad.copy_(self.low_grad)
+        return loss_sum + extra.detach() * (heads * width)
 
 
 # -- the loss at the output: (logits, x, g to fill, scale, work) -> summed loss ------------

@@ -113,11 +113,8 @@ class Trainer:
         self.world.check_fits(cfg.batch_size, n_train, self.device,
                               batch_norm=net.config.batch_norm)  # fmt: skip
         self.neighbour = _neighbour_loss(cfg, graph, n_train)
-        if self.neighbour is not None and cfg.engine == "fused":
-            raise ConfigError("the fused engine has no neighbour loss; use engine 'autograd' "
-                              "(or 'auto') with neighbour_weight > 0", field="engine")  # fmt: skip
         use_fused = cfg.engine == "fused" or (
-            cfg.engine == "auto" and self.neighbour is None and fused.supports(net, cfg.loss)
+            cfg.engine == "auto" and fused.supports(net, cfg.loss)
         )
         self.precision = precision.resolve(cfg.precision, self.device)  # what 'auto' means here
         self.engine = (
@@ -233,6 +230,19 @@ class Trainer:
         positions in the batch."""
         b = len(ends) // 2
         both = x[ends]  # (2B, D): heads, then tails
+        share = 1.0 / self.world.size  # every rank has an equal share of the edges
+        if self.engine is not None:
+            weight = self.cfg.neighbour_weight
+
+            def code_loss(z: torch.Tensor) -> torch.Tensor:  # z (2B, latent) float32
+                return weight * self.neighbour(z[:b], z[b:], negatives)
+
+            loss_sum = self.engine.edges_loss_and_grad(both, code_loss)
+            self.world.reduce_gradient_(self.engine.grad, share)  # one all-reduce (alone: none)
+            fused.fused_adam_step(self.opt)
+            if self.schedule is not None:
+                self.schedule.step()
+            return loss_sum
         x_head = both[:b]
         # Reconstruction of the heads only: every image is a head as often as its edges
         # weigh, and decoding the tails too would double the decoder's cost for no gain.
@@ -243,7 +253,7 @@ class Trainer:
         loss = self.loss_fn(logits, x_head)
         loss = loss + self.cfg.neighbour_weight * self.neighbour(z_head, z_tail, negatives)
         self.opt.zero_grad(set_to_none=True)
-        self._backward(loss, 1.0)  # every rank has an equal share of the edges
+        self._backward(loss, share)
         self.opt.step()
         if self.schedule is not None:
             self.schedule.step()

@@ -150,6 +150,7 @@ def _checked(meta: dict, tensors: dict[str, torch.Tensor], trainer: Trainer):
         raise CheckpointMismatch(f"has unreadable training state ({_short(e)})") from None
     if not isinstance(info, dict) or any(k not in info for k in _STATE_KEYS):
         raise CheckpointMismatch(f"lacks the training state ({', '.join(_STATE_KEYS)})")
+    tensors = _in_trainers_layout(info, tensors, trainer)
     epoch, step, spe = info["epoch"], info["step"], trainer.steps_per_epoch
     if not _is_int(epoch) or epoch < 0:
         raise CheckpointMismatch(f"has epoch {_short(epoch)}, not a whole number >= 0")
@@ -174,6 +175,77 @@ def _checked(meta: dict, tensors: dict[str, torch.Tensor], trainer: Trainer):
     state = TrainState(epoch=epoch, step=step, history=history, partial_losses=partial)
     optimizer = {"state": slots, "param_groups": info["param_groups"]}
     return state, model, optimizer, info["schedule"]
+
+
+def _in_trainers_layout(info: dict, tensors: dict[str, torch.Tensor], trainer: Trainer):
+    """The optimizer's tensors of a checkpoint written by the other engine, in `trainer`'s
+    layout: the fused engine's optimizer has one flat parameter (all weights, in
+    net.parameters() order), the autograd engine's one per parameter, and the same
+    arithmetic on the same numbers either way. So a run whose engine `auto` chose
+    differently when it was checkpointed (umap2d trained on autograd before the fused
+    engine took graph losses) resumes: the slots are concatenated or split, the step
+    counts (all equal) kept. Anything else is returned as it is, for `_checked` to judge."""
+    groups = info.get("param_groups")
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
+        return tensors
+    theirs = groups[0].get("params")
+    ours = trainer.opt.state_dict()["param_groups"][0]["params"]
+    params = list(trainer.net.parameters())
+    names = OPTIMIZER_SLOTS[trainer.cfg.optimizer]
+    slots = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    if len(params) < 2 or not isinstance(theirs, list) or len(theirs) == len(ours):
+        return tensors
+    if len(ours) == 1 and theirs == list(range(len(params))):
+        converted = _joined(slots, params, names)
+    elif theirs == [0] and len(ours) == len(params):
+        converted = _split(slots, params, names)
+    else:
+        return tensors
+    if converted is None:
+        return tensors
+    groups[0]["params"] = ours
+    return {**{k: v for k, v in tensors.items() if k not in slots}, **converted}
+
+
+def _joined(slots: dict, params: list, names: tuple[str, ...]) -> dict | None:
+    """Per-parameter slots "optim.<i>.<slot>" as the one flat parameter's, or None."""
+    if not slots:  # no state yet (SGD without momentum)
+        return {}
+    if sorted(slots) != sorted(f"optim.{i}.{s}" for i in range(len(params)) for s in names):
+        return None
+    joined = {}
+    for slot in names:
+        parts = [slots[f"optim.{i}.{slot}"] for i in range(len(params))]
+        if slot == "step":
+            if not all(torch.equal(parts[0], q) for q in parts):
+                return None
+            joined[f"optim.0.{slot}"] = parts[0]
+        elif all(q.shape == p.shape and q.dtype == p.dtype
+                 for q, p in zip(parts, params, strict=True)):  # fmt: skip
+            joined[f"optim.0.{slot}"] = torch.cat([q.reshape(-1) for q in parts])
+        else:
+            return None
+    return joined
+
+
+def _split(slots: dict, params: list, names: tuple[str, ...]) -> dict | None:
+    """The flat parameter's slots "optim.0.<slot>" as one per parameter, or None."""
+    if not slots:
+        return {}
+    if sorted(slots) != sorted(f"optim.0.{s}" for s in names):
+        return None
+    sizes = [p.numel() for p in params]
+    split = {}
+    for slot in names:
+        flat = slots[f"optim.0.{slot}"]
+        if slot == "step":
+            split.update({f"optim.{i}.{slot}": flat for i in range(len(params))})
+        elif flat.dim() == 1 and flat.numel() == sum(sizes):
+            for i, (part, p) in enumerate(zip(flat.split(sizes), params, strict=True)):
+                split[f"optim.{i}.{slot}"] = part.reshape(p.shape).clone()
+        else:
+            return None
+    return split
 
 
 def _tensors(tensors: dict[str, torch.Tensor], trainer: Trainer):
