@@ -3,7 +3,9 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
 
     python scripts/gpu_check.py --data-dir DIR      # on a machine with an NVIDIA GPU
 
-1. Gradient parity: one batch, the same weights, CPU vs CUDA, for both engines.
+1. Gradient parity: one batch, the same weights, CPU vs CUDA, for both engines, and the
+   fused engine's step on edges (umap2d's; eager on CUDA: its graph loss goes through
+   autograd, which a CUDA graph does not record here).
 2. Trajectory parity: 1 epoch from the same seed on CPU and on CUDA (same batches, since
    the shuffle comes from a CPU generator): losses agree to 1e-3 relative. (Rounding
    differences between the devices' kernels grow over thousands of Adam steps, so later
@@ -27,9 +29,10 @@ import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 
-from deepae import cuda_graph, data, model, threads, train
+from deepae import cuda_graph, data, model, neighbours, threads, train
 from deepae.config import ModelConfig, TrainConfig, resolve
 from deepae.engine import FusedDenseEngine
 
@@ -52,6 +55,32 @@ def gradient_parity(x: torch.Tensor) -> float:
             rel = ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
             worst = max(worst, rel)
         print(f"  {engine:8s} gradient max relative difference CPU vs CUDA: {worst:.2e}")
+    return worst
+
+
+def edges_parity(x: torch.Tensor, device: str = "cuda") -> float:
+    """Largest relative gradient difference, CPU vs `device`, of the fused engine's step on
+    a batch of edges (umap2d's: the heads' BCE + UMAP's loss of the codes), float32."""
+    n, heads = 64, 32
+    head = np.arange(n).repeat(2)
+    tail = (head + np.tile([1, 2], n)) % n  # a ring: image i linked to i + 1 and i + 2
+    graph = neighbours.Graph(head, tail, np.ones(2 * n, np.float32), 2, n, "ring")
+    umap = neighbours.NeighbourLoss(graph, min_dist=0.0, negative_rate=10, seed=0)
+    negatives = torch.randint(0, heads, (10 * heads,), generator=torch.Generator().manual_seed(0))
+    grads = {}
+    for dev in ("cpu", device):
+        net = model.build(ModelConfig(hidden_sizes=(256, 256, 128), latent_activation="linear"),
+                          seed=0).to(dev)  # fmt: skip
+        neg = negatives.to(dev)
+
+        def code_loss(z, neg=neg):
+            return 10.0 * umap(z[:heads], z[heads:], neg)
+
+        FusedDenseEngine(net, "bce").edges_loss_and_grad(x[: 2 * heads].to(dev), code_loss)
+        grads[dev] = [p.grad.detach().cpu().clone() for p in net.parameters()]
+    worst = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
+                for a, b in zip(grads["cpu"], grads[device], strict=True))  # fmt: skip
+    print(f"  fused step on edges: gradient max relative difference CPU vs {device}: {worst:.2e}")
     return worst
 
 
@@ -170,6 +199,7 @@ def main() -> int:
 
     print("1. gradient parity")
     ok &= gradient_parity(x) < 1e-4
+    ok &= edges_parity(x) < 1e-4
 
     print(f"2+3. the article's recipe, {args.full_epochs} epochs, seed 0, on both devices")
     cpu, cpu_s = trained(x, v, "cpu", args.full_epochs, log=False)
