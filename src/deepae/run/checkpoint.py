@@ -6,6 +6,10 @@ optimizer hyper-parameters, lr-schedule position, per-step losses of a partial e
 JSON in the file's metadata. One file means there is no moment at which weights and
 bookkeeping disagree; safetensors means a checkpoint can never run code when loaded.
 
+The optimizer's tensors are stored as the optimizer keeps them: one flat parameter's on the
+fused engine, one per parameter on autograd. A checkpoint of either resumes on either
+(`_in_trainers_layout`), so a run whose engine changed between deepae versions resumes.
+
 No random-number-generator state is stored because training draws none: the shuffle of
 epoch e comes from a generator seeded with (seed, e) (deepae.train._epoch_order), and the
 initial weights are in the checkpoint.
