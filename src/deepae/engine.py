@@ -167,24 +167,39 @@ class FusedDenseEngine:
                 scale.item())  # fmt: skip
         return self._native_steps[batch]
 
-    def _buffers_for(self, batch: int, like: torch.Tensor):
+    def _buffers_for(self, batch: int, like: torch.Tensor, inputs: int | None = None):
         # One set of activation and gradient buffers per batch size (the last batch of an
         # epoch may be smaller), allocated once. Also made once: the gradients' transposed
         # views and the 1 / (B * D) of the mean as a 0-d tensor; per step, each view is a
         # dispatcher call and a Python float becomes a tensor inside every op it enters.
-        # Mixed: also the batch in the low dtype, and the output's logits and gradient in
+        # Mixed: also the input in the low dtype, and the output's logits and gradient in
         # float32 (B, D) for the loss. `work`: a (B, D) scratch buffer for the loss.
-        if batch not in self._buffers:
-            widths = [m.out_features for m in self.linears]
+        # `inputs`: the encoder's rows when it sees more than the decoder (a step on edges:
+        # heads and tails in, heads out); `batch` is then the decoder's.
+        key = batch if inputs is None else ("edges", batch)
+        if key not in self._buffers:
+            inputs = batch if inputs is None else inputs
             low = self.low.dtype
-            acts = [like.new_empty(batch, w, dtype=low) for w in widths]
-            grads = [like.new_empty(batch, w, dtype=low) for w in widths]
+            acts = [like.new_empty(inputs if i < self.n_enc else batch, m.out_features,
+                                   dtype=low) for i, m in enumerate(self.linears)]  # fmt: skip
+            grads = [torch.empty_like(a) for a in acts]
             scale = like.new_tensor(1.0 / (batch * like.shape[1]))  # 0-d, like's dtype
             work = like.new_empty(batch, like.shape[1])  # the loss's scratch, like's dtype
-            mixed = [like.new_empty(batch, like.shape[1], dtype=d) for d in (low, like.dtype,
-                     like.dtype)] if self.mixed else None  # fmt: skip
-            self._buffers[batch] = (acts, grads, [g.t() for g in grads], scale, work, mixed)
-        return self._buffers[batch]
+            mixed = [like.new_empty(inputs, like.shape[1], dtype=low),
+                     like.new_empty(batch, like.shape[1]),
+                     like.new_empty(batch, like.shape[1])] if self.mixed else None  # fmt: skip
+            self._buffers[key] = (acts, grads, [g.t() for g in grads], scale, work, mixed)
+        return self._buffers[key]
+
+    def _output_loss(self, logits, x, g, scale, work, mixed) -> torch.Tensor:
+        # g = dLoss/dlogits (B, D). The mean over B * D elements is folded into `scale`, so
+        # it is the gradient of the mean loss, which is what Keras (and the autograd
+        # engine) minimise. Mixed: the loss in float32 on a copy of the logits.
+        if mixed is None:
+            return self.output_grad(logits, x, g, scale, work)
+        loss_sum = self.output_grad(mixed[1].copy_(logits), x, mixed[2], scale, work)
+        g.copy_(mixed[2])
+        return loss_sum
 
     @torch.no_grad()
     def loss_and_grad(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,14 +218,7 @@ class FusedDenseEngine:
             torch.addmm(b, h, w_t, out=out)  # (B, out)
             forward_(out)
             h = out
-        # grads[-1] = dLoss/dlogits (B, D). The mean over B * D elements is folded into
-        # `scale`, so it is the gradient of the mean loss, which is what Keras (and the
-        # autograd engine) minimise.
-        if mixed is None:
-            loss_sum = self.output_grad(h, x, grads[-1], scale, work)
-        else:
-            loss_sum = self.output_grad(mixed[1].copy_(h), x, mixed[2], scale, work)
-            grads[-1].copy_(mixed[2])
+        loss_sum = self._output_loss(h, x, grads[-1], scale, work, mixed)
         for i in range(len(self.layers) - 1, -1, -1):
             w, _, _, gw, gb = self.layers[i]
             inp = x_in if i == 0 else acts[i - 1]
@@ -222,24 +230,6 @@ class FusedDenseEngine:
         if mixed is not None:
             self.grad.copy_(self.low_grad)
         return loss_sum
-
-    def _edge_buffers_for(self, heads: int, like: torch.Tensor):
-        # As _buffers_for, for `edges_loss_and_grad`: the encoder's layers see 2 * heads
-        # rows (heads and tails), the decoder's `heads` rows.
-        key = ("edges", heads)
-        if key not in self._buffers:
-            low = self.low.dtype
-            rows = [2 * heads if i < self.n_enc else heads for i in range(len(self.linears))]
-            acts = [like.new_empty(r, m.out_features, dtype=low)
-                    for r, m in zip(rows, self.linears, strict=True)]  # fmt: skip
-            grads = [torch.empty_like(a) for a in acts]
-            scale = like.new_tensor(1.0 / (heads * like.shape[1]))  # the heads' mean
-            work = like.new_empty(heads, like.shape[1])
-            mixed = [like.new_empty(2 * heads, like.shape[1], dtype=low),
-                     like.new_empty(heads, like.shape[1]),
-                     like.new_empty(heads, like.shape[1])] if self.mixed else None  # fmt: skip
-            self._buffers[key] = (acts, grads, [g.t() for g in grads], scale, work, mixed)
-        return self._buffers[key]
 
     @torch.no_grad()
     def edges_loss_and_grad(
@@ -256,7 +246,7 @@ class FusedDenseEngine:
         plus code_loss's (both), as autograd sums them."""
         rows, width = both.shape
         heads = rows // 2
-        acts, grads, grads_t, scale, work, mixed = self._edge_buffers_for(heads, both)
+        acts, grads, grads_t, scale, work, mixed = self._buffers_for(heads, both, rows)
         x_head, x_in = both[:heads], both
         if mixed is not None:
             self.low.copy_(self.flat)  # the weights, cast once a step
@@ -270,11 +260,7 @@ class FusedDenseEngine:
             torch.addmm(b, h, w_t, out=out)
             forward_(out)
             h = out
-        if mixed is None:
-            loss_sum = self.output_grad(h, x_head, grads[-1], scale, work)
-        else:
-            loss_sum = self.output_grad(mixed[1].copy_(h), x_head, mixed[2], scale, work)
-            grads[-1].copy_(mixed[2])
+        loss_sum = self._output_loss(h, x_head, grads[-1], scale, work, mixed)
         codes = acts[self.n_enc - 1]  # (2B, latent)
         with torch.enable_grad():
             z = codes.to(torch.float32, copy=True).requires_grad_(True)

@@ -231,8 +231,8 @@ class Trainer:
         b = len(ends) // 2
         both = x[ends]  # (2B, D): heads, then tails
         share = 1.0 / self.world.size  # every rank has an equal share of the edges
+        weight = self.cfg.neighbour_weight
         if self.engine is not None:
-            weight = self.cfg.neighbour_weight
 
             def code_loss(z: torch.Tensor) -> torch.Tensor:  # z (2B, latent) float32
                 return weight * self.neighbour(z[:b], z[b:], negatives)
@@ -240,24 +240,21 @@ class Trainer:
             loss_sum = self.engine.edges_loss_and_grad(both, code_loss)
             self.world.reduce_gradient_(self.engine.grad, share)  # one all-reduce (alone: none)
             fused.fused_adam_step(self.opt)
-            if self.schedule is not None:
-                self.schedule.step()
-            return loss_sum
-        x_head = both[:b]
-        # Reconstruction of the heads only: every image is a head as often as its edges
-        # weigh, and decoding the tails too would double the decoder's cost for no gain.
-        with precision.autocast(self.precision, self.device):
-            z, logits = self._forward(both, b)  # (2B, l), (B, D)
-        z, logits = z.float(), logits.float()  # the losses in float32 (no copy when they are)
-        z_head, z_tail = z[:b], z[b:]
-        loss = self.loss_fn(logits, x_head)
-        loss = loss + self.cfg.neighbour_weight * self.neighbour(z_head, z_tail, negatives)
-        self.opt.zero_grad(set_to_none=True)
-        self._backward(loss, share)
-        self.opt.step()
+        else:
+            x_head = both[:b]
+            # Reconstruction of the heads only: every image is a head as often as its edges
+            # weigh, and decoding the tails too would double the decoder's cost for no gain.
+            with precision.autocast(self.precision, self.device):
+                z, logits = self._forward(both, b)  # (2B, l), (B, D)
+            z, logits = z.float(), logits.float()  # the losses in float32 (no copy if they are)
+            loss = self.loss_fn(logits, x_head) + weight * self.neighbour(z[:b], z[b:], negatives)
+            self.opt.zero_grad(set_to_none=True)
+            self._backward(loss, share)
+            self.opt.step()
+            loss_sum = loss.detach() * x_head.numel()
         if self.schedule is not None:
             self.schedule.step()
-        return loss.detach() * x_head.numel()
+        return loss_sum
 
     def _step(self, batch: torch.Tensor, rows: int) -> torch.Tensor:
         """One step on this rank's batch (b, D) of a global batch of `rows` images."""
