@@ -41,9 +41,13 @@ import sys
 import time
 
 # deepae.threads and deepae.config import no torch: this parent process stays light.
-from deepae import threads
 from deepae.config import resolve
 from deepae.errors import ConfigError
+
+try:
+    from deepae import threads
+except ImportError:  # a --source checkout from before the thread policy (its workers only)
+    threads = None
 
 BACKGROUND_START = 1.5  # seconds the torch job runs before a measured process starts
 CONDITIONS = {"idle": "idle", "beside": "beside a torch job", "pair": "two at once"}
@@ -88,8 +92,11 @@ def deepae_worker(preset: str, window: Window, device: str, precision: str) -> d
                                        epochs=1000)  # fmt: skip
     if precision != "preset":
         train_config = dataclasses.replace(train_config, precision=precision)
-    count = threads.for_training(model_config, train_config.batch_size)  # as Autoencoder.fit
-    torch.set_num_threads(count)
+    if threads is not None:
+        count = threads.for_training(model_config, train_config.batch_size)  # as Autoencoder.fit
+        torch.set_num_threads(count)
+    else:  # a --source checkout from before the thread policy: PyTorch's default, as it ran
+        count = torch.get_num_threads()
     x = torch.from_numpy(data.flatten_images(data.load_mnist()[0][0]))  # (60000, 784)
     trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
     x = x.to(trainer.device)
@@ -98,7 +105,7 @@ def deepae_worker(preset: str, window: Window, device: str, precision: str) -> d
         if steps < trainer.steps_per_epoch:
             break
     return {"threads": count, "steps_per_epoch": trainer.steps_per_epoch,
-            "precision": trainer.precision}  # fmt: skip
+            "precision": getattr(trainer, "precision", "float32")}  # fmt: skip
 
 
 def plain_worker(window: Window, device: str) -> dict:
@@ -426,7 +433,7 @@ def parse_args(argv=None):
         parser.error(f"--source {missing[0]}: no deepae package in that folder; give a "
                      "checkout's src folder")  # fmt: skip
     try:
-        for value in args.threads:
+        for value in args.threads if threads is not None else ():  # (None: an old worker)
             threads.parse_threads(value)
         for preset in args.models:
             resolve(preset)

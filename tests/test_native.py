@@ -84,6 +84,30 @@ def test_native_step_equals_the_python_step(module, config, loss):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize(("config", "loss"), [CASES[1], CASES[2], CASES[5]])
+def test_the_mixed_native_step_equals_the_mixed_python_step(module, config, loss):
+    """bfloat16 products (mixed precision): the same casts and products as the Python
+    step. With ReLUs only the float32 loss's formula differs (<= 1 float32 ulp at the
+    output), which bfloat16's rounding of the output gradient almost always hides; tanh
+    and sigmoid derivatives are one op here (one bfloat16 rounding, as autograd's) and
+    two in Python, so their bits differ more often (tests/test_precision.py holds both
+    to autocast's)."""
+    a = engine.FusedDenseEngine(spread(build(config, seed=3)), loss, torch.bfloat16)
+    b = engine.FusedDenseEngine(spread(build(config, seed=3)), loss, torch.bfloat16,
+                                use_native=False)  # fmt: skip
+    assert a.native is module and b.native is None and a.mixed and b.mixed
+    gen = torch.Generator().manual_seed(3)
+    for batch in (64, 64, 9):
+        x = torch.rand(batch, 784, generator=gen)
+        la, lb = a.loss_and_grad(x).item(), b.loss_and_grad(x).item()
+        assert la == pytest.approx(lb, rel=1e-6)
+        assert a.grad.dtype == torch.float32
+        ulp = 2.0**-7  # bfloat16's relative spacing
+        torch.testing.assert_close(a.grad, b.grad, rtol=ulp, atol=ulp * b.grad.abs().max().item())
+        if {config.hidden_activation, config.latent_activation} <= {"relu", "linear"}:
+            assert (a.grad == b.grad).float().mean() > 0.99  # mostly the very same bits
+
+
 @pytest.mark.parametrize(("batch", "width"), [(3, 37), (32, 784), (4, 7), (2, 2000)])
 def test_native_bce_equals_pytorch(module, batch, width):
     """Against binary_cross_entropy_with_logits in float64, saturated logits included;
@@ -168,8 +192,8 @@ def test_training_with_the_native_step_follows_the_python_step(module, mnist_sma
 
 
 def test_where_the_native_step_is_not_used(module):
-    """bfloat16 products and float64 take the Python step."""
-    assert engine.FusedDenseEngine(build(ModelConfig()), "bce", torch.bfloat16).native is None
+    """float64 takes the Python step; float32 and mixed bfloat16 products the native."""
+    assert engine.FusedDenseEngine(build(ModelConfig()), "bce", torch.bfloat16).native is module
     assert engine.FusedDenseEngine(build(ModelConfig()).double(), "bce").native is None
     assert engine.FusedDenseEngine(build(ModelConfig()), "mse").native is module
 

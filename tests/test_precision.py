@@ -79,7 +79,8 @@ def test_mixed_training_learns_like_float32(mnist_small):
     (MODEL, "bce"),
     (ModelConfig(hidden_sizes=(32,), hidden_activation="tanh", output_activation="linear"), "mse"),
 ])  # fmt: skip
-def test_the_fused_mixed_step_gives_autocasts_bits(model, loss):
+@pytest.mark.parametrize("use_native", [False, True])  # the Python step and the compiled one
+def test_the_fused_mixed_step_gives_autocasts_bits(model, loss, use_native):
     """The fused engine casts by hand what autocast casts: the same ops on the same bf16
     tensors, so the autograd engine's mixed step's loss and gradient (bit for bit at batch
     48; at 40 oneDNN rounds a few sums differently: within one bfloat16 step of the
@@ -87,7 +88,9 @@ def test_the_fused_mixed_step_gives_autocasts_bits(model, loss):
     x = torch.rand(40, 784)
     net = build(model, seed=2)
     oracle = copy.deepcopy(net)
-    engine = fused.FusedDenseEngine(net, loss, torch.bfloat16)
+    engine = fused.FusedDenseEngine(net, loss, torch.bfloat16, use_native=use_native)
+    if use_native and engine.native is None:
+        pytest.skip("no compiled step on this machine (deepae.native); the Python step is used")
     loss_sum = engine.loss_and_grad(x)
     cfg = TrainConfig(loss=loss, precision="mixed_bfloat16", engine="autograd", device="cpu")
     trainer = train.Trainer(oracle, cfg, n_train=40)

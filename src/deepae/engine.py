@@ -8,9 +8,9 @@ nothing allocates. `tests/test_engine.py` checks the gradients against autograd.
 
 Supported: Linear layers with the activations of `FUSED_ACTIVATIONS` (no BatchNorm), a
 sigmoid output with BCE or MSE, or a linear output with MSE. Anything else trains on the
-autograd engine (`deepae.train`). In float32 on an x86-64 CPU the same step runs as C++
-where it could be compiled (`deepae.native`); this Python step is its oracle and the
-path for everything else.
+autograd engine (`deepae.train`). With float32 weights on an x86-64 CPU the same step
+runs as C++ where it could be compiled (`deepae.native`); this Python step is its oracle
+and the path for everything else.
 
 Private PyTorch calls live here and nowhere else, each wrapped once with a fallback to
 the public API (see `fused_adam_step` and `relu_backward`); tests check that both paths
@@ -139,13 +139,13 @@ class FusedDenseEngine:
             self.layers.append((w, w.t(), b, low(m.weight, self.low_grad),
                                 low(m.bias, self.low_grad)))  # fmt: skip
         self._buffers: dict[int, tuple] = {}
-        # The compiled step (deepae.native) where it computes exactly this: float32 on the
-        # CPU. `use_native=False`: always the Python calls below.
+        # The compiled step (deepae.native) where it computes exactly this: float32
+        # parameters on the CPU, with float32 or mixed products. `use_native=False`: always
+        # the Python calls below.
         output = (loss, cfg.output_activation == "sigmoid")
         self.native = (
             native.load()
             if use_native
-            and not self.mixed
             and self.flat.dtype == torch.float32
             and self.flat.device.type == "cpu"
             and output in native.LOSSES
@@ -160,11 +160,13 @@ class FusedDenseEngine:
         """The compiled Step (deepae.native) for batches of `batch` rows like x, made once
         per batch size over the same buffers as the Python path. Only where `self.native`."""
         if batch not in self._native_steps:
-            acts, grads, grads_t, scale, _, _ = self._buffers_for(batch, x)
+            acts, grads, grads_t, scale, _, mixed = self._buffers_for(batch, x)
             w, w_t, b, gw, gb = (list(t) for t in zip(*self.layers, strict=True))
-            self._native_steps[batch] = self.native.Step(
-                w, w_t, b, gw, gb, acts, grads, grads_t, self._native_codes, self._native_loss,
-                scale.item())  # fmt: skip
+            step = self.native.Step(w, w_t, b, gw, gb, acts, grads, grads_t, self._native_codes,
+                                    self._native_loss, scale.item())  # fmt: skip
+            if mixed is not None:  # the casts and the float32 loss of `loss_and_grad`
+                step.set_mixed(self.flat.detach(), self.low, self.grad, self.low_grad, *mixed)
+            self._native_steps[batch] = step
         return self._native_steps[batch]
 
     def _buffers_for(self, batch: int, like: torch.Tensor, inputs: int | None = None):

@@ -2,8 +2,8 @@
 
 Why: the article's step is ~30 small PyTorch calls and a loss of ~11 passes over the
 output; made from C++, with the loss as one vectorised pass, it runs ~1.4x faster
-(docs/benchmarks.md). `FusedDenseEngine` uses it where it applies (float32 on the CPU)
-and PyTorch's Python calls everywhere else.
+(docs/benchmarks.md). `FusedDenseEngine` uses it where it applies (float32 weights on the
+CPU, with float32 or mixed bfloat16 products) and PyTorch's Python calls everywhere else.
 
 Built with PyTorch's own `torch.utils.cpp_extension` (a C++ compiler and ninja; ~30 s,
 once per machine, PyTorch and Python version), into a temporary folder, then moved into

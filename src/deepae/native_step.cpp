@@ -165,7 +165,35 @@ class Step {
                     grads_t_.size() == n && act_.size() == n,
                 "Step: one tensor of each kind per layer");
     TORCH_CHECK(loss_ >= kBce && loss_ <= kMseLinear, "Step: unknown loss ", loss_);
-    batch_ = at::empty_like(acts_.back());  // (B, D): `train` gathers its rows here
+    // (B, D) float32, also in mixed precision: `train` gathers the images' rows here
+    batch_ = at::empty(acts_.back().sizes(), acts_.back().options().dtype(at::kFloat));
+  }
+
+  // Mixed precision (deepae.precision's mixed_bfloat16, as the engine's Python step runs
+  // it): the weights `low` are cast from `flat` once a step, the input into x_low; products
+  // and activations are in low's dtype; the loss is computed in float32 on a copy of the
+  // logits (logits32, its gradient in g32) and the gradient lands in float32 `grad` from
+  // low_grad. Without this call the step is float32 throughout.
+  void set_mixed(const Tensor& flat, const Tensor& low, const Tensor& grad,
+                 const Tensor& low_grad, const Tensor& x_low, const Tensor& logits32,
+                 const Tensor& g32) {
+    const auto& out = acts_.back();
+    TORCH_CHECK(flat.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat &&
+                    low.scalar_type() == out.scalar_type() &&
+                    low_grad.scalar_type() == out.scalar_type() &&
+                    x_low.scalar_type() == out.scalar_type() && x_low.sizes() == out.sizes() &&
+                    logits32.scalar_type() == at::kFloat && logits32.sizes() == out.sizes() &&
+                    g32.scalar_type() == at::kFloat && g32.sizes() == out.sizes() &&
+                    logits32.is_contiguous() && g32.is_contiguous(),
+                "Step.set_mixed: float32 flat, grad, logits32, g32 and the low dtype's "
+                "low, low_grad, x_low, shaped like the output");
+    flat_ = flat;
+    low_ = low;
+    grad32_ = grad;
+    low_grad_ = low_grad;
+    x_low_ = x_low;
+    logits32_ = logits32;
+    g32_ = g32;
   }
 
   // What `train` reads its batches from, for one epoch: images (N, D) float32 and order
@@ -230,22 +258,35 @@ class Step {
                     x.sizes() == out.sizes(),
                 "Step.run: x must be a contiguous float32 tensor shaped like the output");
     const size_t n = w_.size();
-    Tensor h = x;
+    const bool mixed = low_.defined();
+    if (mixed) {
+      low_.copy_(flat_);  // the weights, cast once a step
+      x_low_.copy_(x);
+    }
+    const Tensor& x_in = mixed ? x_low_ : x;
+    Tensor h = x_in;
     for (size_t i = 0; i < n; ++i) {
       at::addmm_out(acts_[i], b_[i], h, w_t_[i]);
       forward_act(acts_[i], act_[i]);
       h = acts_[i];
     }
-    const double loss =
-        loss_sum_and_grad(loss_, h, x, grads_[n - 1], static_cast<float>(scale_), rows_);
+    const float scale = static_cast<float>(scale_);
+    double loss;
+    if (mixed) {
+      loss = loss_sum_and_grad(loss_, logits32_.copy_(h), x, g32_, scale, rows_);
+      grads_[n - 1].copy_(g32_);
+    } else {
+      loss = loss_sum_and_grad(loss_, h, x, grads_[n - 1], scale, rows_);
+    }
     for (size_t i = n; i-- > 0;) {
-      at::mm_out(gw_[i], grads_t_[i], i == 0 ? x : acts_[i - 1]);
+      at::mm_out(gw_[i], grads_t_[i], i == 0 ? x_in : acts_[i - 1]);
       at::sum_out(gb_[i], grads_[i], 0);
       if (i > 0) {
         at::mm_out(grads_[i - 1], grads_[i], w_[i]);
         backward_act(grads_[i - 1], acts_[i - 1], act_[i - 1]);
       }
     }
+    if (mixed) grad32_.copy_(low_grad_);
     return at::scalar_tensor(loss, at::kFloat);
   }
 
@@ -256,6 +297,7 @@ class Step {
   double scale_;
   std::vector<double> rows_;
   Tensor batch_, images_, order_, param_, grad_, exp_avg_, exp_avg_sq_, count_;
+  Tensor flat_, low_, grad32_, low_grad_, x_low_, logits32_, g32_;  // set_mixed's
   bool adamw_ = false;
 };
 
@@ -283,6 +325,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("run", &Step::run)
       .def("set_data", &Step::set_data)
       .def("set_adam", &Step::set_adam)
+      .def("set_mixed", &Step::set_mixed)
       .def("train", &Step::train);
   m.def("output_loss", &output_loss);
 }
