@@ -44,6 +44,11 @@ SOURCE = Path(__file__).with_name("native_step.cpp")
 # AVX2 code runs on every x86-64 CPU PyTorch vectorises for (its AVX2 and AVX512 levels);
 # CPU_CAPABILITY picks ATen's matching Vectorized<float>, whose exp is PyTorch's own.
 FLAGS = ("-O3", "-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2")
+# at::parallel_for runs on PyTorch's OpenMP threads only in code compiled with OpenMP; without
+# it, it runs serially. On Linux GCC's libgomp is the one PyTorch loads (one runtime, its
+# thread count); elsewhere (Apple's clang has no -fopenmp) the loss runs on one thread.
+LINUX_OPENMP = sys.platform.startswith("linux") and torch.backends.openmp.is_available()
+OPENMP = ("-fopenmp",) if LINUX_OPENMP else ()
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # native_step.cpp's codes
 LOSSES = {("bce", True): 0, ("mse", True): 1, ("mse", False): 2}  # (loss, sigmoid output?)
 
@@ -75,7 +80,7 @@ def folder() -> Path:
 
 
 def build_key() -> str:
-    parts = [SOURCE.read_bytes(), repr(FLAGS).encode(), torch.__version__.encode(),
+    parts = [SOURCE.read_bytes(), repr(FLAGS + OPENMP).encode(), torch.__version__.encode(),
              sys.version.encode(), platform.machine().encode()]  # fmt: skip
     return hashlib.sha256(b"\0".join(parts)).hexdigest()[:20]
 
@@ -119,8 +124,9 @@ def _load_or_build(path: Path) -> ModuleType:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp, _ninja_on_path():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. the compiler's version notices
-            built = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=list(FLAGS),
-                                       build_directory=tmp, verbose=False)  # fmt: skip
+            built = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=[*FLAGS, *OPENMP],
+                                       extra_ldflags=list(OPENMP), build_directory=tmp,
+                                       verbose=False)  # fmt: skip
         os.replace(built.__file__, path)  # atomic: a reader sees no file or a whole one
     sys.stderr.write(f"deepae: native step ready in {time.perf_counter() - start:.0f} s\n")
     return built
