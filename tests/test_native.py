@@ -245,6 +245,27 @@ def test_off_unsupported_failed_and_required(monkeypatch, capsys, tmp_path):
     assert [p.name for p in (tmp_path / "native").iterdir()] == []  # no build folder left
 
 
+def test_openmp_only_where_the_compiler_builds_it(module, tmp_path, monkeypatch):
+    """On Linux the step is built with OpenMP (its loss on PyTorch's threads: without it
+    at::parallel_for runs serially), when the compiler PyTorch runs can build an OpenMP
+    program; one that cannot (here a wrapper refusing -fopenmp, as clang without libomp
+    fails) gets no flag, so the step still builds, its loss on one thread."""
+    built = native.folder() / f"{native.NAME}-{native.build_key()}.so"
+    if not native.OPENMP:  # not Linux, or a PyTorch without OpenMP
+        assert native.openmp_flags(tmp_path) == ()
+        return
+    assert native.openmp_flags(tmp_path) == ("-fopenmp",)
+    assert b"libgomp" in built.read_bytes()  # linked against OpenMP's runtime
+    wrapper = tmp_path / "cxx"
+    wrapper.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\n'
+                       'exec c++ "$@"\n')  # fmt: skip
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CXX", str(wrapper))
+    assert native.openmp_flags(tmp_path) == ()
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert native.openmp_flags(tmp_path) == ()
+
+
 def test_a_damaged_build_is_rebuilt_not_loaded(module, tmp_path):
     """A cached file that is not a loadable module (a truncated copy, another file) is
     built again and replaced; what loads then computes the loss. ~30 s: a real build."""

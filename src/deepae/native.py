@@ -25,6 +25,7 @@ import importlib.machinery
 import importlib.util
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +47,8 @@ SOURCE = Path(__file__).with_name("native_step.cpp")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2")
 # at::parallel_for runs on PyTorch's OpenMP threads only in code compiled with OpenMP; without
 # it, it runs serially. On Linux GCC's libgomp is the one PyTorch loads (one runtime, its
-# thread count); elsewhere (Apple's clang has no -fopenmp) the loss runs on one thread.
+# thread count); elsewhere (Apple's clang has no -fopenmp), or where the compiler cannot
+# build an OpenMP program (clang without libomp), the loss runs on one thread.
 LINUX_OPENMP = sys.platform.startswith("linux") and torch.backends.openmp.is_available()
 OPENMP = ("-fopenmp",) if LINUX_OPENMP else ()
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # native_step.cpp's codes
@@ -122,14 +124,32 @@ def _load_or_build(path: Path) -> ModuleType:
     from torch.utils import cpp_extension
 
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp, _ninja_on_path():
+        openmp = openmp_flags(Path(tmp))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. the compiler's version notices
-            built = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=[*FLAGS, *OPENMP],
-                                       extra_ldflags=list(OPENMP), build_directory=tmp,
+            built = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=[*FLAGS, *openmp],
+                                       extra_ldflags=list(openmp), build_directory=tmp,
                                        verbose=False)  # fmt: skip
         os.replace(built.__file__, path)  # atomic: a reader sees no file or a whole one
     sys.stderr.write(f"deepae: native step ready in {time.perf_counter() - start:.0f} s\n")
     return built
+
+
+def openmp_flags(folder: Path) -> tuple[str, ...]:
+    """OPENMP where the C++ compiler PyTorch will run ($CXX, else c++) builds and links an
+    OpenMP program, else (): a failed probe costs the loss its threads, not the build.
+    Probed rather than retried, since a second `cpp_extension.load` of one name in one
+    process gets a versioned module name that `_import` would not find."""
+    if not OPENMP:
+        return ()
+    probe = folder / "openmp_probe.cpp"
+    probe.write_text("#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+    command = [os.environ.get("CXX", "c++"), *OPENMP, str(probe), "-o", str(folder / "probe")]
+    try:
+        built = subprocess.run(command, capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        built = False
+    return OPENMP if built else ()
 
 
 @contextlib.contextmanager
