@@ -49,8 +49,7 @@ FLAGS = ("-O3", "-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AV
 # it, it runs serially. On Linux GCC's libgomp is the one PyTorch loads (one runtime, its
 # thread count); elsewhere (Apple's clang has no -fopenmp), or where the compiler cannot
 # build an OpenMP program (clang without libomp), the loss runs on one thread.
-LINUX_OPENMP = sys.platform.startswith("linux") and torch.backends.openmp.is_available()
-OPENMP = ("-fopenmp",) if LINUX_OPENMP else ()
+OPENMP = ("-fopenmp",) if sys.platform == "linux" and torch.backends.openmp.is_available() else ()
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # native_step.cpp's codes
 LOSSES = {("bce", True): 0, ("mse", True): 1, ("mse", False): 2}  # (loss, sigmoid output?)
 

@@ -12,9 +12,9 @@ as they do on the ordinary path. It is the ordinary path's arithmetic, in the sa
 tests/test_native_train.py checks that both train to the same bits.
 
 Used where the compiled step is (float32 weights on an x86-64 CPU, deepae.native), the
-optimizer is Adam or AdamW over the one flat parameter (`deepae.engine.direct_adam`), one process
-trains (a data-parallel step all-reduces between backward and Adam) and the images are
-a float32 tensor in memory (a memory-mapped file is read a batch at a time by
+optimizer is Adam or AdamW over the one flat parameter (`deepae.engine.direct_adam`), one
+process trains (a data-parallel step all-reduces between backward and Adam) and the
+images are a float32 tensor in memory (a memory-mapped file is read a batch at a time by
 deepae.batches). The same protocol as deepae.cuda_graph's StaticStep: `accepts(x)`, then
 `plan(x, order)` once an epoch, which returns step s -> its summed loss.
 """
