@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from safetensors.numpy import load_file
 
 from deepae import native
 from deepae.cli import main
@@ -22,6 +23,19 @@ def run(tmp_path_factory, mnist):
                  "--no-progress", "--latent-activation", "linear"])  # fmt: skip
     assert code == 0
     return runs_dir / "t"
+
+
+def numpy_forward(run, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An oracle for the fixture's model (784-32-2-32-784, ReLU, linear latent), written in
+    NumPy from the weights file alone: x (N, 784) -> (codes (N, 2), output logits (N, 784))."""
+    w = load_file(run / "model.safetensors")
+
+    def dense(h, name):
+        return h @ w[f"{name}.weight"].T.astype(np.float64) + w[f"{name}.bias"]
+
+    z = dense(np.maximum(dense(x.astype(np.float64), "encoder.0"), 0), "encoder.2")
+    logits = dense(np.maximum(dense(z, "decoder.body.0"), 0), "decoder.body.2")
+    return z, logits
 
 
 def run_cli(*args):
@@ -49,6 +63,12 @@ def test_train_writes_the_run_folder(run, mnist, capsys):
     assert metrics["engine"] == "fused"
     # the article's model in float32 on an x86-64 CPU with AVX2 trains on the compiled step
     assert metrics["native_step"] == (native.unsupported() is None)
+    # val_loss is the binary cross-entropy of the saved model on the 10,000 test images,
+    # recomputed in float64 from the weights: mean(softplus(logits) - x * logits).
+    x = mnist.x_test.reshape(len(mnist.x_test), -1) / 255.0
+    _, logits = numpy_forward(run, x)
+    bce = np.mean(np.logaddexp(0, logits) - x * logits)
+    assert float(rows[0]["val_loss"]) == pytest.approx(bce, rel=1e-4)
 
 
 def test_figures_have_the_expected_size(run):
@@ -61,7 +81,9 @@ def test_figures_have_the_expected_size(run):
 def test_encode_to_csv_and_npy(run, mnist, tmp_path, capsys):
     assert main(["encode", str(run), "--out", str(tmp_path / "z.npy"), "--split", "test"]) == 0
     z = np.load(tmp_path / "z.npy")
-    assert z.shape == (10_000, 2)
+    assert z.shape == (10_000, 2) and z.dtype == np.float32
+    want, _ = numpy_forward(run, mnist.x_test.reshape(10_000, -1) / 255.0)
+    np.testing.assert_allclose(z, want, rtol=1e-4, atol=1e-4)
     assert main(["encode", str(run), "--out", str(tmp_path / "z.csv"), "--split", "test"]) == 0
     with open(tmp_path / "z.csv") as f:
         rows = list(csv.DictReader(f))

@@ -263,4 +263,9 @@ def test_every_accepted_seed_seeds_the_shuffle(seed):
     from deepae.train import _epoch_order
 
     cfg = TrainConfig(seed=seed)
-    assert len(_epoch_order(10, cfg, 10**6)) == 10  # seed * 1_000_003 + epoch fits torch
+    order = _epoch_order(1000, cfg, 10**6)  # seed * 1_000_003 + epoch must fit torch's seed
+    assert sorted(order.tolist()) == list(range(1000))  # a permutation
+    assert torch.equal(order, _epoch_order(1000, cfg, 10**6))  # the same seed, the same order
+    assert not torch.equal(order, _epoch_order(1000, cfg, 10**6 - 1))  # another epoch's
+    other = TrainConfig(seed=seed + 1 if seed < 2**32 - 1 else 0)
+    assert not torch.equal(order, _epoch_order(1000, other, 10**6))  # another seed's

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import cdist
 
 from deepae import evaluate as ev
 from deepae import run as runs
@@ -94,8 +95,7 @@ def brute_trustworthiness(x, z, k):
     """Venna & Kaski (2001): 1 - 2 / (n k (2n - 3k - 1)) * sum of (rank - k) over points
     that are among the k nearest in z but not in x, ranks counted in x (1 = nearest)."""
     n = len(x)
-    dx = ((x[:, None] - x[None]) ** 2).sum(-1)
-    dz = ((z[:, None] - z[None]) ** 2).sum(-1)
+    dx, dz = cdist(x, x, "sqeuclidean"), cdist(z, z, "sqeuclidean")  # (n, n) each
     np.fill_diagonal(dx, np.inf)
     np.fill_diagonal(dz, np.inf)
     rank_x = np.argsort(np.argsort(dx, axis=1), axis=1) + 1  # (n, n) rank of j for i
@@ -177,7 +177,9 @@ def test_evaluate_run_on_a_real_subset(small):
     knn5 = brute_knn_predict(z_train.astype(np.float64), data.y_train, z_test, 5) == data.y_test
     assert model["knn5_accuracy"] == pytest.approx(knn5.mean())
     assert model["dead_units"] == 0
-    assert 0.5 < model["trustworthiness"] <= 1
+    # all 500 test images (fewer than TRUST_SAMPLES), k = 10
+    want = brute_trustworthiness(x.astype(np.float64), z_test.astype(np.float64), ev.TRUST_K)
+    assert model["trustworthiness"] == pytest.approx(want, abs=1e-6)
     assert set(model["mse_per_class"]) == set("0123456789")
     # PCA's, recomputed with an SVD
     mean = data.x_train.reshape(2000, -1).mean(0) / 255
@@ -225,7 +227,8 @@ def test_small_or_unlabelled_data_leaves_metrics_out(small):
     assert "knn1_accuracy" not in result["model"] and "mse_per_class" not in result["model"]
     assert result["model"]["trustworthiness"] is None  # k=10 needs more than 20 points
     assert result["pca"]["mse"] > 0
-    tables.format_table(result)
+    rows = {line.split("  ")[0]: line.split() for line in tables.format_table(result).splitlines()}
+    assert rows["trustworthiness (k=10)"][-2:] == ["-", "-"]  # neither model nor PCA has it
 
 
 def test_train_run_writes_evaluation_json(small_run):

@@ -338,3 +338,37 @@ def test_get_params_set_params_and_presets():
     with pytest.raises(ConfigError) as e:
         Autoencoder(preset="nope")
     assert e.value.field == "preset"
+
+
+def test_set_weights_restores_the_model_and_training_goes_on_from_them(mnist_small):
+    x = mnist_small.x_train[:300]
+    ae = Autoencoder(latent_activation="linear", epochs=1)
+    ae.fit(x, verbose=0)
+    saved, codes = ae.get_weights(), ae.encode(x)
+    ae.fit(x, verbose=0)  # moves every weight
+    assert not np.array_equal(ae.encode(x), codes)
+    ae.set_weights(saved)
+    np.testing.assert_array_equal(ae.encode(x), codes)
+    # The fused engine trains the net's own tensors (views of its flat buffer): were the
+    # copy to replace them, training would leave what get_weights reads unchanged.
+    ae.fit(x, verbose=0)
+    assert all(not np.array_equal(a, b) for a, b in zip(ae.get_weights(), saved, strict=True))
+    with pytest.raises(ConfigError, match="weights do not match") as e:
+        ae.set_weights(saved[:-1])
+    assert e.value.field == "weights"
+
+
+@pytest.mark.parametrize(
+    ("keras_name", "loss"),
+    [("binary_crossentropy", "bce"), ("mean_squared_error", "mse"), ("mse", "mse")],
+)
+def test_compile_maps_keras_loss_names(keras_name, loss):
+    ae = Autoencoder()
+    ae.compile(optimizer="rmsprop", loss=keras_name)
+    assert (ae.train_config.optimizer, ae.train_config.loss) == ("rmsprop", loss)
+
+
+def test_compile_refuses_a_loss_it_has_not():
+    with pytest.raises(ConfigError, match="loss must be one of") as e:
+        Autoencoder().compile(loss="hinge")
+    assert e.value.field == "loss"

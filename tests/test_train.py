@@ -1,6 +1,8 @@
 """Training: the optimizer step against torch.optim, learning on real MNIST,
 reproducibility, both engines agreeing, divergence detection, the dead-latent check."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,52 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     assert train.resolve_device("auto").type == "cpu"
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         train.resolve_device("cuda")
+
+
+# Keras' defaults (keras.optimizers, Keras 3): epsilon 1e-7 everywhere; learning rate
+# 0.001, SGD's 0.01; Adagrad's accumulator starts at 0.1; RMSprop's rho 0.9; Adadelta's
+# rho 0.95. Typed here from Keras' documentation, not read from deepae.
+KERAS = {
+    "adam": (torch.optim.Adam, {"lr": 1e-3, "eps": 1e-7, "betas": (0.9, 0.999)}),
+    "adagrad": (torch.optim.Adagrad, {"lr": 1e-3, "eps": 1e-7, "initial_accumulator_value": 0.1}),
+    "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "eps": 1e-7, "alpha": 0.9, "momentum": 0}),
+    "adadelta": (torch.optim.Adadelta, {"lr": 1e-3, "eps": 1e-7, "rho": 0.95}),
+    "sgd": (torch.optim.SGD, {"lr": 1e-2, "momentum": 0, "nesterov": False}),
+}
+
+
+@pytest.mark.parametrize("name", list(KERAS))
+def test_optimizers_have_kerass_defaults(name):
+    kind, defaults = KERAS[name]
+    opt = train.make_optimizer([torch.zeros(3, requires_grad=True)], TrainConfig(optimizer=name),
+                               torch.device("cpu"))  # fmt: skip
+    assert type(opt) is kind
+    group = opt.param_groups[0]
+    assert {key: group[key] for key in defaults} == defaults
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_schedules_span_the_whole_run(schedule):
+    """The rate ends where the schedule ends after exactly epochs x steps_per_epoch steps:
+    one-cycle at max_lr / (25 * 1e4) (PyTorch's div_factor and final_div_factor), cosine at
+    0, having peaked at lr (one-cycle, 30% of the way) or started there (cosine)."""
+    cfg = TrainConfig(schedule=schedule, lr=4e-3, epochs=3)
+    p = torch.zeros(3, requires_grad=True)
+    opt = train.make_optimizer([p], cfg, torch.device("cpu"))
+    total = cfg.epochs * 20  # 20 steps an epoch
+    sched = train.make_schedule(opt, cfg, total)
+    rates = [opt.param_groups[0]["lr"]]
+    for _ in range(total - 1):
+        opt.step()
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    if schedule == "onecycle":
+        assert rates[0] == pytest.approx(4e-3 / 25)
+        assert (
+            max(rates) == pytest.approx(4e-3) and rates.index(max(rates)) == round(0.3 * total) - 1
+        )
+        assert rates[-1] == pytest.approx(4e-3 / 25 / 1e4)
+    else:
+        assert rates[0] == 4e-3 and rates[-1] == pytest.approx(
+            4e-3 * (1 + math.cos(math.pi * (total - 1) / total)) / 2
+        )
