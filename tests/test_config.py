@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -269,3 +270,36 @@ def test_every_accepted_seed_seeds_the_shuffle(seed):
     assert not torch.equal(order, _epoch_order(1000, cfg, 10**6 - 1))  # another epoch's
     other = TrainConfig(seed=seed + 1 if seed < 2**32 - 1 else 0)
     assert not torch.equal(order, _epoch_order(1000, other, 10**6))  # another seed's
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "value", "message"),
+    [
+        (ModelConfig, "hidden_sizes", 32, "hidden_sizes must be a list of whole numbers, got 32"),
+        (ModelConfig, "hidden_sizes", "32", "hidden_sizes must be a list of whole numbers"),
+        (ModelConfig, "image_shape", (28.0, 28), "image_shape must be a list of whole numbers"),
+        (ModelConfig, "batch_norm", "yes", "batch_norm must be True or False, got 'yes'"),
+        (ModelConfig, "latent_size", True, "latent_size must be a whole number, got True"),
+        (ModelConfig, "hidden_activation", 3, "hidden_activation must be a name"),
+        (TrainConfig, "lr", "x", "lr must be a number, got 'x'"),
+        (TrainConfig, "epochs", 2.0, "epochs must be a whole number, got 2.0"),
+        (TrainConfig, "epochs", None, "epochs must be a whole number, got None"),
+        (TrainConfig, "adam_betas", 0.9, "adam_betas must be a list of numbers, got 0.9"),
+        (TrainConfig, "shuffle", "no", "shuffle must be True or False, got 'no'"),
+        (TrainConfig, "validate", 5, "validate must be True or False, got 5"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_a_config_error(cls, field, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
+        cls(**{field: value})
+    assert e.value.field == field
+
+
+def test_numpy_scalars_and_arrays_are_stored_as_python_values():
+    m = ModelConfig(hidden_sizes=np.array([16, 8]), latent_size=np.int64(3))
+    t = TrainConfig(epochs=np.int32(4), lr=np.float32(0.5), shuffle=np.bool_(False), eps=0)
+    assert m.hidden_sizes == (16, 8) and type(m.hidden_sizes[0]) is int
+    assert type(m.latent_size) is int and type(t.epochs) is int and t.epochs == 4
+    assert type(t.lr) is float and t.lr == 0.5 and t.shuffle is False
+    assert type(t.eps) is float  # an int given for a number
+    assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(t)))) == t  # JSON takes them

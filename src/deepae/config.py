@@ -12,6 +12,7 @@ from it and still answer `--help` at once.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +67,7 @@ class ModelConfig:
     image_shape: tuple[int, ...] = (28, 28)  # (H, W): how decoded vectors are shown as images
 
     def __post_init__(self) -> None:
-        # Accept lists (JSON, CLI) but store tuples so the config stays hashable and frozen.
-        for name in ("hidden_sizes", "decoder_hidden_sizes", "image_shape"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
+        _normalise(self)
         _check_sizes("input_size", (self.input_size,))
         _check_sizes("hidden_sizes", self.hidden_sizes)
         _check_sizes("latent_size", (self.latent_size,))
@@ -169,8 +166,7 @@ class TrainConfig:
     negative_rate: int = 5  # in-batch negatives per edge (UMAP's negative_sample_rate)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.adam_betas, tuple):
-            object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
+        _normalise(self)
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
@@ -246,6 +242,57 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 def replace(config: Any, **changes: Any) -> Any:
     """`dataclasses.replace` that ignores None values (unset command-line options)."""
     return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+# What each field holds, checked and stored as such before the values are: JSON, the
+# command line, NumPy and scikit-learn's parameter grids hand over lists and NumPy scalars
+# (np.int64(3) is a whole number; True is not, nor is "no" a flag).
+_WHOLE = {"input_size", "latent_size", "batch_size", "epochs", "seed", "validation_freq",
+          "neighbours", "negative_rate"}  # fmt: skip
+_REAL = {"lr", "eps", "weight_decay", "momentum", "neighbour_weight", "min_dist"}
+_FLAG = {"batch_norm", "shuffle", "validate"}
+_WHOLES = {"hidden_sizes", "decoder_hidden_sizes", "image_shape"}  # tuples of whole numbers
+_REALS = {"adam_betas"}  # a tuple of numbers
+_OPTIONAL = {"lr", "decoder_hidden_sizes"}  # None: Keras' default rate; the mirror
+
+
+def _normalise(config: Any) -> None:
+    """Check every field's kind and store it as Python's own (int, float, bool, tuple),
+    so a frozen config is hashable, compares equal to its JSON copy, and its checks can
+    compare numbers. Raises ConfigError naming the field."""
+    for name in (f.name for f in dataclasses.fields(config)):
+        value = getattr(config, name)
+        if value is None and name in _OPTIONAL:
+            continue
+        if name in _WHOLE or name in _REAL:
+            value = _number(value, whole=name in _WHOLE)
+            if value is None:
+                what = "a whole number" if name in _WHOLE else "a number"
+                raise ConfigError(f"{name} must be {what}, got {getattr(config, name)!r}",
+                                  field=name)  # fmt: skip
+        elif name in _FLAG:
+            if not (isinstance(value, bool) or str(getattr(value, "dtype", "")) == "bool"):
+                raise ConfigError(f"{name} must be True or False, got {value!r}", field=name)
+            value = bool(value)
+        elif name in _WHOLES or name in _REALS:
+            sequence = hasattr(value, "__iter__") and not isinstance(value, str | bytes | dict)
+            items = tuple(_number(v, whole=name in _WHOLES) for v in value) if sequence else ()
+            if not sequence or None in items:
+                what = "whole numbers" if name in _WHOLES else "numbers"
+                raise ConfigError(f"{name} must be a list of {what}, got {value!r}", field=name)
+            value = items
+        elif not isinstance(value, str):
+            raise ConfigError(f"{name} must be a name (a string), got {value!r}", field=name)
+        object.__setattr__(config, name, value)
+
+
+def _number(value: Any, *, whole: bool) -> int | float | None:
+    """value as an int (whole) or a float, or None if it is not one (True is not)."""
+    if isinstance(value, bool) or not isinstance(
+        value, numbers.Integral if whole else numbers.Real
+    ):
+        return None
+    return int(value) if whole else float(value)
 
 
 def _check_sizes(name: str, values: tuple[int, ...]) -> None:
