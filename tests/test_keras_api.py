@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from deepae import Autoencoder, CSVLogger, EarlyStopping
 from deepae.errors import ConfigError
@@ -102,7 +103,8 @@ def test_two_fits_of_2_epochs_are_one_fit_of_4(mnist_small):
     assert h1.history["val_loss"] + h2.history["val_loss"] == h.history["val_loss"]
     for wa, wb in zip(weights(a), weights(b), strict=True):
         np.testing.assert_array_equal(wa, wb)  # same batches, optimizer state carried over
-    assert h2.params == {"verbose": 0, "epochs": 4, "initial_epoch": 2, "steps": 10}
+    assert h2.params == {"verbose": 0, "epochs": 4, "initial_epoch": 2, "steps": 10,
+                         "validation_freq": 1, "do_validation": True}  # fmt: skip
     assert a.history is h2 and len(a.train_state.history) == 4
 
 
@@ -116,6 +118,69 @@ def test_kerass_initial_epoch_continues_the_same_way(mnist_small):
         a.fit(mnist_small.x_train[:64], epochs=9, initial_epoch=1, verbose=0)
     assert e.value.field == "initial_epoch"
     assert a.fit(mnist_small.x_train[:640], epochs=4, initial_epoch=4, verbose=0).epoch == []
+
+
+def test_fit_arguments_hold_for_that_call_and_leave_the_config(mnist_small):
+    x = mnist_small.x_train[:128]
+    ae = Autoencoder(epochs=1, latent_activation="linear")
+    # Each fit without `epochs` trains the config's 1 more, not the total so far.
+    assert [ae.fit(x, verbose=0).epoch for _ in range(3)] == [[0], [1], [2]]
+    before = ae.get_params()
+    h = ae.fit(x, epochs=2, batch_size=16, shuffle=False, validation_freq=2, verbose=0)
+    assert h.epoch == [3, 4] and h.params["steps"] == 8  # 128 / 16
+    assert ae.get_params() == before  # epochs 1, batch_size 32, shuffle, validation_freq 1
+    assert ae.fit(x, verbose=0).params["steps"] == 4  # batch 32 again
+
+
+def test_shuffle_set_on_the_model_is_what_fit_uses(mnist_small):
+    x = mnist_small.x_train[:128]
+    configured = Autoencoder(shuffle=False, epochs=2, latent_activation="linear")
+    configured.fit(x, verbose=0)
+    argued = Autoencoder(epochs=2, latent_activation="linear")
+    argued.fit(x, shuffle=False, verbose=0)
+    shuffled = Autoencoder(epochs=2, latent_activation="linear")
+    shuffled.fit(x, verbose=0)
+    for a, b in zip(configured.get_weights(), argued.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(configured.get_weights()[0], shuffled.get_weights()[0])
+
+
+def test_set_params_between_fits_applies_to_the_optimizer(mnist_small):
+    x = mnist_small.x_train[:128]
+    ae = Autoencoder(epochs=1, latent_activation="linear")
+    ae.fit(x, verbose=0)
+    ae.set_params(lr=0.05, adam_betas=(0.5, 0.6), weight_decay=0.1)
+    ae.fit(x, verbose=0)
+    (group,) = ae.trainer.opt.param_groups
+    assert (group["lr"], group["betas"], group["weight_decay"]) == (0.05, (0.5, 0.6), 0.1)
+    (state,) = ae.trainer.opt.state.values()
+    assert state["step"].item() == 8  # Adam's state went on: 4 steps in each fit
+    # Keras' compile with another optimizer starts it afresh.
+    ae.compile(optimizer="sgd")
+    ae.fit(x, verbose=0)
+    assert isinstance(ae.trainer.opt, torch.optim.SGD) and ae.trainer.opt.param_groups[0][
+        "lr"] == 0.05 and ae.train_state.epoch == 3  # fmt: skip
+    # None is a value: lr=None is Keras' default rate again.
+    assert ae.set_params(lr=None).get_params()["lr"] is None
+
+
+def test_a_schedule_keeps_its_settings_mid_run(mnist_small):
+    x = mnist_small.x_train[:128]
+    stop = SimpleNamespace(on_epoch_end=lambda e, logs: setattr(ae, "stop_training", e == 1))
+    ae = Autoencoder(epochs=4, schedule="onecycle", lr=4e-3, latent_activation="linear")
+    ae.fit(x, callbacks=[stop], verbose=0)  # the one-cycle shaped over 4 epochs, 2 done
+    ae.set_params(lr=1e-2)
+    with pytest.raises(ConfigError, match="onecycle schedule fixed its steps and rates") as e:
+        ae.fit(x, epochs=4, initial_epoch=2, verbose=0)
+    assert e.value.field == "lr"
+    ae.set_params(lr=4e-3, weight_decay=0.01)  # not the schedule's: applies
+    ae.fit(x, epochs=4, initial_epoch=2, verbose=0)
+    (group,) = ae.trainer.opt.param_groups
+    whole = Autoencoder(epochs=4, schedule="onecycle", lr=4e-3, latent_activation="linear")
+    whole.fit(x, verbose=0)  # the schedule run through in one fit
+    (whole_group,) = whole.trainer.opt.param_groups
+    assert group["weight_decay"] == 0.01 and whole_group["weight_decay"] == 0
+    assert (group["lr"], group["betas"]) == (whole_group["lr"], whole_group["betas"])
 
 
 def test_validation_freq_validates_every_nth_epoch_and_the_last(mnist_small):
@@ -255,6 +320,17 @@ def test_csv_logger_writes_one_row_per_epoch(mnist_small, tmp_path):
                 for e, lo, va in zip(h.epoch, h.history["loss"], h.history["val_loss"],
                                      strict=True)]  # fmt: skip
     assert [[int(r[0]), float(r[1]), float(r[2])] for r in rows[1:]] == expected
+
+
+def test_csv_logger_has_val_loss_when_the_first_epoch_does_not_validate(mnist_small, tmp_path):
+    path = tmp_path / "log.csv"
+    ae = Autoencoder(epochs=3, latent_activation="linear")
+    h = ae.fit(mnist_small.x_train[:128], validation_data=mnist_small.x_test[:32],
+               validation_freq=2, callbacks=[CSVLogger(path)], verbose=0)  # fmt: skip
+    rows = list(csv.reader(path.read_text().splitlines()))
+    assert rows[0] == ["epoch", "loss", "val_loss"]
+    assert [r[2] for r in rows[1:]] == ["", repr(h.history["val_loss"][0]),
+                                        repr(h.history["val_loss"][1])]  # fmt: skip
 
 
 def test_a_plain_object_with_hooks_is_a_callback(mnist_small):

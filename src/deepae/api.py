@@ -78,7 +78,7 @@ class Autoencoder:
         batch_size: int | None = None,
         validation_data: Any = None,
         validation_split: float = 0.0,
-        shuffle: bool = True,
+        shuffle: bool | None = None,
         verbose: int = 1,
         callbacks: Sequence[Any] | None = None,
         initial_epoch: int = 0,
@@ -94,7 +94,9 @@ class Autoencoder:
         article's `fit(X, X, ...)`). Each call trains `epochs` more epochs (default: the
         config's), continuing weights, optimizer state and the epoch count, so two fits of
         2 epochs train 4; Keras' own way to continue, `initial_epoch=k`, trains epochs
-        k..epochs-1 and k must be the epochs already trained. Validation: `validation_data`
+        k..epochs-1 and k must be the epochs already trained. `epochs`, `batch_size`,
+        `shuffle` and `validation_freq` hold for this call only (None: the config's); the
+        config (`get_params`) is left as it was. Validation: `validation_data`
         (x_val, or Keras' (x_val, x_val)), else the last `validation_split` of x, as Keras
         takes it, every `validation_freq` epochs (default: the config's, 1 but for umap2d)
         and after the last. `verbose` 1: Keras' epoch lines and one progress bar over the whole
@@ -110,20 +112,25 @@ class Autoencoder:
                                            validation_split)  # fmt: skip
         self.threads = thread_policy.for_training(  # a bad count is refused before training
             self.model_config, batch_size or self.train_config.batch_size, threads)  # fmt: skip
-        first, target = fit_args.epoch_span(self.train_state.epoch, self.train_config,
-                                            epochs, initial_epoch)  # fmt: skip
+        done = self.train_state.epoch
+        begun = self.trainer.cfg if self.trainer is not None and done else None
+        first, target = fit_args.epoch_span(done, self.train_config.epochs, epochs,
+                                            initial_epoch, begun)  # fmt: skip
         history = History(self, {"verbose": verbose, "epochs": target, "initial_epoch": first})
         self.history, self._fit_images = history, x
         if target <= first:  # Keras trains nothing when initial_epoch >= epochs
             return history
-        self.train_state.epoch = first  # a fresh model given initial_epoch starts there
-        self.train_config = cfg.replace(self.train_config, epochs=target, batch_size=batch_size,
-                                        shuffle=bool(shuffle),
-                                        validation_freq=validation_freq)  # fmt: skip
+        # This call's settings; `epochs` is the total trained, which shapes a schedule.
+        run_config = cfg.replace(self.train_config, epochs=target, batch_size=batch_size,
+                                 shuffle=shuffle, validation_freq=validation_freq)  # fmt: skip
         show_bar = verbose == 1 if progress is None else progress
-        trainer = self.trainer_for(x_train, log=print if verbose else None, progress=show_bar)
-        history.params["steps"] = trainer.steps_per_epoch
-        hooks = CallbackList(callbacks, self)
+        trainer = self.trainer_for(x_train, config=run_config, log=print if verbose else None,
+                                   progress=show_bar)  # fmt: skip
+        self.train_state.epoch = first  # a fresh model given initial_epoch starts there
+        history.params.update(steps=trainer.steps_per_epoch,
+                              validation_freq=run_config.validation_freq,
+                              do_validation=x_val is not None and run_config.validate)  # fmt: skip
+        hooks = CallbackList(callbacks, self, history.params)
         self.stop_training = False  # callbacks set it to end training after an epoch
 
         def report(record: train.EpochRecord, state: train.TrainState) -> None:
@@ -148,30 +155,34 @@ class Autoencoder:
         return history
 
     def trainer_for(
-        self, x: Any, *, log: Callable[[str], None] | None = None, progress: bool = False
-    ) -> train.Trainer:
-        """The trainer (optimizer state included) for training images x; built on first use
-        and rebuilt, keeping the optimizer state, when the training config or the number of
-        images changed. With a neighbour loss it gets the images' graph (built or taken from
-        the cache, deepae.neighbours; `log` hears about it, `progress` shows a bar)."""
+        self, x: Any, *, config: cfg.TrainConfig | None = None,
+        log: Callable[[str], None] | None = None, progress: bool = False,
+    ) -> train.Trainer:  # fmt: skip
+        """The trainer (optimizer state included) for training images x under `config`
+        (default: the model's); built on first use and rebuilt when the settings or the
+        number of images changed, going on from the old one's optimizer state
+        (`train.Trainer.continue_from`). With a neighbour loss it gets the images' graph
+        (built or taken from the cache, deepae.neighbours; `log` hears about it, `progress`
+        shows a bar)."""
+        config = config or self.train_config
         given = isinstance(x, torch.Tensor | batches.MappedImages)
         x_train = x if given else self._as_source(x, "x")
         n_train = len(x_train)
         trainer = self.trainer
-        if trainer is None or trainer.cfg != self.train_config or trainer.n_train != n_train:
-            graph = (self._graph(x_train, log, progress)
-                     if self.train_config.neighbour_weight else None)  # fmt: skip
-            self.trainer = train.Trainer(self.net, self.train_config, n_train, graph=graph)
+        if trainer is None or trainer.cfg != config or trainer.n_train != n_train:
+            graph = self._graph(x_train, config, log, progress) if config.neighbour_weight else None
+            new = train.Trainer(self.net, config, n_train, graph=graph)
             if trainer is not None and self.train_state.epoch:
-                self.trainer.load_state_dict(trainer.state_dict())
+                new.continue_from(trainer)
+            self.trainer = new
         return self.trainer
 
-    def _graph(self, x_train: torch.Tensor, log, progress: bool):
+    def _graph(self, x_train: torch.Tensor, config: cfg.TrainConfig, log, progress: bool):
         from deepae import neighbours
 
         flat = batches.as_array(x_train)  # (N, D) float32 in [0, 1]: the graph needs all
         key = hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
-        k = self.train_config.neighbours
+        k = config.neighbours
         if self._graph_key != (key, k):
             options = {"log": log, "progress": progress, "cache_dir": self.graph_cache_dir}
             build = functools.partial(neighbours.graph_for, flat, k, key, **options)
@@ -248,17 +259,24 @@ class Autoencoder:
         return {**_fields(self.model_config), **_fields(self.train_config)}
 
     def set_params(self, **params: Any) -> Autoencoder:
-        """Change config fields. A changed architecture (or seed) builds a new, untrained
-        network; training fields apply from the next fit. Returns self."""
+        """Change config fields, None included (`lr=None`: Keras' default rate), as
+        scikit-learn's grid searches do. A changed architecture (or seed) builds a new,
+        untrained network; training fields apply from the next fit, which goes on from the
+        optimizer's state (a schedule's settings cannot change mid-run; another optimizer
+        starts afresh: deepae.train.Trainer.continue_from). Returns self."""
         _check_options(params)
-        model_config = cfg.replace(self.model_config, **_pick(params, _MODEL_FIELDS))
-        train_config = cfg.replace(self.train_config, **_pick(params, _TRAIN_FIELDS))
+        model_config = dataclasses.replace(self.model_config, **_pick(params, _MODEL_FIELDS))
+        train_config = dataclasses.replace(self.train_config, **_pick(params, _TRAIN_FIELDS))
         rebuild = model_config != self.model_config or train_config.seed != self.train_config.seed
         self.model_config, self.train_config = model_config, train_config
         if rebuild:
-            self.net = model.build(model_config, seed=train_config.seed)
-            self.train_state, self.trainer, self.history = train.TrainState(), None, None
+            self._untrained()
         return self
+
+    def _untrained(self) -> None:
+        """A new network from the configs, and no training behind it."""
+        self.net = model.build(self.model_config, seed=self.train_config.seed)
+        self.train_state, self.trainer, self.history = train.TrainState(), None, None
 
     def compile(self, optimizer: str = "adam", loss: str = "binary_crossentropy") -> None:
         """Keras' compile, for the article's code: sets `optimizer` and `loss` (Keras' names

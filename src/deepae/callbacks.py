@@ -2,11 +2,12 @@
 calls, `EarlyStopping` and `CSVLogger` built in.
 
 A callback is any object with some of `on_train_begin(logs)`, `on_epoch_end(epoch, logs)`
-and `on_train_end(logs)`; fit sets its `model` attribute to the Autoencoder first (through
-`set_model` where it has one, as Keras does). `epoch` is 0-based and counts every epoch
-the model has trained, and `logs` is {"loss": ..., "val_loss": ...} (val_loss with
-validation data only). A callback ends training after the current epoch by setting
-`model.stop_training = True`, as Keras' do.
+and `on_train_end(logs)`; fit sets its `model` attribute to the Autoencoder and its `params`
+to the History's (epochs, steps, validation_freq, do_validation) first (through
+`set_model` and `set_params` where it has them, as Keras does). `epoch` is 0-based and
+counts every epoch the model has trained, and `logs` is {"loss": ..., "val_loss": ...}
+(val_loss in the epochs that validate). A callback ends training after the current epoch
+by setting `model.stop_training = True`, as Keras' do.
 """
 
 from __future__ import annotations
@@ -67,9 +68,13 @@ class Callback:
     """Base class with every hook doing nothing; subclass and override what you need."""
 
     model: Any = None
+    params: dict[str, Any] = {}  # noqa: RUF012 (replaced, never changed in place)
 
     def set_model(self, model: Any) -> None:
         self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         """Called once when fit starts."""
@@ -109,7 +114,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         current = (logs or {}).get(self.monitor)
-        freq = getattr(getattr(self.model, "train_config", None), "validation_freq", 1)
+        freq = self.params.get("validation_freq", 1)
         if current is None and (epoch + 1) % freq:  # not a validation epoch: as Keras, wait
             return
         if current is None:
@@ -156,7 +161,10 @@ class CSVLogger(Callback):
             self.on_train_begin()
         if self._writer is None:
             self._writer = csv.writer(self._file, delimiter=self.separator)
-            self._keys = sorted(logs)
+            # A fit that validates every few epochs has no val_loss in the first: the
+            # column is there all the same, as in Keras' CSVLogger.
+            validates = getattr(self, "params", {}).get("do_validation", False)
+            self._keys = sorted({*logs, *(["val_loss"] if validates else [])})
             self._writer.writerow(["epoch", *self._keys])
         keys = getattr(self, "_keys", sorted(logs))
         self._writer.writerow([epoch, *(repr(logs[k]) if k in logs else "" for k in keys)])
@@ -172,18 +180,23 @@ class CallbackList:
     """The callbacks of one fit: each gets `model` first, then every hook it has is called
     in order (a hook it lacks is skipped, so any object with some of them will do)."""
 
-    def __init__(self, callbacks: Any, model: Any):
+    def __init__(self, callbacks: Any, model: Any, params: dict[str, Any] | None = None):
         if callbacks is None:
             callbacks = []
         if not isinstance(callbacks, list | tuple):
             raise ConfigError(f"callbacks must be a list of callbacks, got a "
                               f"{type(callbacks).__name__}", field="callbacks")  # fmt: skip
         self.callbacks = list(callbacks)
+        params = {} if params is None else params
         for cb in self.callbacks:
             if hasattr(cb, "set_model"):
                 cb.set_model(model)
             else:
                 cb.model = model
+            if hasattr(cb, "set_params"):
+                cb.set_params(params)
+            else:
+                cb.params = params
 
     def call(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:

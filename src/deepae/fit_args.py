@@ -6,6 +6,7 @@ and the span of epochs a call trains.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -62,16 +63,18 @@ def check_target(as_input: AsInput, x: Any, y: Any, x_flat: torch.Tensor, name: 
         )
 
 
-def epoch_span(done: int, config: TrainConfig, epochs: int | None,
-               initial_epoch: int) -> tuple[int, int]:  # fmt: skip
+def epoch_span(done: int, default: int, epochs: int | None, initial_epoch: int,
+               begun: TrainConfig | None = None) -> tuple[int, int]:  # fmt: skip
     """(first epoch, epoch to stop at), 0-based counts of every epoch the model trained,
-    for a model that has trained `done` epochs under `config`. Without `initial_epoch`,
-    `epochs` more (default: config.epochs); with it, Keras' form: epochs initial_epoch..
-    epochs-1, and initial_epoch must be `done` (or the model untrained)."""
-    n = config.epochs if epochs is None else epochs
+    for a model that has trained `done` epochs, with `begun` the settings training began
+    with (None if it has not). Without `initial_epoch`, `epochs` more (default: `default`,
+    the config's); with it, Keras' form: epochs initial_epoch..epochs-1, and initial_epoch
+    must be `done` (or the model untrained)."""
+    n = default if epochs is None else epochs
     for name, value in (("epochs", n), ("initial_epoch", initial_epoch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}", field=name)
+    n, initial_epoch = int(n), int(initial_epoch)
     if initial_epoch == 0:
         first, target = done, done + n
     elif done and initial_epoch != done:
@@ -84,9 +87,10 @@ def epoch_span(done: int, config: TrainConfig, epochs: int | None,
         first, target = initial_epoch, max(initial_epoch, n)
     # A schedule's shape is fixed by the total when training began (deepae.train), as a
     # resumed run's is (deepae.run.resume refuses the same).
-    if done and first < target != config.epochs and config.schedule != "constant":
+    scheduled = begun is not None and begun.schedule != "constant"
+    if done and scheduled and first < target != begun.epochs:
         raise ConfigError(
-            f"the {config.schedule} schedule is shaped by the total epochs ({config.epochs}), "
+            f"the {begun.schedule} schedule is shaped by the total epochs ({begun.epochs}), "
             "fixed when training began; a further fit cannot extend it: build a new "
             "Autoencoder, or use schedule 'constant'",
             field="epochs",

@@ -306,6 +306,38 @@ class Trainer:
         if self.schedule is not None and state.get("schedule") is not None:
             self.schedule.load_state_dict(state["schedule"])
 
+    # What a schedule drives or was shaped by, which a later fit cannot change mid-run.
+    _SCHEDULED = ("schedule", "optimizer", "lr", "adam_betas", "momentum", "batch_size")
+    # The param group entries a schedule sets (OneCycleLR cycles betas or momentum too).
+    _SCHEDULE_KEYS = {"lr", "initial_lr", "max_lr", "min_lr", "betas", "momentum",
+                      "max_momentum", "base_momentum"}  # fmt: skip
+
+    def continue_from(self, other: Trainer) -> None:
+        """Go on from `other`, the trainer of the same net before its settings changed (a
+        set_params or compile between fits): its optimizer state (Adam's moments and step
+        count) and schedule position, with this trainer's own settings (rate, betas, weight
+        decay...), as a Keras model keeps its optimizer across fits. Another kind of
+        optimizer starts afresh, as a Keras compile with a new one does. A schedule fixed
+        what it drives when training began: changing that (or the batch size, or the number
+        of images, which set its steps) is a ConfigError."""
+        if other.schedule is not None or self.schedule is not None:
+            changed = [n for n in self._SCHEDULED if getattr(other.cfg, n) != getattr(self.cfg, n)]
+            if changed or other.n_train != self.n_train:
+                what = ", ".join(changed) or "the number of training images"
+                raise ConfigError(
+                    f"the {other.cfg.schedule} schedule fixed its steps and rates when training "
+                    f"began, so {what} cannot change between fits: build a new Autoencoder, "
+                    "or train with schedule 'constant'",
+                    field=changed[0] if changed else "x",
+                )
+        if type(self.opt) is not type(other.opt):
+            return
+        own = [{k: v for k, v in g.items() if k != "params"} for g in self.opt.param_groups]
+        self.load_state_dict(other.state_dict())  # brings back other's settings too
+        keep = self._SCHEDULE_KEYS if self.schedule is not None else set()
+        for group, settings in zip(self.opt.param_groups, own, strict=True):
+            group.update({k: v for k, v in settings.items() if k not in keep})
+
 
 def fit(
     trainer: Trainer,
