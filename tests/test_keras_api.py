@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from deepae import Autoencoder, CSVLogger, EarlyStopping
-from deepae.errors import ConfigError
+from deepae.errors import ConfigError, DataError
 
 # The article's code, line for line, except: the imports (keras -> deepae), the four
 # lines that build the Keras graph (-> `Autoencoder()`, its encoder and decoder), and the
@@ -448,3 +448,26 @@ def test_compile_refuses_a_loss_it_has_not():
     with pytest.raises(ConfigError, match="loss must be one of") as e:
         Autoencoder().compile(loss="hinge")
     assert e.value.field == "loss"
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_a_verbs_batch_size_must_be_a_whole_number(fitted, mnist_small, batch_size):
+    x = mnist_small.x_test[:20]
+    for verb in (fitted.encode, fitted.reconstruct, fitted.evaluate):
+        with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1") as e:
+            verb(x, batch_size=batch_size)
+        assert e.value.field == "batch_size"
+    assert fitted.encode(x, batch_size=np.int64(7)).shape == (20, 2)  # NumPy's ints do
+
+
+def test_no_images_is_a_data_error_before_training(mnist_small):
+    ae = Autoencoder(epochs=1)
+    x, empty = mnist_small.x_train[:64], mnist_small.x_train[:0]
+    for call, field in ((lambda: ae.fit(empty, verbose=0), "x"),
+                        (lambda: ae.fit(x, validation_data=empty, verbose=0), "validation_data"),
+                        (lambda: ae.evaluate(empty), "x")):  # fmt: skip
+        with pytest.raises(DataError, match="holds no images") as e:
+            call()
+        assert e.value.field == field
+    assert ae.train_state.epoch == 0
+    assert ae.encode(empty).shape == (0, 2)  # no images in, no codes out

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deepae import config, neighbours, run
+from deepae import neighbours, run
 from deepae.api import Autoencoder
 from deepae.config import ModelConfig, TrainConfig
 from deepae.data import flatten_images
@@ -183,24 +183,3 @@ def test_resume_with_a_neighbour_loss_is_bit_identical(mnist_small, tmp_path, pr
     run.resume(tmp_path / "b", data, **quiet)
     a, b = (load_file(tmp_path / r / "model.safetensors") for r in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_umap_learns_names_switch_with_one_import(mnist_small):
-    from deepae import UMAP
-
-    x = mnist_small.x_train[:300]
-    reducer = UMAP(n_neighbors=10, min_dist=0.2, random_state=3, epochs=1, batch_size=64)
-    assert (reducer.train_config.neighbours, reducer.train_config.min_dist) == (10, 0.2)
-    preset = config.resolve("umap2d")[1]
-    assert (reducer.train_config.seed, reducer.train_config.neighbour_weight) == (
-        3, preset.neighbour_weight)  # fmt: skip
-    unset = UMAP().train_config  # umap-learn's names left unset: the preset's values
-    assert (unset.neighbours, unset.min_dist, unset.negative_rate, unset.seed) == (
-        preset.neighbours, preset.min_dist, preset.negative_rate, 0)  # fmt: skip
-    embedding = reducer.fit_transform(x, verbose=0)
-    assert embedding.shape == (300, 2) and np.array_equal(embedding, reducer.embedding_)
-    np.testing.assert_allclose(reducer.transform(x[:5]), embedding[:5], atol=1e-5)
-    images = reducer.inverse_transform(embedding[:5])
-    assert images.shape == (5, 28, 28) and images.min() >= 0 and images.max() <= 1
-    with pytest.raises(ConfigError):  # umap-learn's supervised fit(x, labels): not here
-        UMAP(epochs=1).fit(x, mnist_small.y_train[:300])

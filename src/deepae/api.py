@@ -227,7 +227,7 @@ class Autoencoder:
     def evaluate(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 8192) -> float:
         """Keras' evaluate: the mean loss (the config's, BCE by default) of reconstructing
         x, per pixel and image; `y`, if given, must be x itself."""
-        flat = self._as_source(x, "x")  # (N, D)
+        flat = fit_args.not_empty(self._as_source(x, "x"), "x")  # (N, D)
         fit_args.check_target(self._as_source, x, y, flat, "y")
         loss_fn = train.loss_function(self.train_config.loss, self.model_config)
         self.net.eval()
@@ -237,7 +237,7 @@ class Autoencoder:
             for chunk in batches.chunks(flat, batch_size):
                 xb = chunk.to(device)
                 total += loss_fn(self.net.logits(xb), xb).double().item() * xb.numel()
-        return total / max(flat.numel(), 1)
+        return total / flat.numel()
 
     def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options):
         """scikit-learn's fit_transform: `fit(x, **fit_options)`, then the codes of x: an
@@ -370,9 +370,15 @@ class Autoencoder:
     def load(cls, folder: str | Path) -> Autoencoder:
         """A model saved by `save` (or by `deepae train`)."""
         net, train_config = storage.load_model(folder)
-        ae = cls(net.config, train_config)
+        ae = cls._from_configs(net.config, train_config)
         ae.net = net
         return ae
+
+    @classmethod
+    def _from_configs(cls, model_config: cfg.ModelConfig, train_config: cfg.TrainConfig):
+        """An untrained model of these configs (a subclass with other constructor
+        arguments says how it is built from them)."""
+        return cls(model_config, train_config)
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -12,12 +12,14 @@ array, so both give the same bits and the same training.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
 from deepae.data import ImageRows
+from deepae.errors import ConfigError
 
 CHUNK = 8192  # images per chunk where the caller does not choose: 25 MB of 784 floats
 Gather = Callable[[torch.Tensor], torch.Tensor]  # idx (B,) -> images (B, D) float32
@@ -101,7 +103,12 @@ def gatherer(x: torch.Tensor | MappedImages) -> Gather:
 
 def chunks(x: torch.Tensor | MappedImages, size: int) -> Iterator[torch.Tensor]:
     """x in order, `size` images at a time, as float32 (b, D): views of a tensor, batches
-    read from the file for MappedImages."""
+    read from the file for MappedImages. A size that is not a whole number >= 1 is a
+    ConfigError (the verbs' `batch_size`)."""
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ConfigError(f"batch_size must be a whole number >= 1, got {size!r}",
+                          field="batch_size")  # fmt: skip
+    size = int(size)
     if isinstance(x, MappedImages):
         yield from x.chunks(size)
         return

@@ -21,18 +21,33 @@ from typing import Any
 import numpy as np
 
 from deepae.api import Autoencoder
+from deepae.errors import ConfigError
+
+# umap-learn's name -> deepae's config field, for the settings both have.
+NAMES = {
+    "n_neighbors": "neighbours",
+    "n_components": "latent_size",
+    "min_dist": "min_dist",
+    "negative_sample_rate": "negative_rate",
+    "random_state": "seed",
+    "n_epochs": "epochs",
+}
 
 
 class UMAP(Autoencoder):
     """The `umap2d` preset under umap-learn's names: n_neighbors -> neighbours,
     n_components -> latent_size, min_dist, negative_sample_rate -> negative_rate,
-    random_state -> seed (None: 0, so runs are reproducible by default). Any other keyword
-    sets a deepae config field, as for `Autoencoder`.
+    random_state -> seed (None: 0, so runs are reproducible by default; a NumPy
+    RandomState gives a seed drawn from it), n_epochs -> epochs. `verbose` as umap-learn's
+    (quiet by default; True prints an epoch line each epoch and a progress bar); `metric`
+    can only be 'euclidean' (the graph's, on pixels). Any other keyword sets a deepae
+    config field, as for `Autoencoder`. `get_params` and `set_params` speak umap-learn's
+    names, so scikit-learn's `clone` and grid searches work.
 
-    Unset (None), n_neighbors, min_dist and negative_sample_rate take the preset's values
-    (10, 0.0 and 10), not umap-learn's defaults (15, 0.1 and 5): with a reconstruction
-    loss beside the graph, those gave the better map here (docs/umap2d.md). Pass
-    umap-learn's values to get its settings."""
+    Unset (None), n_neighbors, min_dist, negative_sample_rate and n_epochs take the
+    preset's values (10, 0.0, 10 and 130), not umap-learn's defaults (15, 0.1, 5 and
+    200 or 500): with a reconstruction loss beside the graph, those gave the better map
+    here (docs/umap2d.md). Pass umap-learn's values to get its settings."""
 
     def __init__(
         self,
@@ -40,23 +55,91 @@ class UMAP(Autoencoder):
         n_components: int = 2,
         min_dist: float | None = None,
         negative_sample_rate: int | None = None,
-        random_state: int | None = None,
+        random_state: Any = None,
+        n_epochs: int | None = None,
+        metric: str = "euclidean",
+        verbose: bool = False,
         **options: Any,
     ):
+        _refuse_our_names(options)
+        if metric != "euclidean":
+            raise ConfigError(f"metric must be 'euclidean' (the neighbour graph's, between "
+                              f"pixel vectors), got {metric!r}", field="metric")  # fmt: skip
+        self.metric, self.verbose = metric, verbose
         super().__init__(
             preset="umap2d", neighbours=n_neighbors, latent_size=n_components,
             min_dist=min_dist, negative_rate=negative_sample_rate,
-            seed=0 if random_state is None else random_state, **options,
+            seed=_seed(random_state), epochs=n_epochs, **options,
         )  # fmt: skip
         self.embedding_: np.ndarray | None = None
+        self._input_ndim = 3  # images (N, H, W) or flat (N, D): what inverse_transform gives
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options: Any):
-        """Train the map on images x (umap-learn's `fit`; labels are not used) and keep the
-        codes of x as `embedding_` (N, n_components). Returns self, as umap-learn does."""
-        super().fit(x, None if y is None or y is x else y, **fit_options)
+        """Train a map on images x and keep the codes of x as `embedding_` (N,
+        n_components); returns self. As umap-learn's `fit`, each call trains a new map from
+        scratch. Labels `y` are accepted, as scikit-learn's pipelines pass them, but not
+        used: the map is unsupervised. `fit_options` are `Autoencoder.fit`'s."""
+        if self.train_state.epoch:
+            self._untrained()
+        fit_options.setdefault("verbose", int(bool(self.verbose)))
+        Autoencoder.fit(self, x, **fit_options)
         self.embedding_ = self.encode(x)
+        self._input_ndim = min(np.ndim(x), 3)
         return self
 
     def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options: Any):
         """`fit`, then `embedding_`: the codes of x (N, n_components)."""
         return self.fit(x, y, **fit_options).embedding_
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        """Codes (N, n_components) -> images shaped as the fit's input was: (N, H, W), or
+        (N, D) for flat vectors, as umap-learn gives back its input's shape."""
+        images = self.decode(z)
+        return images.reshape(len(images), -1) if self._input_ndim == 2 else images
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The settings under umap-learn's names where it has them, deepae's elsewhere:
+        `UMAP(**params)` builds the same (untrained) map."""
+        params = super().get_params(deep)
+        ours = {name: params.pop(field) for name, field in NAMES.items()}
+        return {**ours, "metric": self.metric, "verbose": self.verbose, **params}
+
+    def set_params(self, **params: Any) -> UMAP:
+        """Change settings, by umap-learn's names or deepae's fields. Returns self."""
+        _refuse_our_names(params)
+        if "metric" in params and params["metric"] != "euclidean":
+            raise ConfigError(f"metric must be 'euclidean', got {params['metric']!r}",
+                              field="metric")  # fmt: skip
+        self.metric = params.pop("metric", self.metric)
+        self.verbose = params.pop("verbose", self.verbose)
+        if "random_state" in params:
+            params["random_state"] = _seed(params["random_state"])
+        return super().set_params(**{NAMES.get(k, k): v for k, v in params.items()})
+
+    @classmethod
+    def _from_configs(cls, model_config, train_config) -> UMAP:
+        umap = cls(n_components=model_config.latent_size)
+        Autoencoder.__init__(umap, model_config, train_config)
+        return umap
+
+
+def _refuse_our_names(options: dict[str, Any]) -> None:
+    """deepae's field names for what umap-learn names otherwise would set it twice."""
+    umap_name = {field: name for name, field in NAMES.items() if field != name}
+    taken = sorted(set(options) & set(umap_name))
+    if taken:
+        raise ConfigError(f"{taken[0]} is {umap_name[taken[0]]} here, umap-learn's name: give "
+                          f"that", field=taken[0])  # fmt: skip
+
+
+def _seed(random_state: Any) -> int:
+    """umap-learn's random_state as deepae's seed: None -> 0, an int as it is, a NumPy
+    RandomState or Generator -> a seed drawn from it (as scikit-learn's check_random_state
+    would draw from it)."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    return random_state

@@ -261,29 +261,45 @@ def _normalise(config: Any) -> None:
     so a frozen config is hashable, compares equal to its JSON copy, and its checks can
     compare numbers. Raises ConfigError naming the field."""
     for name in (f.name for f in dataclasses.fields(config)):
-        value = getattr(config, name)
-        if value is None and name in _OPTIONAL:
+        given = getattr(config, name)
+        if given is None and name in _OPTIONAL:
             continue
-        if name in _WHOLE or name in _REAL:
-            value = _number(value, whole=name in _WHOLE)
-            if value is None:
-                what = "a whole number" if name in _WHOLE else "a number"
-                raise ConfigError(f"{name} must be {what}, got {getattr(config, name)!r}",
-                                  field=name)  # fmt: skip
-        elif name in _FLAG:
-            if not (isinstance(value, bool) or str(getattr(value, "dtype", "")) == "bool"):
-                raise ConfigError(f"{name} must be True or False, got {value!r}", field=name)
-            value = bool(value)
-        elif name in _WHOLES or name in _REALS:
-            sequence = hasattr(value, "__iter__") and not isinstance(value, str | bytes | dict)
-            items = tuple(_number(v, whole=name in _WHOLES) for v in value) if sequence else ()
-            if not sequence or None in items:
-                what = "whole numbers" if name in _WHOLES else "numbers"
-                raise ConfigError(f"{name} must be a list of {what}, got {value!r}", field=name)
-            value = items
-        elif not isinstance(value, str):
-            raise ConfigError(f"{name} must be a name (a string), got {value!r}", field=name)
-        object.__setattr__(config, name, value)
+        value = _kind_checked(name, given)
+        if not _same(given, value):  # keep the object given where it is one
+            object.__setattr__(config, name, value)
+
+
+def _kind_checked(name: str, value: Any) -> Any:
+    if name in _WHOLE or name in _REAL:
+        number = _number(value, whole=name in _WHOLE)
+        if number is None:
+            what = "a whole number" if name in _WHOLE else "a number"
+            raise ConfigError(f"{name} must be {what}, got {value!r}", field=name)
+        return number
+    if name in _FLAG:
+        if not (isinstance(value, bool) or str(getattr(value, "dtype", "")) == "bool"):
+            raise ConfigError(f"{name} must be True or False, got {value!r}", field=name)
+        return bool(value)
+    if name in _WHOLES or name in _REALS:
+        sequence = hasattr(value, "__iter__") and not isinstance(value, str | bytes | dict)
+        items = tuple(_number(v, whole=name in _WHOLES) for v in value) if sequence else ()
+        if not sequence or None in items:
+            what = "whole numbers" if name in _WHOLES else "numbers"
+            raise ConfigError(f"{name} must be a list of {what}, got {value!r}", field=name)
+        return items
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a name (a string), got {value!r}", field=name)
+    return value
+
+
+def _same(given: Any, value: Any) -> bool:
+    """Whether `given` already is `value`, type for type (scikit-learn's clone checks that a
+    parameter comes back as the very object it passed)."""
+    if type(given) is not type(value) or given != value:
+        return False
+    return not isinstance(value, tuple) or all(
+        type(a) is type(b) for a, b in zip(given, value, strict=True)
+    )
 
 
 def _number(value: Any, *, whole: bool) -> int | float | None:

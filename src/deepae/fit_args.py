@@ -14,7 +14,7 @@ import torch
 
 from deepae import batches
 from deepae.config import TrainConfig
-from deepae.errors import ConfigError
+from deepae.errors import ConfigError, DataError
 
 # images -> float32 (N, D) in [0, 1] (a tensor, or batches.MappedImages for images left in
 # their file), with the argument's name for messages
@@ -25,15 +25,16 @@ def fit_data(as_input: AsInput, x: Any, y: Any, validation_data: Any,
              validation_split: float) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """(x_train (N, D), x_val (M, D) or None): `validation_data` (x_val or Keras' (x_val,
     x_val)) wins over `validation_split`, as in Keras, which takes the last part of x."""
-    x_train = as_input(x, "x")
+    x_train = not_empty(as_input(x, "x"), "x")
     check_target(as_input, x, y, x_train, "y")
     if validation_data is not None:
         if not isinstance(validation_data, tuple):
-            return x_train, as_input(validation_data, "validation_data")
+            return x_train, not_empty(as_input(validation_data, "validation_data"),
+                                      "validation_data")  # fmt: skip
         if len(validation_data) != 2:
             raise ConfigError("validation_data must be x_val or (x_val, x_val), got a tuple "
                               f"of {len(validation_data)}", field="validation_data")  # fmt: skip
-        x_val = as_input(validation_data[0], "validation_data")
+        x_val = not_empty(as_input(validation_data[0], "validation_data"), "validation_data")
         check_target(as_input, validation_data[0], validation_data[1], x_val, "validation_data")
         return x_train, x_val
     if not 0 <= validation_split < 1:
@@ -49,6 +50,14 @@ def fit_data(as_input: AsInput, x: Any, y: Any, validation_data: Any,
             field="validation_split",
         )
     return x_train[:split_at], x_train[split_at:]
+
+
+def not_empty(images: Any, name: str) -> Any:
+    """images (N, D), refused with a DataError when N is 0: a mean loss over no images has
+    no value."""
+    if len(images) == 0:
+        raise DataError(f"{name} holds no images; give at least one", field=name)
+    return images
 
 
 def check_target(as_input: AsInput, x: Any, y: Any, x_flat: torch.Tensor, name: str) -> None:

@@ -1,0 +1,87 @@
+"""deepae.compat.UMAP: umap-learn's names and habits on the umap2d map (fit afresh,
+labels ignored, returns self, get_params/set_params/clone, save and load)."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from deepae import UMAP, Autoencoder, config
+from deepae.errors import ConfigError
+
+SMALL = {"n_epochs": 1, "batch_size": 64, "hidden_sizes": (32,)}  # seconds, not minutes
+
+
+@pytest.fixture(scope="module")
+def x(mnist_small):
+    return mnist_small.x_train[:300]
+
+
+def test_umap_learns_names_switch_with_one_import(x):
+    reducer = UMAP(n_neighbors=10, min_dist=0.2, random_state=3, n_epochs=1, batch_size=64)
+    t = reducer.train_config
+    assert (t.neighbours, t.min_dist, t.seed, t.epochs) == (10, 0.2, 3, 1)
+    preset = config.resolve("umap2d")[1]
+    assert t.neighbour_weight == preset.neighbour_weight
+    unset = UMAP().train_config  # umap-learn's names left unset: the preset's values
+    assert (unset.neighbours, unset.min_dist, unset.negative_rate, unset.seed, unset.epochs) == (
+        preset.neighbours, preset.min_dist, preset.negative_rate, 0, preset.epochs)  # fmt: skip
+    embedding = reducer.fit_transform(x)
+    assert embedding.shape == (300, 2) and np.array_equal(embedding, reducer.embedding_)
+    np.testing.assert_allclose(reducer.transform(x[:5]), embedding[:5], atol=1e-5)
+    images = reducer.inverse_transform(embedding[:5])
+    assert images.shape == (5, 28, 28) and images.min() >= 0 and images.max() <= 1
+
+
+def test_fit_starts_afresh_ignores_labels_and_is_quiet(x, mnist_small, capsys):
+    once = UMAP(**SMALL).fit(x)
+    assert capsys.readouterr().out == ""  # umap-learn's verbose=False
+    twice = UMAP(**SMALL)
+    assert twice.fit(x, mnist_small.y_train[:300]) is twice  # labels: accepted, not used
+    twice.fit(x)  # a second fit trains a new map, as umap-learn's does
+    assert twice.train_state.epoch == 1
+    np.testing.assert_array_equal(twice.embedding_, once.embedding_)
+    UMAP(verbose=True, **SMALL).fit(x)
+    assert "Epoch 1/1" in capsys.readouterr().out
+
+
+def test_params_speak_umap_learns_names_and_clone(x):
+    reducer = UMAP(n_neighbors=7, random_state=5, **SMALL)
+    params = reducer.get_params()
+    assert {k: params[k] for k in ("n_neighbors", "random_state", "n_epochs", "metric")} == {
+        "n_neighbors": 7, "random_state": 5, "n_epochs": 1, "metric": "euclidean"}  # fmt: skip
+    assert not {"neighbours", "seed", "latent_size", "negative_rate", "epochs"} & set(params)
+    copy = clone(reducer)  # scikit-learn's: UMAP(**get_params()), each value checked
+    assert type(copy) is UMAP and copy.get_params() == params
+    copy.set_params(n_neighbors=12, negative_sample_rate=3, verbose=True)
+    assert (copy.train_config.neighbours, copy.train_config.negative_rate) == (12, 3)
+    assert copy.verbose is True and reducer.train_config.neighbours == 7
+    with pytest.raises(ConfigError, match="neighbours is n_neighbors here") as e:
+        copy.set_params(neighbours=3)
+    assert e.value.field == "neighbours"
+    with pytest.raises(ConfigError, match="latent_size is n_components here"):
+        UMAP(latent_size=3)
+    with pytest.raises(ConfigError, match="metric must be 'euclidean'"):
+        UMAP(metric="cosine")
+
+
+def test_a_numpy_random_state_draws_a_seed():
+    a = UMAP(random_state=np.random.RandomState(0)).train_config.seed
+    b = UMAP(random_state=np.random.RandomState(0)).train_config.seed
+    assert a == b == np.random.RandomState(0).randint(0, 2**31 - 1)
+
+
+def test_saved_and_loaded_it_is_the_same_umap(x, tmp_path):
+    reducer = UMAP(**SMALL).fit(x)
+    reducer.save(tmp_path / "m")
+    loaded = UMAP.load(tmp_path / "m")
+    assert type(loaded) is UMAP and loaded.get_params() == reducer.get_params()
+    np.testing.assert_array_equal(loaded.transform(x), reducer.embedding_)
+    assert type(Autoencoder.load(tmp_path / "m")) is Autoencoder
+
+
+def test_inverse_transform_gives_back_the_inputs_shape(x):
+    flat = x.reshape(len(x), -1) / np.float32(255)
+    reducer = UMAP(**SMALL).fit(flat)
+    back = reducer.inverse_transform(reducer.embedding_[:4])
+    assert back.shape == (4, 784)
+    np.testing.assert_array_equal(back, reducer.decode(reducer.embedding_[:4]).reshape(4, 784))
