@@ -302,10 +302,10 @@ def test_early_stopping_ends_fit_on_a_plateau(mnist_small):
 
 
 def test_early_stopping_without_its_metric_is_refused(mnist_small):
+    ae = Autoencoder(epochs=2)
     with pytest.raises(ConfigError, match="validation_data") as e:
-        Autoencoder(epochs=2).fit(mnist_small.x_train[:64], callbacks=[EarlyStopping()],
-                                  verbose=0)  # fmt: skip
-    assert e.value.field == "monitor"
+        ae.fit(mnist_small.x_train[:64], callbacks=[EarlyStopping()], verbose=0)
+    assert e.value.field == "monitor" and ae.train_state.epoch == 0  # before any training
 
 
 def test_csv_logger_writes_one_row_per_epoch(mnist_small, tmp_path):
@@ -471,3 +471,9 @@ def test_no_images_is_a_data_error_before_training(mnist_small):
         assert e.value.field == field
     assert ae.train_state.epoch == 0
     assert ae.encode(empty).shape == (0, 2)  # no images in, no codes out
+
+
+def test_the_package_lists_its_lazy_names():
+    import deepae
+
+    assert {"Autoencoder", "UMAP", "load_mnist", "EarlyStopping"} <= set(dir(deepae))

@@ -77,3 +77,8 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'deepae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names too, so that tab completion finds them (PEP 562).
+    return sorted({*globals(), *_EXPORTS})

@@ -108,9 +108,19 @@ class EarlyStopping(Callback):
         self.on_train_begin()
 
     def on_train_begin(self, logs=None) -> None:
+        # A fit without validation can never give val_loss: say so before it trains.
+        if self.monitor == "val_loss" and self.params.get("do_validation") is False:
+            raise self._unmonitored()
         # Each fit starts afresh, as Keras' does.
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best, self.best_weights = math.inf, None
+
+    def _unmonitored(self) -> ConfigError:
+        return ConfigError(
+            f"EarlyStopping monitors {self.monitor!r}, which this fit does not compute; "
+            "give fit validation_data (or validation_split), or monitor 'loss'",
+            field="monitor",
+        )
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         current = (logs or {}).get(self.monitor)
@@ -118,11 +128,7 @@ class EarlyStopping(Callback):
         if current is None and (epoch + 1) % freq:  # not a validation epoch: as Keras, wait
             return
         if current is None:
-            raise ConfigError(
-                f"EarlyStopping monitors {self.monitor!r}, which this fit does not compute; "
-                "give fit validation_data (or validation_split), or monitor 'loss'",
-                field="monitor",
-            )
+            raise self._unmonitored()
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
         self.wait += 1
