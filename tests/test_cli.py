@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from safetensors.numpy import load_file
 
 from deepae import native
 from deepae.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mnist-small.npz"
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +171,33 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path, args, message):
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+
+
+def test_a_closed_stdout_drops_the_output_not_the_run(tmp_path):
+    """`deepae train | head -1`: the pipe closes after the first line; training goes on,
+    quietly, and the run is complete."""
+    args = ["train", "--dataset", FIXTURE, "--epochs", "20", "--runs-dir", tmp_path,
+            "--name", "r", "--no-progress", "--no-evaluate"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "deepae.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = proc.stdout.readline()  # "data: ...", before the first epoch
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert first.startswith("data: ") and proc.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    status = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert (status["status"], status["epochs_done"]) == ("complete", 20)
+
+
+def test_a_signal_after_training_finishes_the_run_and_says_so(capsys, tmp_path):
+    from types import SimpleNamespace
+
+    from deepae.cli import _report_run
+    from deepae.run import RunResult
+
+    late = SimpleNamespace(signum=2, name="SIGINT")  # StopOnSignal's, after the last step
+    done = RunResult(tmp_path, {"degenerate": False}, files=[tmp_path / "model.safetensors"])
+    assert _report_run(done, late, SimpleNamespace(resume=None, argv=[])) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"run saved to {tmp_path}/")
+    assert err == "SIGINT came after training had ended; the run was finished and saved\n"

@@ -303,3 +303,9 @@ def test_numpy_scalars_and_arrays_are_stored_as_python_values():
     assert type(t.lr) is float and t.lr == 0.5 and t.shuffle is False
     assert type(t.eps) is float  # an int given for a number
     assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(t)))) == t  # JSON takes them
+
+
+@pytest.mark.parametrize("field", ["weight_decay", "eps", "momentum"])
+def test_an_infinite_rate_setting_is_refused(field):
+    with pytest.raises(ConfigError, match=f"{field} must be a finite number >= 0, got inf"):
+        TrainConfig(**{field: math.inf})

@@ -223,3 +223,19 @@ def test_resume_refuses_what_it_cannot_do(tmp_path, uninterrupted):
     r = cli("train", "--resume", tmp_path / "c", "--lr", "0.1")
     assert r.returncode == 2 and "only epochs and device may change" in r.stderr
     assert os.path.exists(tmp_path / "c" / "model.safetensors")
+
+
+def test_divergence_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, small,
+                                                                        monkeypatch):  # fmt: skip
+    real_plan = train.Trainer._epoch_plan
+
+    def poisoned(self, x, epoch):
+        step = real_plan(self, x, epoch)
+        return lambda s: step(s) * float("nan") if s == 5 else step(s)
+
+    monkeypatch.setattr(train.Trainer, "_epoch_plan", poisoned)
+    with pytest.raises(train.TrainingDiverged, match="holds no checkpoint: start the run again"):
+        run_small(tmp_path / "bad", small, epochs=2)
+    assert not (tmp_path / "bad" / "checkpoint.safetensors").exists()
+    with pytest.raises(RunError, match="no checkpoint to resume from: train it again"):
+        status.require_complete(tmp_path / "bad")

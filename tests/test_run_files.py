@@ -65,11 +65,21 @@ def test_require_complete_passes_for_a_complete_run_or_a_plain_model(tmp_path):
 
 def test_require_complete_says_where_the_run_stopped_and_how_to_resume(tmp_path):
     files.write_status(tmp_path, "interrupted", epochs_done=2, epochs=5, step=7, message="SIGINT")
+    (tmp_path / files.CHECKPOINT_FILE).write_bytes(b"")  # its content is not read here
     with pytest.raises(RunError) as info:
         files.require_complete(tmp_path)
     message = str(info.value)
     assert "interrupted after epoch 2 of 5 (+7 steps): SIGINT" in message
     assert f"deepae train --resume {tmp_path}" in message
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_is_not_sent_to_resume(tmp_path):
+    files.write_status(tmp_path, "failed", epochs_done=0, epochs=5, message="loss is nan")
+    with pytest.raises(RunError) as info:
+        files.require_complete(tmp_path)
+    message = str(info.value)
+    assert "(failed after epoch 0 of 5: loss is nan)" in message
+    assert "no checkpoint to resume from: train it again" in message and "--resume" not in message
 
 
 def test_require_complete_omits_steps_at_an_epoch_boundary(tmp_path):

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from deepae import run
 from deepae.errors import ConfigError, DataError, DeepAEError, RunError
@@ -159,6 +160,37 @@ def test_overwrite_leaves_nothing_of_the_old_run(done, tiny):
     assert "evaluation.json" not in names and "notes.txt" not in names
     assert (done / "checkpoint.safetensors").read_bytes() != old_checkpoint
     assert (status(done)["epochs"], status(done)["epochs_done"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"pairs": [(0, 99_999)]},
+            "two test-image indices",
+        ),  # checked with the data, after the folder's
+        ({"engine": "fused", "hidden_activation": "gelu"}, "fused engine"),  # the trainer's
+        ({"device": "cuda"}, "no CUDA GPU"),
+    ],  # fmt: skip
+)
+def test_a_refused_overwrite_leaves_the_old_run_whole(done, tiny, options, message):
+    if message == "no CUDA GPU" and torch.cuda.is_available():
+        options = {"batch_size": 0}  # refused just as late on a machine with a GPU
+        message = "batch_size"
+    before = {p.name: p.read_bytes() for p in done.iterdir() if p.is_file()}
+    with pytest.raises(DeepAEError, match=message):
+        start(done.parent, done.name, tiny, overwrite=True, **options)
+    assert {p.name: p.read_bytes() for p in done.iterdir() if p.is_file()} == before
+
+
+def test_a_refused_new_run_leaves_no_folder_behind(tmp_path, tiny):
+    with pytest.raises(DeepAEError, match="two test-image indices"):
+        start(tmp_path, "new", tiny, pairs=[(0, 99_999)])
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made: left alone
+    with pytest.raises(DeepAEError, match="two test-image indices"):
+        start(tmp_path, "kept", tiny, pairs=[(0, 99_999)])
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_without_overwrite_an_existing_run_is_refused(done, tiny):

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file is written atomically
         print("deepae: interrupted (files already saved are intact)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed (`deepae ... | head`) outside `_say`: stop quietly
+        _drop_stdout()
+        return 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -234,7 +237,7 @@ def cmd_train(args) -> int:
     if args.nproc not in (None, 1) and not distributed.launched():  # else torchrun started us
         return distributed.launch(args.nproc, args.argv, warn=_info)
     with distributed.joined() as world, run.StopOnSignal() as stopper:
-        common = dict(log=print, progress=not args.no_progress, stop=stopper.requested,
+        common = dict(log=_say, progress=not args.no_progress, stop=stopper.requested,
                       evaluate=not args.no_evaluate, pairs=args.pairs, indices=_indices(args),
                       data_options=_data_options(args))  # fmt: skip
         options = _fields(args, MODEL_OPTIONS + TRAIN_OPTIONS)
@@ -244,20 +247,29 @@ def cmd_train(args) -> int:
             result = run.start(args.runs_dir or "runs", args.name, preset=args.preset,
                                overwrite=args.overwrite, **common, **options)  # fmt: skip
     if world.rank:  # a data-parallel run's other ranks print nothing (deepae.distributed)
-        return 128 + stopper.signum if stopper.signum else 0
+        return 128 + stopper.signum if result.interrupted else 0
+    return _report_run(result, stopper, args)
+
+
+def _report_run(result, stopper, args) -> int:
+    """`deepae train`'s last words on a run, and its exit code."""
+    from deepae import run
+
     if result.interrupted:
         _info(
             f"{stopper.name}: training stopped, checkpoint saved in {result.folder}/; "
             f"continue with: deepae train --resume {result.folder}"
         )
         return 128 + stopper.signum
-    print(f"run saved to {result.folder}/")
+    _say(f"run saved to {result.folder}/")
     for f in result.files:
-        print(f"  {f}")
+        _say(f"  {f}")
     if result.metrics.get("degenerate") and not args.resume:
         retry = run.retry_command(result.folder, args.argv)
         _info(f"warning: the latent space collapsed; train again with: {retry}")
-    return 128 + stopper.signum if stopper.signum else 0
+    if stopper.signum:  # it came after the last step: the run was finished all the same
+        _info(f"{stopper.name} came after training had ended; the run was finished and saved")
+    return 0
 
 
 def cmd_summary(args) -> int:
@@ -383,6 +395,23 @@ def _message(e) -> str:
 
 def _info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _say(message: str) -> None:
+    """Print a line of a long job's output. If stdout was closed (`deepae train | head -1`),
+    the rest of the output is dropped and the work goes on: a run is not lost to a pipe."""
+    try:
+        print(message, flush=True)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    # Python's advice for a closed pipe: point stdout at /dev/null, so that neither later
+    # prints nor the flush at exit raise again (docs: signal, "Note on SIGPIPE").
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -187,8 +187,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr}", field="lr")
         for name in ("eps", "weight_decay", "momentum"):
             value = getattr(self, name)
-            if not value >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}", field=name)
+            if not 0 <= value < float("inf"):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}", field=name)
         self._check_neighbour_fields()
         if not all(0 <= b < 1 for b in self.adam_betas) or len(self.adam_betas) != 2:
             raise ConfigError(

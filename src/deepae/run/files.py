@@ -131,10 +131,11 @@ def require_complete(folder: str | Path) -> None:
     if record.get("step"):
         where += f" (+{record['step']} steps)"
     why = f": {record['message']}" if record.get("message") else ""
-    raise RunError(
-        f"run {folder} is incomplete ({record['status']} {where}{why}); "
-        f"continue it with: deepae train --resume {folder}"
-    )
+    if (Path(folder) / CHECKPOINT_FILE).exists():
+        advice = f"continue it with: deepae train --resume {folder}"
+    else:  # it stopped before its first checkpoint: nothing to go on from
+        advice = "it left no checkpoint to resume from: train it again"
+    raise RunError(f"run {folder} is incomplete ({record['status']} {where}{why}); {advice}")
 
 
 # -- history.csv ------------------------------------------------------------------------
@@ -246,6 +247,18 @@ def locked(folder: str | Path) -> Iterator[Path]:
         yield folder
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def remove_if_unused(folder: str | Path) -> None:
+    """Remove a run folder that holds nothing but its lock (a run refused before it wrote
+    anything); anything else is left alone."""
+    folder = Path(folder)
+    try:
+        if {entry.name for entry in folder.iterdir()} <= {LOCK_FILE}:
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:  # gone, or something was written meanwhile: keep what is there
+        pass
 
 
 def empty_folder(folder: str | Path) -> None:

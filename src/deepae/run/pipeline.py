@@ -78,16 +78,14 @@ def train_run(
 def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
            data: LoadedData, *, log: Log = print, progress: bool = True, indices=None,
            pairs=None, resume: bool = False, stop=None, evaluate: bool = True,
-           preset: str | None = None, save_config: bool = False) -> RunResult:  # fmt: skip
+           preset: str | None = None, save_config: bool = False,
+           clear: bool = False) -> RunResult:  # fmt: skip
     """train_run's body, with the folder's lock held. Everything is checked (arguments,
-    data against the model, the checkpoint) before the first file is written."""
+    data against the model and the device, the checkpoint) before the first file is
+    written; `clear` (an overwrite) empties the folder then, not before."""
     if not distributed.world().is_main:  # a data-parallel run's other ranks write nothing
         return _follow(folder, model_config, train_config, data, resume=resume, stop=stop)
-    indices = figures.check_indices(indices, len(data.x_train))  # before, not after, training
-    if pairs is not None:
-        from deepae.latent import check_pairs
-
-        pairs = check_pairs(pairs, len(data.x_test))
+    indices, pairs = _figure_choices(indices, pairs, data)  # before, not after, training
     _check_fits(model_config, data)
     evaluate = evaluate and _can_evaluate(log)
     ae, trainer, record = _model(folder, model_config, train_config, data, resume=resume,
@@ -97,6 +95,8 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
         log(f"resuming {folder} after epoch {done.epoch} (+{done.step} steps)")
         fsio.remove_temporaries(folder)  # what a kill -9 mid-write left behind
         files.write_history(folder, done.history)  # the checkpoint's history is the truth
+    elif clear:
+        files.empty_folder(folder)  # the run it replaces goes only now
     if save_config or not resume:  # first: any crash after this is resumable
         storage.save_config(folder, model_config, train_config)
 
@@ -108,26 +108,23 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     set_status("training")
 
     def on_epoch_end(rec: train.EpochRecord, state: train.TrainState) -> None:
-        log(train.format_epoch(rec, train_config.epochs))
         # The checkpoint first: it holds the history too, so if a later write fails (a full
         # disk) a resume rewrites history.csv from it instead of trusting a file ahead of it.
+        # The epoch's line last: whatever befalls the output, the epoch is saved.
         checkpoint.save(folder, trainer, state)
         files.write_history(folder, state.history)
         ae.train_state = state
         set_status("training")
+        log(train.format_epoch(rec, train_config.epochs))
 
     try:
         _fit(ae, data, train_config, progress=progress, stop=stop, on_epoch_end=on_epoch_end)
     except TrainingDiverged as e:
         set_status("failed", str(e))
-        raise TrainingDiverged(
-            f"{e}. The checkpoint of the last good epoch ({ae.train_state.epoch}) is kept in "
-            f"{folder}"
-        ) from None
+        raise TrainingDiverged(f"{e}. {_kept(folder, ae.train_state.epoch)}") from None
     except DistributedError as e:  # another rank died: what rank 0 saved stays resumable
-        kept = f"the last checkpoint in {folder} is intact: resume the run from it"
-        kept = kept if checkpoint.exists(folder) else "no checkpoint was saved yet: start again"
-        raise DistributedError(f"{e}; {kept}", reported=e.reported) from None
+        raise DistributedError(f"{e}; {_kept(folder, ae.train_state.epoch)}",
+                               reported=e.reported) from None  # fmt: skip
     if ae.train_state.interrupted:
         checkpoint.save(folder, trainer, ae.train_state)
         set_status("interrupted")
@@ -138,6 +135,25 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     note = evaluation.collapse_note(result.metrics["dead_units"], model_config.latent_activation)
     set_status(files.COMPLETE, note or None)
     return result
+
+
+def _figure_choices(indices, pairs, data: LoadedData) -> tuple:
+    """(indices, pairs) checked against the data: the images of reconstructions.png and
+    the pairs of interpolation.png."""
+    indices = figures.check_indices(indices, len(data.x_train))
+    if pairs is not None:
+        from deepae.latent import check_pairs
+
+        pairs = check_pairs(pairs, len(data.x_test))
+    return indices, pairs
+
+
+def _kept(folder: Path, epochs: int) -> str:
+    """What a run that stopped on an error left to go on from."""
+    if checkpoint.exists(folder):
+        return (f"The checkpoint of the last good epoch ({epochs}) is kept in {folder}: "
+                f"deepae train --resume {folder} goes on from it")  # fmt: skip
+    return f"No epoch finished, so {folder} holds no checkpoint: start the run again"
 
 
 def _model(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
@@ -266,12 +282,18 @@ def start(runs_dir: str | Path = "runs", name: str | None = None, *, preset: str
     folder = new_run_folder(runs_dir, name, preset=preset, overwrite=overwrite) if main else None
     folder = Path(distributed.world().share_text(str(folder) if main else None))
     _check_fits(model_config, data)
-    with locked(folder):
-        if main:  # checked again under the lock: another process may have started meanwhile
-            new_run_folder(runs_dir, folder.name, overwrite=overwrite)
-            files.empty_folder(folder)  # an overwrite starts from an empty folder
-        return _train(folder, model_config, train_config, data, log=log, preset=preset,
-                      indices=indices, resume=False, **run_options)  # fmt: skip
+    made = main and not folder.exists()
+    try:
+        with locked(folder):
+            if main:  # checked again under the lock: another process may have started
+                new_run_folder(runs_dir, folder.name, overwrite=overwrite)
+            # An overwrite empties the folder once everything is checked (_train).
+            return _train(folder, model_config, train_config, data, log=log, preset=preset,
+                          indices=indices, resume=False, clear=main, **run_options)  # fmt: skip
+    except BaseException:
+        if made:  # refused before a file was written: leave no empty run folder behind
+            files.remove_if_unused(folder)
+        raise
 
 
 def redraw(folder: str | Path, *, indices: Sequence[int] | None = None,
