@@ -201,3 +201,17 @@ def test_a_signal_after_training_finishes_the_run_and_says_so(capsys, tmp_path):
     out, err = capsys.readouterr()
     assert out.startswith(f"run saved to {tmp_path}/")
     assert err == "SIGINT came after training had ended; the run was finished and saved\n"
+
+
+def test_unknown_arguments_point_to_the_commands_own_help():
+    code, _, err = run_cli("train", "--bogus", "3")
+    assert code == 2
+    assert err == ("deepae train: error: unrecognized arguments: --bogus 3 "
+                   "(see deepae train --help)\n")  # fmt: skip
+
+
+def test_preset_and_dataset_names_are_case_insensitive(capsys):
+    assert main(["summary", "--preset", "BEST2D"]) == 0
+    assert "Total params: 600,594" in capsys.readouterr().out  # best2d's 784-256-256-128-2
+    assert main(["data", "info", "--dataset", "MNIST"]) == 0
+    assert "train-images-idx3-ubyte" in capsys.readouterr().out

@@ -210,6 +210,17 @@ def test_the_folder_cache_is_memory_mapped(tmp_path):
 # -- deepae data pack ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("order", ["options first", "options between"])
+def test_pack_takes_its_options_anywhere(tmp_path, order):
+    out = tmp_path / "p.npy"
+    args = (["--image-size", "14", str(FIXTURE), str(out)] if order == "options first"
+            else [str(FIXTURE), "--image-size", "14", str(out)])  # fmt: skip
+    assert main(["data", "pack", *args]) == 0
+    # The oracle: the fixture resized as --image-size does when loading it.
+    want = load_dataset(FIXTURE, image_size=(14, 14))
+    np.testing.assert_array_equal(np.asarray(load_dataset(out).x_train), want.x_train)
+
+
 def test_pack_round_trips(tmp_path, capsys):
     out = tmp_path / "packed.npy"
     assert main(["data", "pack", str(FIXTURE), str(out)]) == 0

@@ -54,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     distributed.quiet_native_logs()  # under torchrun; before PyTorch loads
     threads.default_wait_policy()  # OpenMP reads it when PyTorch loads (deepae.threads)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "data" and not any(a.startswith("-") for a in extra):
+        args.operands += extra  # `data pack --image-size 14 SRC OUT`: argparse leaves these
+    elif extra:
+        command = f"deepae {args.command}"
+        parser.exit(EXIT_USAGE, f"{command}: error: unrecognized arguments: {' '.join(extra)} "
+                                f"(see {command} --help)\n")  # fmt: skip
     args.argv = sys.argv[1:] if argv is None else list(argv)  # the user's own, for advice
     try:
         return args.func(args) or 0
@@ -117,9 +123,9 @@ def _commands() -> dict:
     presets = ", ".join(config.PRESETS)
     train = [
         (("--name",), {"help": "run name (default: <preset>-<date>-<time>)"}),
-        (("--preset",), {"metavar": "NAME", "help": f"a named config ({presets}; default: "
-                         "article, the article's model and recipe); options given on the "
-                         "command line override it"}),
+        (("--preset",), {"metavar": "NAME", "type": lower,
+                         "help": f"a named config ({presets}; default: article, the article's "
+                         "model and recipe); options given on the command line override it"}),
         (("--no-evaluate",), {"action": "store_true", "help": "skip the final evaluation.json"}),
         (("--runs-dir",), {"help": "folder of run folders (default: runs)"}),
         (("--overwrite",), {"action": "store_true", "help": "replace an existing run folder"}),
@@ -136,7 +142,8 @@ def _commands() -> dict:
                   MODEL_OPTIONS + TRAIN_OPTIONS),
         "summary": ("print the Keras-style model summary", cmd_summary, [
             (("run",), {"nargs": "?", "help": "a run folder (default: the article's model)"}),
-            (("--preset",), {"metavar": "NAME", "help": f"a named config ({presets})"}),
+            (("--preset",), {"metavar": "NAME", "type": lower,
+                             "help": f"a named config ({presets})"}),
         ], MODEL_OPTIONS),
         "encode": ("write the latent codes of a dataset split", cmd_encode, [
             _RUN, (("--out",), {"help": "output .csv or .npy (default: RUN/codes-SPLIT.csv)"}),
@@ -381,7 +388,12 @@ def _fields(args, options) -> dict:
 
 def _data_options(args) -> dict:
     """The data options given on the command line (None: the run's, or the default)."""
-    return {"dataset": args.dataset, "data_dir": args.data_dir, "image_size": args.image_size,
+    from deepae.data import DATASETS
+
+    dataset = args.dataset
+    if dataset and dataset.lower() in DATASETS and not os.path.exists(dataset):
+        dataset = dataset.lower()  # --dataset MNIST, as other choices: case-insensitive
+    return {"dataset": dataset, "data_dir": args.data_dir, "image_size": args.image_size,
             "val_fraction": args.val_fraction, "strict": args.strict}  # fmt: skip
 
 
