@@ -17,7 +17,14 @@ from deepae.train import EpochRecord
 def test_status_round_trip(tmp_path):
     data = {"dataset": "mnist", "n_train": 4000, "sha256": "ab" * 32}
     files.write_status(
-        tmp_path, "interrupted", epochs_done=2, epochs=5, step=7, data=data, message="Ctrl-C"
+        tmp_path,
+        "interrupted",
+        epochs_done=2,
+        epochs=5,
+        step=7,
+        data=data,
+        message="Ctrl-C",
+        preset="best2d",
     )
     record = files.read_status(tmp_path)
     updated = record.pop("updated")
@@ -28,6 +35,7 @@ def test_status_round_trip(tmp_path):
         "step": 7,
         "data": data,
         "message": "Ctrl-C",
+        "preset": "best2d",
     }
     time.strptime(updated, "%Y-%m-%dT%H:%M:%S%z")  # a timestamp, or ValueError
     assert json.loads((tmp_path / "run.json").read_text())["epochs_done"] == 2
@@ -187,3 +195,16 @@ def test_a_damaged_status_record_is_a_run_error(tmp_path, record):
     (tmp_path / "run.json").write_text(json.dumps(record))
     with pytest.raises(RunError, match="restore it, or start a new run"):
         files.read_status(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("split", "dataset", "name"),
+    [
+        ("test", None, "evaluation.json"),
+        ("train", None, "evaluation-train.json"),
+        ("test", "fashion-mnist", "evaluation-fashion-mnist.json"),
+        ("train", "my pets/2", "evaluation-my_pets_2-train.json"),
+    ],  # fmt: skip
+)
+def test_evaluation_files_say_split_and_other_data(split, dataset, name):
+    assert files.evaluation_file(split, dataset) == name

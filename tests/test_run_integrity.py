@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,37 @@ def test_resume_removes_leftover_temporary_files(tmp_path, tiny):
     run.resume(folder, tiny, log=lambda _: None, progress=False, evaluate=False)
     names = {p.name for p in folder.iterdir()}
     assert not names & set(leftovers) and ".notes" in names
+
+
+# -- 6. what a resumed run says about itself -----------------------------------------------
+
+
+def test_a_resumed_run_keeps_its_preset_and_drops_stale_evaluations(tmp_path, tiny):
+    start(tmp_path, "r", tiny, preset="article", epochs=1)
+    folder = tmp_path / "r"
+    (folder / "evaluation.json").write_text('{"split": "test", "of": "epoch 1"}')
+    (folder / "evaluation-train.json").write_text('{"split": "train", "of": "epoch 1"}')
+    logs = []
+    run.resume(folder, tiny, epochs=2, log=logs.append, progress=False, evaluate=False)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (metrics["preset"], metrics["epochs"]) == ("article", 2)
+    assert not list(folder.glob("evaluation*.json"))  # they described the 1-epoch model
+    assert any(line.startswith("removed evaluation-train.json") for line in logs)
+
+
+def test_evaluating_on_other_data_keeps_the_runs_own_evaluation(tmp_path, mnist_small):
+    fixture = "tests/fixtures/mnist-small.npz"
+    common = ["--no-progress", "--latent-activation", "linear"]
+    proc = subprocess.run([*CLI, "train", "--dataset", fixture, "--epochs", "1", "--runs-dir",
+                           str(tmp_path), "--name", "r", *common],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    own = (tmp_path / "r" / "evaluation.json").read_bytes()
+    other = tmp_path / "other.npz"  # the same images under another name: other data
+    other.write_bytes(Path(fixture).read_bytes())
+    proc = subprocess.run([*CLI, "evaluate", str(tmp_path / "r"), "--dataset", str(other)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "evaluation.json").read_bytes() == own
+    written = json.loads((tmp_path / "r" / "evaluation-other.json").read_text())
+    assert written["dataset"] == "other" and proc.stdout.rstrip().endswith("evaluation-other.json")

@@ -26,6 +26,7 @@ import csv
 import fcntl
 import io
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -92,8 +93,9 @@ def output_path(out: str | Path | None, folder: str | Path, default: str,
 
 def write_status(folder: str | Path, status: str, *, epochs_done: int, epochs: int,
                  step: int = 0, data: dict[str, Any] | None = None,
-                 message: str | None = None) -> None:  # fmt: skip
-    """Record the run's state (atomically, like every file of a run)."""
+                 message: str | None = None, preset: str | None = None) -> None:  # fmt: skip
+    """Record the run's state (atomically, like every file of a run); `preset`, the
+    named config it started from, so that a resumed run's metrics.json names it too."""
     record = {
         "status": status,
         "epochs_done": epochs_done,
@@ -101,6 +103,7 @@ def write_status(folder: str | Path, status: str, *, epochs_done: int, epochs: i
         "step": step,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": data,
+        "preset": preset,
     }
     if message:
         record["message"] = message
@@ -193,14 +196,23 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
     return value or {}
 
 
-def evaluation_file(split: str) -> str:
-    """evaluation.json for the test split, evaluation-SPLIT.json for another."""
-    return EVALUATION_FILE if split == "test" else f"evaluation-{split}.json"
+def evaluation_file(split: str, dataset: str | None = None) -> str:
+    """evaluation.json for the test split of the run's own data, evaluation-SPLIT.json
+    for another split; evaluation-DATASET[-SPLIT].json for other data (its name made safe
+    for a file name)."""
+    parts = ["evaluation"]
+    if dataset is not None:
+        parts.append(re.sub(r"[^A-Za-z0-9._-]+", "_", dataset).strip("._") or "data")
+    if split != "test":
+        parts.append(split)
+    return "-".join(parts) + ".json"
 
 
-def write_evaluation(folder: str | Path, result: dict[str, Any]) -> Path:
-    """Save `deepae.evaluate.evaluate_run`'s result; returns the path."""
-    path = Path(folder) / evaluation_file(result["split"])
+def write_evaluation(folder: str | Path, result: dict[str, Any],
+                     dataset: str | None = None) -> Path:  # fmt: skip
+    """Save `deepae.evaluate.evaluate_run`'s result (on other data than the run's own,
+    `dataset` names it); returns the path."""
+    path = Path(folder) / evaluation_file(result["split"], dataset)
     fsio.write_json(path, result)
     return path
 

@@ -68,10 +68,16 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
 def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = None,
                  **data_options: Any) -> tuple[dict[str, Any], Path]:  # fmt: skip
     """Evaluate a finished run on a split of its data beside PCA (deepae.evaluate) and save
-    the result in the run folder. Returns (result, path of the file written)."""
+    the result in the run folder: evaluation[-SPLIT].json for the data it was trained on
+    (what the report shows), evaluation-DATASET[-SPLIT].json for other data, so that an
+    evaluation elsewhere never replaces the run's own. Returns (result, path written)."""
     ae, data = load_run_data(folder, log=log, **data_options)
     result = evaluation.evaluate_run(ae, data, split=split, progress=True)  # terminal only
-    return result, files.write_evaluation(folder, result)
+    record = (files.read_status(folder) or {}).get("data")
+    own = not isinstance(record, dict) or (
+        record.get("name") == data.name and record.get("n_train") in (None, len(data.x_train))
+    )
+    return result, files.write_evaluation(folder, result, dataset=None if own else data.name)
 
 
 def write_codes(path: str | Path, codes: np.ndarray, labels: np.ndarray | None = None) -> Path:

@@ -103,7 +103,7 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     def set_status(state_name: str, message: str | None = None) -> None:
         s = ae.train_state
         files.write_status(folder, state_name, epochs_done=s.epoch, epochs=train_config.epochs,
-                           step=s.step, data=record, message=message)  # fmt: skip
+                           step=s.step, data=record, message=message, preset=preset)  # fmt: skip
 
     set_status("training")
 
@@ -221,6 +221,10 @@ def _finish(folder: Path, ae: Autoencoder, data: LoadedData, *, evaluate: bool, 
     for w in warnings:
         log(f"warning: {w}")
     written = [files.write_metrics(folder, metrics)]
+    for stale in sorted(folder.glob("evaluation*.json")):  # of the model before a resume
+        stale.unlink()
+        log(f"removed {stale.name}, which evaluated the model before this training "
+            f"(deepae evaluate writes it again)")  # fmt: skip
     result = None
     if evaluate:
         result = evaluation.evaluate_run(ae, data, train_codes=codes, progress=progress)

@@ -55,7 +55,7 @@ def resume(folder: str | Path, data: LoadedData | None = None, *,
     with locked(folder):  # rank 0's alone in a data-parallel run
         return _train(folder, saved_model, train_config, data, log=log, progress=progress,
                       indices=indices, pairs=pairs, resume=True, stop=stop, evaluate=evaluate,
-                      preset=None, save_config=train_config != saved_train)  # fmt: skip
+                      preset=_preset(record), save_config=train_config != saved_train)  # fmt: skip
 
 
 def _count(record: dict, key: str, folder: Path) -> int:
@@ -81,6 +81,15 @@ def _check_target(folder: Path, saved: TrainConfig, target: Any, done: int, stat
     if status == files.COMPLETE and done >= target:
         raise ConfigError(f"run {folder} is complete ({done} epochs); give a larger epochs to "
                           "train it further", field="epochs")  # fmt: skip
+
+
+def _preset(record: dict[str, Any]) -> str | None:
+    """The preset run.json names, if it names a known one (runs before it was recorded,
+    or an edited file: None)."""
+    from deepae.config import PRESETS
+
+    preset = record.get("preset")
+    return preset if isinstance(preset, str) and preset in PRESETS else None
 
 
 def _check_same_data(folder: Path, recorded: Any, data: LoadedData) -> None:
