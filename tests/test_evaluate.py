@@ -277,3 +277,18 @@ def test_published_rows_are_the_papers_tables():
     assert (fashion["UMAP/AE"]["knn5_accuracy"], fashion["UMAP/AE"]["mse"]) == (0.7561, 0.0240)
     assert (fashion["AE"]["knn5_accuracy"], fashion["AE"]["mse"]) == (0.7339, 0.0244)
     assert set(mnist) == set(fashion) == {"UMAP/AE", "P.UMAP", "UMAP", "t-SNE", "AE", "VAE", "PCA"}
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (14, 14)])
+def test_published_numbers_only_beside_28x28_maps_of_the_whole_test_set(mnist_small, shape):
+    stride = 28 // shape[0]
+    images = mnist_small.x_test[:, ::stride, ::stride]  # (500, H, W)
+    data = dataclasses.replace(
+        mnist_small, x_train=mnist_small.x_train[:, ::stride, ::stride],
+        x_test=np.tile(images, (20, 1, 1)), y_test=np.tile(mnist_small.y_test, 20),
+    )  # fmt: skip
+    assert data.name == "mnist" and len(data.x_test) == 10_000
+    ae = Autoencoder(input_size=shape[0] * shape[1], image_shape=shape, latent_activation="linear")
+    result = ev.evaluate_run(ae, data, trust_samples=50)
+    want = tables.PUBLISHED["mnist"] if shape == (28, 28) else None
+    assert result["published"] == want

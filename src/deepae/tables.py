@@ -18,6 +18,7 @@ from typing import Any
 # UMAP/AE = UMAP loss + reconstruction (conv nets); P.UMAP = Parametric UMAP with a
 # separate decoder; UMAP = umap-learn, decoded by inverse_transform.
 _P = ("knn5_accuracy", "knn1_accuracy", "mse", "trust_paper")
+PUBLISHED_IMAGE_SHAPE = (28, 28)  # MNIST's and Fashion-MNIST's own: no other size compares
 PUBLISHED = {
     "mnist": {
         name: dict(zip(_P, values, strict=True))
