@@ -215,3 +215,12 @@ def test_preset_and_dataset_names_are_case_insensitive(capsys):
     assert "Total params: 600,594" in capsys.readouterr().out  # best2d's 784-256-256-128-2
     assert main(["data", "info", "--dataset", "MNIST"]) == 0
     assert "train-images-idx3-ubyte" in capsys.readouterr().out
+
+
+def test_plot_with_a_damaged_metrics_file_changes_no_figure(cli_run_copy, capsys):
+    (cli_run_copy / "metrics.json").write_text("garbage")
+    before = {p.name: p.read_bytes() for p in cli_run_copy.iterdir() if p.suffix == ".png"}
+    assert main(["plot", str(cli_run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.json" in err and "delete it" in err and "deepae plot" not in err
+    assert {p.name: p.read_bytes() for p in cli_run_copy.iterdir() if p.suffix == ".png"} == before

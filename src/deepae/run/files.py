@@ -190,9 +190,10 @@ def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> Path:
 def read_metrics(folder: str | Path) -> dict[str, Any]:
     """metrics.json as a dict ({} without one)."""
     path = Path(folder) / METRICS_FILE
-    value = fsio.read_json(path, fix="rerun `deepae plot` or retrain", within=folder)
+    fix = "delete it (the report then shows no metrics) or train the run again"
+    value = fsio.read_json(path, fix=fix, within=folder)
     if value is not None and not isinstance(value, dict):
-        raise RunError(f"{path} is not a deepae metrics file; rerun `deepae plot` or retrain")
+        raise RunError(f"{path} is not a deepae metrics file; {fix}")
     return value or {}
 
 

@@ -306,9 +306,13 @@ def redraw(folder: str | Path, *, indices: Sequence[int] | None = None,
     """Draw the figures, explorer and report of a finished run again (from its saved model,
     history and data); returns the paths written."""
     ae, data = load_run_data(folder, log=log, **data_options)
-    history = files.read_history(folder)
+    # Every file the pages read, read first: a damaged one stops the redraw before it
+    # has replaced any figure.
+    history, metrics = files.read_history(folder), files.read_metrics(folder)
+    evaluation = files.read_evaluation(folder)
     paths = figures.write_figures(folder, ae, data, history=history, indices=indices, pairs=pairs)
-    return paths + write_pages(folder, ae, data)
+    return paths + write_pages(folder, ae, data, history=history, metrics=metrics,
+                               evaluation=evaluation)  # fmt: skip
 
 
 def new_run_folder(runs_dir: str | Path, name: str | None = None, *, preset: str | None = None,
