@@ -169,9 +169,10 @@ def timing(x, v, preset: str, epochs: int, graphs: bool) -> tuple[float, float, 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (.gz ok)")
-    parser.add_argument("--full-epochs", type=int, default=10)
+    parser.add_argument("--full-epochs", type=int, default=10,
+                        help="epochs of the article's recipe on both devices (10)")  # fmt: skip
     parser.add_argument(
         "--best2d-epochs",
         type=int,

@@ -162,13 +162,24 @@ def test_train_help_names_every_environment_variable_training_reads():
         (["train", "--epochs", "ten"], "invalid int value"),
         (["train", "--runs-dir", "{runs}", "--name", "t"], "already exists"),
         (["train", "--data-dir", "{tmp}/nothing", "--runs-dir", "{tmp}"], "nothing"),
+        (["train", "--name", "", "--runs-dir", "{tmp}"], "name '' is not a folder name"),
+        (["train", "--name", " x", "--runs-dir", "{tmp}"], "no space at either end"),
+        (
+            ["train", "--epochs", "0", "--runs-dir", "{tmp}"],
+            "epochs must be positive (a whole number, 1 or more), got 0 (--epochs)",
+        ),
+        # the field is "out", but data has no --out: no flag is named
+        (
+            ["data", "pack", str(FIXTURE), "{tmp}/o.txt"],
+            "must be a .npy (its labels go beside it as o.labels.npy)\n",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run, tmp_path, args, message):
     fill = {"run": run, "runs": run.parent, "tmp": tmp_path, "missing": tmp_path / "nope"}
     code, out, err = run_cli(*[a.format(**fill) for a in args])
     assert code == 2
-    assert message in err
+    assert message in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
 

@@ -38,14 +38,14 @@ TRAIN_OPTIONS = [
     ("--device", "device", str, "auto, cpu or cuda"),
     ("--schedule", "schedule", str, "learning-rate schedule: constant, onecycle or cosine"),
     ("--weight-decay", "weight_decay", float, "L2 weight decay"),
-    ("--engine", "engine", str, "fused (hand-written backward, fast) or autograd"),
+    ("--engine", "engine", str, "auto, fused (hand-written backward, fast) or autograd"),
     ("--precision", "precision", str, "float32, mixed_bfloat16 or auto (bf16 where native)"),
     ("--adam-betas", "adam_betas", "floats", "Adam's beta1,beta2"),
-    ("--neighbour-weight", "neighbour_weight", float, "weight of UMAP's graph loss (0: off)"),
+    ("--neighbour-weight", "neighbour_weight", float, "weight of UMAP's graph loss, 0 for none"),
     ("--neighbours", "neighbours", int, "k of the neighbour graph"),
     ("--min-dist", "min_dist", float, "UMAP's min_dist: how tightly neighbours may pack"),
     ("--negative-rate", "negative_rate", int, "in-batch negative samples per edge"),
-    ("--validation-freq", "validation_freq", int, "validate every N epochs (and after the last)"),
+    ("--validation-freq", "validation_freq", int, "validate every N epochs, and after the last"),
 ]
 
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except DeepAEError as e:
-        print(f"deepae: error: {_message(e)}", file=sys.stderr)
+        print(f"deepae: error: {_message(e, args.command)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file is written atomically
         print("deepae: interrupted (files already saved are intact)", file=sys.stderr)
@@ -244,7 +244,7 @@ def cmd_train(args) -> int:
     if args.nproc not in (None, 1) and not distributed.launched():  # else torchrun started us
         return distributed.launch(args.nproc, args.argv, warn=_info)
     with distributed.joined() as world, run.StopOnSignal() as stopper:
-        common = dict(log=_say, progress=not args.no_progress, stop=stopper.requested,
+        common = dict(log=_train_log, progress=not args.no_progress, stop=stopper.requested,
                       evaluate=not args.no_evaluate, pairs=args.pairs, indices=_indices(args),
                       data_options=_data_options(args))  # fmt: skip
         options = _fields(args, MODEL_OPTIONS + TRAIN_OPTIONS)
@@ -397,16 +397,23 @@ def _data_options(args) -> dict:
             "val_fraction": args.val_fraction, "strict": args.strict}  # fmt: skip
 
 
-def _message(e) -> str:
-    """A library error in the command line's terms: the field it names becomes its flag."""
+def _message(e, command: str) -> str:
+    """A library error in the command line's terms: the field it names becomes its flag,
+    where `command` has that flag."""
     flag = "--" + (e.field or "").replace("_", "-")
-    known = {n for _, _, args, _ in _commands().values() for names, _ in args for n in names}
-    known |= {option[0] for option in MODEL_OPTIONS + TRAIN_OPTIONS}
+    _, _, arguments, options = _commands()[command]
+    known = {n for names, _ in arguments for n in names} | {option[0] for option in options}
     return f"{e} ({flag})" if e.field and flag in known and flag not in str(e) else str(e)
 
 
 def _info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _train_log(message: str) -> None:
+    """A training run's lines: warnings on stderr, as other commands give them; the rest
+    (epoch lines, tables, files written) on stdout."""
+    (_info if message.startswith("warning: ") else _say)(message)
 
 
 def _say(message: str) -> None:

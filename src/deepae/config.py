@@ -68,9 +68,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _normalise(self)
-        _check_sizes("input_size", (self.input_size,))
+        _check_sizes("input_size", self.input_size)
         _check_sizes("hidden_sizes", self.hidden_sizes)
-        _check_sizes("latent_size", (self.latent_size,))
+        _check_sizes("latent_size", self.latent_size)
         if self.decoder_hidden_sizes is not None:
             _check_sizes("decoder_hidden_sizes", self.decoder_hidden_sizes)
         for name in ("hidden_activation", "latent_activation"):
@@ -173,9 +173,9 @@ class TrainConfig:
         _check_choice("device", self.device, DEVICES)
         _check_choice("engine", self.engine, ENGINES)
         _check_choice("precision", self.precision, PRECISIONS)
-        _check_sizes("batch_size", (self.batch_size,))
-        _check_sizes("epochs", (self.epochs,))
-        _check_sizes("validation_freq", (self.validation_freq,))
+        _check_sizes("batch_size", self.batch_size)
+        _check_sizes("epochs", self.epochs)
+        _check_sizes("validation_freq", self.validation_freq)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be a whole number, got {self.seed!r}", field="seed")
         if not 0 <= self.seed < SEED_LIMIT:
@@ -200,8 +200,8 @@ class TrainConfig:
         if not 0 <= self.neighbour_weight < float("inf"):
             raise ConfigError(f"neighbour_weight must be a number >= 0, got "
                               f"{self.neighbour_weight!r}", field="neighbour_weight")  # fmt: skip
-        _check_sizes("negative_rate", (self.negative_rate,))
-        _check_sizes("neighbours", (self.neighbours,))
+        _check_sizes("negative_rate", self.negative_rate)
+        _check_sizes("neighbours", self.neighbours)
         if self.neighbours < 2:
             raise ConfigError(f"neighbours must be at least 2, got {self.neighbours}",
                               field="neighbours")  # fmt: skip
@@ -311,10 +311,12 @@ def _number(value: Any, *, whole: bool) -> int | float | None:
     return int(value) if whole else float(value)
 
 
-def _check_sizes(name: str, values: tuple[int, ...]) -> None:
-    for v in values:
+def _check_sizes(name: str, values: int | tuple[int, ...]) -> None:
+    """A size (int) or sizes (tuple) must be whole numbers >= 1."""
+    for v in values if isinstance(values, tuple) else (values,):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} must be positive integers, got {values!r}", field=name)
+            what = "whole numbers" if isinstance(values, tuple) else "(a whole number, 1 or more)"
+            raise ConfigError(f"{name} must be positive {what}, got {values!r}", field=name)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -320,10 +320,11 @@ def new_run_folder(runs_dir: str | Path, name: str | None = None, *, preset: str
     """The folder of a new run: runs_dir/name (default: <preset>-<date>-<time>). An existing
     non-empty folder is a ConfigError unless `overwrite` (then `start` empties it, under the
     run's lock, once everything else is checked). Creates nothing."""
-    name = name or time.strftime(f"{preset or 'article'}-%Y%m%d-%H%M%S")
-    if name in (".", "..") or "/" in name or "\0" in name:
+    name = time.strftime(f"{preset or 'article'}-%Y%m%d-%H%M%S") if name is None else name
+    if name.strip() in ("", ".", "..") or "/" in name or "\0" in name or name != name.strip():
         raise ConfigError(
-            f"name {name!r} is not a folder name: give one name (no '/', not '.' or '..'); "
+            f"name {name!r} is not a folder name: give one name (no '/', not '.' or '..', no "
+            "space at either end); "
             "the run goes in runs_dir/name",
             field="name",
         )

@@ -79,8 +79,8 @@ def _check_target(folder: Path, saved: TrainConfig, target: Any, done: int, stat
             field="epochs",
         )
     if status == files.COMPLETE and done >= target:
-        raise ConfigError(f"run {folder} is complete ({done} epochs); give a larger epochs to "
-                          "train it further", field="epochs")  # fmt: skip
+        raise ConfigError(f"run {folder} is complete ({done} epochs); give epochs above {done} "
+                          "to train it further", field="epochs")  # fmt: skip
 
 
 def _preset(record: dict[str, Any]) -> str | None:
