@@ -477,3 +477,17 @@ def test_the_package_lists_its_lazy_names():
     import deepae
 
     assert {"Autoencoder", "UMAP", "load_mnist", "EarlyStopping"} <= set(dir(deepae))
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [(lambda ae, x, y: ae.plot_latent(x[:10], y[:5]), "y"),
+     (lambda ae, x, y: ae.plot_reconstructions(x[:3], labels=[1]), "labels"),
+     (lambda ae, x, y: ae.encode([[0.0] * 784, [0.0] * 10]), "x"),  # ragged rows
+     (lambda ae, x, y: ae.decode(["a", "b"]), "z"),
+     (lambda ae, x, y: ae.set_weights([w * np.nan for w in ae.get_weights()]), "weights")],
+)  # fmt: skip
+def test_odd_arguments_are_config_errors(fitted, mnist_small, call, field):
+    with pytest.raises(ConfigError) as e:
+        call(fitted, mnist_small.x_test, mnist_small.y_test)
+    assert e.value.field == field

@@ -53,6 +53,23 @@ def test_corrupt_and_foreign_configs(saved):
         Autoencoder.load(saved)
 
 
+@pytest.mark.parametrize("version", [0, True, "1", None])
+def test_a_format_version_no_deepae_wrote_is_refused(saved, version):
+    path = saved / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": version}))
+    with pytest.raises(RunError, match="which no deepae wrote"):
+        Autoencoder.load(saved)
+
+
+def test_non_finite_weights_are_refused(saved):
+    path = saved / "model.safetensors"
+    tensors = load_safetensors(path.read_bytes())
+    tensors["encoder.0.bias"][3] = float("nan")
+    path.write_bytes(save_safetensors(tensors))
+    with pytest.raises(RunError, match="encoder.0.bias holds NaN or infinite values"):
+        Autoencoder.load(saved)
+
+
 def test_weights_that_do_not_match_the_config(saved, tmp_path):
     other = tmp_path / "other"
     Autoencoder(hidden_sizes=(16,)).save(other)

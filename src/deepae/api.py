@@ -200,7 +200,11 @@ class Autoencoder:
 
     def decode(self, z: np.ndarray | list, batch_size: int = 8192) -> np.ndarray:
         """Codes (N, latent), e.g. [[0.0, 5.0]] -> images (N, H, W) float32 in [0, 1]."""
-        z_arr = np.asarray(z, dtype=np.float32)
+        try:
+            z_arr = np.asarray(z, dtype=np.float32)
+        except (ValueError, TypeError) as e:  # ragged, or not numbers
+            raise ConfigError(f"codes must be numbers of shape (N, {self.model_config.latent_size})"
+                              f" ({e})", field="z") from None  # fmt: skip
         latent = self.model_config.latent_size
         if z_arr.ndim == 1 and z_arr.shape[0] == latent:
             z_arr = z_arr[None]
@@ -310,6 +314,8 @@ class Autoencoder:
         ):
             raise ConfigError("weights do not match this model's layers; give what get_weights"
                               " of the same architecture returned", field="weights")  # fmt: skip
+        if not all(np.isfinite(np.asarray(w, dtype=np.float64)).all() for w in weights):
+            raise ConfigError("weights hold NaN or infinite values", field="weights")
         with torch.no_grad():
             for t, w in zip(tensors, weights, strict=True):
                 t.copy_(torch.as_tensor(np.asarray(w)))  # in place: fused views stay views
@@ -329,6 +335,9 @@ class Autoencoder:
         on the plane (a PCA plane of the codes for latent sizes other than 2). Returns the
         figure."""
         codes = self.encode(x)
+        if y is not None and len(y) != len(codes):
+            raise ConfigError(f"y has {len(y)} labels for {len(codes)} images; give one label "
+                              "per image, or none", field="y")  # fmt: skip
         view = latent.fit_plane(codes)
         return plots.plot_latent(view.project(codes), y, class_names=class_names, ax=ax,
                                  title=title or f"{len(codes):,} codes{view.note}",
@@ -355,6 +364,9 @@ class Autoencoder:
         """Images x above their reconstructions, titled with `labels`; more than
         `max_columns` wrap into further row pairs. Returns the figure."""
         flat = self._as_input(x, "x").numpy()  # (N, D) in [0, 1]
+        if labels is not None and len(labels) != len(flat):
+            raise ConfigError(f"labels has {len(labels)} entries for {len(flat)} images; give "
+                              "one per image, or none", field="labels")  # fmt: skip
         originals = flat.reshape(len(flat), *self.model_config.image_shape)
         return plots.plot_reconstructions(originals, self.reconstruct(x), labels,
                                           max_columns=max_columns)  # fmt: skip
@@ -385,7 +397,10 @@ class Autoencoder:
     def _as_input(self, x: Any, name: str) -> torch.Tensor:
         """Images as the network takes them: float32 (N, D) in [0, 1]. One image, (H, W)
         or (D,), is a batch of one, as scikit-learn's transform takes one sample."""
-        arr = np.asarray(x)
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:  # a ragged list of rows
+            raise ConfigError(f"{name} is not an array of images ({e})", field=name) from None
         shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
         if arr.shape == shape or arr.shape == (d,):
             arr = arr.reshape(1, d)

@@ -89,11 +89,14 @@ def load_config(folder: str | Path) -> tuple[ModelConfig, TrainConfig]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RunError(f'{path} is not a deepae model config (no "format": "{FORMAT}")')
     version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise RunError(
             f"{path} has format version {version!r}, newer than this deepae understands "
             f"({FORMAT_VERSION}); upgrade deepae to read it"
         )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RunError(f"{path} has format version {version!r}, which no deepae wrote (1 to "
+                       f"{FORMAT_VERSION}); restore the file from a copy, or retrain")  # fmt: skip
     try:
         return from_dict(ModelConfig, data.get("model")), from_dict(TrainConfig, data.get("train"))
     except ConfigError as e:
@@ -130,6 +133,9 @@ def load_weights(folder: str | Path, net: AutoencoderNet) -> None:
                 f"{path}: tensor {name} has shape {tuple(value.shape)} {value.dtype}, config.json "
                 f"says {tuple(expected[name].shape)} {expected[name].dtype}"
             )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise RunError(f"{path}: tensor {name} holds NaN or infinite values, which no "
+                           "trained model has; retrain or restore it from a copy")  # fmt: skip
     with torch.no_grad():
         net.load_state_dict(tensors)
 
