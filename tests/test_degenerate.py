@@ -98,7 +98,8 @@ def test_train_records_a_collapse_and_prints_the_command(tmp_path, monkeypatch, 
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "complete"
     assert status["message"].startswith("The latent space collapsed: latent units 0, 1")
-    assert "warning: latent unit 0 is dead" in out and "latent_activation 'linear'" in out
+    assert "warning: latent unit 0 is dead" in err and "latent_activation 'linear'" in err
+    assert "warning" not in out  # warnings go to stderr, as other commands' do
     # The user's own arguments, a new folder (no --name), the fix in place of relu.
     expected = shlex.join(["deepae", *args[:7], "--no-progress", "--no-evaluate",
                            "--latent-activation", "linear"])  # fmt: skip

@@ -73,9 +73,13 @@ def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = N
     evaluation elsewhere never replaces the run's own. Returns (result, path written)."""
     ae, data = load_run_data(folder, log=log, **data_options)
     result = evaluation.evaluate_run(ae, data, split=split, progress=True)  # terminal only
+    # Without --dataset the data is the run's own, reloaded from its record; with one, it
+    # is the run's own if the record names it (and its size).
     record = (files.read_status(folder) or {}).get("data")
-    own = not isinstance(record, dict) or (
-        record.get("name") == data.name and record.get("n_train") in (None, len(data.x_train))
+    own = (
+        data_options.get("dataset") is None
+        or not isinstance(record, dict)
+        or (record.get("name") == data.name and record.get("n_train") in (None, len(data.x_train)))
     )
     return result, files.write_evaluation(folder, result, dataset=None if own else data.name)
 
