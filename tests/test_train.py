@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepae import train
+from deepae import optim, train
 from deepae.config import ModelConfig, TrainConfig
 from deepae.data import flatten_images
 from deepae.engine import fused_adam_step
@@ -150,8 +150,7 @@ KERAS = {
 @pytest.mark.parametrize("name", list(KERAS))
 def test_optimizers_have_kerass_defaults(name):
     kind, defaults = KERAS[name]
-    opt = train.make_optimizer([torch.zeros(3, requires_grad=True)], TrainConfig(optimizer=name),
-                               torch.device("cpu"))  # fmt: skip
+    opt = optim.make_optimizer([torch.zeros(3, requires_grad=True)], TrainConfig(optimizer=name))
     assert type(opt) is kind
     group = opt.param_groups[0]
     assert {key: group[key] for key in defaults} == defaults
@@ -164,9 +163,9 @@ def test_schedules_span_the_whole_run(schedule):
     0, having peaked at lr (one-cycle, 30% of the way) or started there (cosine)."""
     cfg = TrainConfig(schedule=schedule, lr=4e-3, epochs=3)
     p = torch.zeros(3, requires_grad=True)
-    opt = train.make_optimizer([p], cfg, torch.device("cpu"))
+    opt = optim.make_optimizer([p], cfg)
     total = cfg.epochs * 20  # 20 steps an epoch
-    sched = train.make_schedule(opt, cfg, total)
+    sched = optim.make_schedule(opt, cfg, total)
     rates = [opt.param_groups[0]["lr"]]
     for _ in range(total - 1):
         opt.step()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from deepae import batches, cuda_graph, distributed, native_train, precision
+from deepae import batches, cuda_graph, distributed, native_train, optim, precision
 from deepae import engine as fused
 from deepae.config import TrainConfig
 from deepae.errors import ConfigError, TrainingDiverged
@@ -58,43 +58,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer of `cfg`, with Keras' defaults for epsilon and learning rate."""
-    lr, eps, wd = cfg.learning_rate, cfg.eps, cfg.weight_decay
-    # fused=True runs Adam as one kernel per tensor; supported on CPU and CUDA float32.
-    table: dict[str, Callable[[], torch.optim.Optimizer]] = {
-        "adam": lambda: torch.optim.Adam(
-            params, lr=lr, betas=cfg.adam_betas, eps=eps, weight_decay=wd, fused=True
-        ),
-        "adamw": lambda: torch.optim.AdamW(
-            params, lr=lr, betas=cfg.adam_betas, eps=eps, weight_decay=wd, fused=True
-        ),
-        # Keras' Adagrad starts its accumulator at 0.1 (keras.optimizers.Adagrad).
-        "adagrad": lambda: torch.optim.Adagrad(
-            params, lr=lr, eps=eps, weight_decay=wd, initial_accumulator_value=0.1
-        ),
-        # Keras' Adadelta: rho 0.95, lr 1e-3 (Keras >= 2.3).
-        "adadelta": lambda: torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=eps, weight_decay=wd),
-        "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd),
-        # Keras' RMSprop: rho 0.9.
-        "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=eps, weight_decay=wd),
-    }
-    return table[cfg.optimizer]()
-
-
-def make_schedule(opt, cfg: TrainConfig, total_steps: int):
-    """A per-step learning-rate scheduler, or None for a constant rate."""
-    table: dict[str, Callable[[], object]] = {
-        "constant": lambda: None,
-        # Smith & Topin's one-cycle policy with PyTorch's defaults (warm-up 30%, lr/25 start).
-        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.learning_rate, total_steps=total_steps
-        ),
-        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps),
-    }
-    return table[cfg.schedule]()
-
-
 class Trainer:
     """Owns the optimizer and the engine for one net; `fit` drives it epoch by epoch."""
 
@@ -130,8 +93,8 @@ class Trainer:
         self.ddp = (
             self.world.data_parallel(net, "codes_and_logits", self.device) if several else None
         )
-        self.opt = make_optimizer(params, cfg, self.device)
-        self.schedule = make_schedule(self.opt, cfg, self.steps_per_epoch * cfg.epochs)
+        self.opt = optim.make_optimizer(params, cfg)
+        self.schedule = optim.make_schedule(self.opt, cfg, self.steps_per_epoch * cfg.epochs)
         self.loss_fn = _loss_fn(cfg.loss, net.config.output_activation == "sigmoid")
         # The whole fused step (gather, loss and gradient, Adam) in one call: on CUDA as one
         # CUDA graph (deepae.cuda_graph), on the CPU compiled (deepae.native_train). None:
@@ -306,37 +269,15 @@ class Trainer:
         if self.schedule is not None and state.get("schedule") is not None:
             self.schedule.load_state_dict(state["schedule"])
 
-    # What a schedule drives or was shaped by, which a later fit cannot change mid-run.
-    _SCHEDULED = ("schedule", "optimizer", "lr", "adam_betas", "momentum", "batch_size")
-    # The param group entries a schedule sets (OneCycleLR cycles betas or momentum too).
-    _SCHEDULE_KEYS = {"lr", "initial_lr", "max_lr", "min_lr", "betas", "momentum",
-                      "max_momentum", "base_momentum"}  # fmt: skip
-
     def continue_from(self, other: Trainer) -> None:
         """Go on from `other`, the trainer of the same net before its settings changed (a
-        set_params or compile between fits): its optimizer state (Adam's moments and step
-        count) and schedule position, with this trainer's own settings (rate, betas, weight
-        decay...), as a Keras model keeps its optimizer across fits. Another kind of
-        optimizer starts afresh, as a Keras compile with a new one does. A schedule fixed
-        what it drives when training began: changing that (or the batch size, or the number
-        of images, which set its steps) is a ConfigError."""
-        if other.schedule is not None or self.schedule is not None:
-            changed = [n for n in self._SCHEDULED if getattr(other.cfg, n) != getattr(self.cfg, n)]
-            if changed or other.n_train != self.n_train:
-                what = ", ".join(changed) or "the number of training images"
-                raise ConfigError(
-                    f"the {other.cfg.schedule} schedule fixed its steps and rates when training "
-                    f"began, so {what} cannot change between fits: build a new Autoencoder, "
-                    "or train with schedule 'constant'",
-                    field=changed[0] if changed else "x",
-                )
-        if type(self.opt) is not type(other.opt):
-            return
-        own = [{k: v for k, v in g.items() if k != "params"} for g in self.opt.param_groups]
-        self.load_state_dict(other.state_dict())  # brings back other's settings too
-        keep = self._SCHEDULE_KEYS if self.schedule is not None else set()
-        for group, settings in zip(self.opt.param_groups, own, strict=True):
-            group.update({k: v for k, v in settings.items() if k not in keep})
+        set_params or compile between fits): its optimizer state and schedule position,
+        with this trainer's own settings (deepae.optim.carry_over says what goes on and what
+        is refused)."""
+        optim.check_schedule_kept(other.cfg, self.cfg, other.n_train, self.n_train,
+                                  scheduled=other.schedule is not None)  # fmt: skip
+        if type(self.opt) is type(other.opt):  # another kind of optimizer starts afresh
+            optim.carry_over(other.state_dict(), self, scheduled=self.schedule is not None)
 
 
 def fit(

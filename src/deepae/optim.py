@@ -1,0 +1,87 @@
+"""The optimizer and learning-rate schedule a TrainConfig asks for, with Keras' defaults,
+and what of their state goes on when a model's settings change between two fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from deepae.config import TrainConfig
+from deepae.errors import ConfigError
+
+# What a schedule drives, or was shaped by, which cannot change once it has begun.
+SCHEDULED = ("schedule", "optimizer", "lr", "adam_betas", "momentum", "batch_size")
+# The param group entries a schedule sets (PyTorch's OneCycleLR cycles betas or momentum too).
+SCHEDULE_KEYS = frozenset({"lr", "initial_lr", "max_lr", "min_lr", "betas", "momentum",
+                           "max_momentum", "base_momentum"})  # fmt: skip
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of `cfg` over `params`, with Keras' defaults for epsilon and learning
+    rate (deepae.config.DEFAULT_LR)."""
+    lr, eps, wd = cfg.learning_rate, cfg.eps, cfg.weight_decay
+    # fused=True runs Adam as one kernel per tensor; supported on CPU and CUDA float32.
+    table: dict[str, Callable[[], torch.optim.Optimizer]] = {
+        "adam": lambda: torch.optim.Adam(
+            params, lr=lr, betas=cfg.adam_betas, eps=eps, weight_decay=wd, fused=True
+        ),
+        "adamw": lambda: torch.optim.AdamW(
+            params, lr=lr, betas=cfg.adam_betas, eps=eps, weight_decay=wd, fused=True
+        ),
+        # Keras' Adagrad starts its accumulator at 0.1 (keras.optimizers.Adagrad).
+        "adagrad": lambda: torch.optim.Adagrad(
+            params, lr=lr, eps=eps, weight_decay=wd, initial_accumulator_value=0.1
+        ),
+        # Keras' Adadelta: rho 0.95, lr 1e-3 (Keras >= 2.3).
+        "adadelta": lambda: torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=eps, weight_decay=wd),
+        "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd),
+        # Keras' RMSprop: rho 0.9.
+        "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=eps, weight_decay=wd),
+    }
+    return table[cfg.optimizer]()
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """A per-step learning-rate scheduler over `total_steps`, or None for a constant rate."""
+    table: dict[str, Callable[[], object]] = {
+        "constant": lambda: None,
+        # Smith & Topin's one-cycle policy with PyTorch's defaults (warm-up 30%, lr/25 start).
+        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.learning_rate, total_steps=total_steps
+        ),
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps),
+    }
+    return table[cfg.schedule]()
+
+
+def check_schedule_kept(old: TrainConfig, new: TrainConfig, old_images: int, new_images: int,
+                        *, scheduled: bool) -> None:  # fmt: skip
+    """A schedule fixed its steps and what it drives when training began: with one under
+    way (`scheduled`, or `new` asking for one), a change to those, or to the number of
+    training images, is a ConfigError."""
+    if not scheduled and new.schedule == "constant":
+        return
+    changed = [name for name in SCHEDULED if getattr(old, name) != getattr(new, name)]
+    if changed or old_images != new_images:
+        what = ", ".join(changed) or "the number of training images"
+        raise ConfigError(
+            f"the {old.schedule} schedule fixed its steps and rates when training began, so "
+            f"{what} cannot change between fits: build a new Autoencoder, or train with "
+            "schedule 'constant'",
+            field=changed[0] if changed else "x",
+        )
+
+
+def carry_over(state: dict[str, Any], trainer, *, scheduled: bool) -> None:
+    """Load another trainer's `state` (its optimizer's moments and step counts, its
+    schedule's position) into `trainer`, which keeps its own settings (rate, betas, weight
+    decay...), as a Keras model keeps its optimizer across fits; with a schedule, what the
+    schedule drives comes from `state`."""
+    own = [{k: v for k, v in g.items() if k != "params"} for g in trainer.opt.param_groups]
+    trainer.load_state_dict(state)  # brings back the other's settings too
+    keep = SCHEDULE_KEYS if scheduled else frozenset()
+    for group, settings in zip(trainer.opt.param_groups, own, strict=True):
+        group.update({k: v for k, v in settings.items() if k not in keep})
