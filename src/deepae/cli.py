@@ -115,7 +115,7 @@ _DATA = [
 
 def _split(default: str):
     return (("--split",), {"choices": ("train", "test"), "default": default, "type": lower,
-                           "help": f"(default: {default})"})  # fmt: skip
+                           "help": f"training or test images (default: {default})"})  # fmt: skip
 
 
 def _commands() -> dict:
@@ -151,7 +151,8 @@ def _commands() -> dict:
         ], []),
         "decode": ("turn latent points into images", cmd_decode, [
             _RUN, (("points",), {"nargs": "+", "metavar": "X,Y",
-                                 "help": "latent coordinates, e.g. 0,5 3,1"}),
+                                 "help": "latent coordinates, one number per latent unit: "
+                                 "e.g. 0,5 3,1 for a 2-D latent space"}),
             (("--out",), {"help": "output .png or .npy (default: ./decoded.png)"}),
         ], []),
         "reconstruct": ("originals vs reconstructions figure", cmd_reconstruct, [
