@@ -208,3 +208,10 @@ def test_a_damaged_status_record_is_a_run_error(tmp_path, record):
 )
 def test_evaluation_files_say_split_and_other_data(split, dataset, name):
     assert files.evaluation_file(split, dataset) == name
+
+
+@pytest.mark.parametrize("text", ["garbage\n", "", "epoch,loss\n1,0.2\n"])
+def test_a_history_file_that_is_not_deepaes_is_corrupt(tmp_path, text):
+    (tmp_path / files.HISTORY_FILE).write_text(text)
+    with pytest.raises(RunError, match="history.csv is corrupt .*header"):
+        files.read_history(tmp_path)

@@ -144,11 +144,14 @@ def require_complete(folder: str | Path) -> None:
 # -- history.csv ------------------------------------------------------------------------
 
 
+HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "seconds"]
+
+
 def write_history(folder: str | Path, history: Sequence[EpochRecord]) -> None:
     """history.csv: epoch, loss, val_loss (empty when not validated), seconds."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["epoch", "loss", "val_loss", "seconds"])
+    writer.writerow(HISTORY_COLUMNS)
     for r in history:
         val = "" if r.val_loss is None else f"{r.val_loss:.6f}"
         writer.writerow([r.epoch, f"{r.loss:.6f}", val, f"{r.seconds:.3f}"])
@@ -162,7 +165,10 @@ def read_history(folder: str | Path) -> list[EpochRecord]:
     try:
         raw = fsio.read_bytes(path, max_bytes=MAX_HISTORY_BYTES, fix="delete it or retrain",
                               within=folder)  # fmt: skip
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"), newline="")))
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8"), newline=""))
+        rows = list(reader)
+        if reader.fieldnames != HISTORY_COLUMNS:  # an empty file, or not deepae's
+            raise ValueError(f"its header is {reader.fieldnames}, not {HISTORY_COLUMNS}")
         return [
             EpochRecord(
                 epoch=int(r["epoch"]),
