@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import os
 import re
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -126,3 +127,10 @@ def test_an_array_file_is_described_with_its_classes(tmp_path, capsys):
     assert counts.pop("class") == "training images"
     names = ("hat", "sock", "scarf")
     assert counts == {n: str(int((y_train == i).sum())) for i, n in enumerate(names)}
+
+
+def test_fetch_of_a_cached_dataset_says_it_was_there(tmp_path, mnist, capsys):
+    shutil.copytree(mnist.path, tmp_path / "cache" / "mnist")  # what an earlier fetch left
+    assert main(["data", "fetch"]) == 0  # the network is off (`offline`): from the cache
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"mnist: already in the cache, {tmp_path / 'cache' / 'mnist'}, verified"

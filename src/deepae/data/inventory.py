@@ -105,7 +105,9 @@ def format_info(record: dict) -> str:
     looked at (file, bytes, verified, shape), then what else would be tried."""
     name = record["name"]
     if "sources" not in record:  # fetch: the files it put into the cache
-        head = f"{name}: fetched from {record['source']} into {record['cache_path']}"
+        head = (f"{name}: already in the cache, {record['cache_path']}, verified"
+                if record["source"] == "cache" else
+                f"{name}: fetched from {record['source']} into {record['cache_path']}")  # fmt: skip
         return head + "\n" + _files_table(record["files"])
     if record["complete"]:
         head = f"{name}: `deepae train` would load it from {record['source']}"
