@@ -165,7 +165,8 @@ def _commands() -> dict:
         "explore": ("write the interactive latent-space explorer", cmd_explore, [
             _RUN, (("--out",), {"help": "output .html (default: RUN/explorer.html)"}),
             (("--points",), {"type": int, "default": 10000,
-                             "help": "training codes in the scatter (default: 10000)"}),
+                             "help": "training codes in the scatter, at most all of them "
+                                     "(default: 10000)"}),
             (("--open",), {"action": "store_true", "help": "open the page in your browser"}),
             *_DATA,
         ], []),
