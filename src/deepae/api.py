@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from deepae import batches, distributed, fit_args, latent, model, plots, storage
 from deepae import config as cfg
 from deepae import threads as thread_policy
 from deepae.callbacks import CallbackList, History, epoch_logs
-from deepae.data import as_rows, flatten_images
 from deepae.errors import ConfigError
 
 _MODEL_FIELDS = {f for f in cfg.ModelConfig.__dataclass_fields__}
@@ -363,7 +361,7 @@ class Autoencoder:
                              max_columns: int | None = plots.MAX_COLUMNS):  # fmt: skip
         """Images x above their reconstructions, titled with `labels`; more than
         `max_columns` wrap into further row pairs. Returns the figure."""
-        flat = self._as_input(x, "x").numpy()  # (N, D) in [0, 1]
+        flat = batches.as_images(self.model_config, x, "x").numpy()  # (N, D) in [0, 1]
         if labels is not None and len(labels) != len(flat):
             raise ConfigError(f"labels has {len(labels)} entries for {len(flat)} images; give "
                               "one per image, or none", field="labels")  # fmt: skip
@@ -394,40 +392,9 @@ class Autoencoder:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _as_input(self, x: Any, name: str) -> torch.Tensor:
-        """Images as the network takes them: float32 (N, D) in [0, 1]. One image, (H, W)
-        or (D,), is a batch of one, as scikit-learn's transform takes one sample."""
-        try:
-            arr = np.asarray(x)
-        except ValueError as e:  # a ragged list of rows
-            raise ConfigError(f"{name} is not an array of images ({e})", field=name) from None
-        shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
-        if arr.shape == shape or arr.shape == (d,):
-            arr = arr.reshape(1, d)
-        else:
-            self._check_images(arr.shape, name)
-        return torch.from_numpy(flatten_images(arr, name))
-
     def _as_source(self, x: Any, name: str) -> torch.Tensor | batches.MappedImages:
-        """`_as_input`, except that uint8 images in a file (deepae.data.ImageRows, or a
-        uint8 np.memmap) stay there: a MappedImages, read and converted batch by batch."""
-        rows = as_rows(x)
-        shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
-        if rows is None or rows.shape in (shape, (d,)):  # in memory, or a single image
-            return self._as_input(x, name)
-        self._check_images(rows.shape, name)
-        return batches.MappedImages(rows)
-
-    def _check_images(self, given: tuple[int, ...], name: str) -> None:
-        shape, d = tuple(self.model_config.image_shape), self.model_config.input_size
-        if len(given) not in (2, 3) or math.prod(given[1:]) != d:
-            h, w = shape
-            raise ConfigError(
-                f"{name} has shape {given}, but the model takes {h}x{w} images ({d} "
-                f"values): give ({h}, {w}) or ({d},) for one image, (N, {h}, {w}) or (N, {d}) "
-                "for many (other images need a model built with input_size and image_shape)",
-                field=name,
-            )
+        # What the verbs read: deepae.batches.as_source, checked against this model.
+        return batches.as_source(self.model_config, x, name)
 
     @torch.no_grad()
     def _run(self, module: torch.nn.Module, x, batch_size: int) -> np.ndarray:

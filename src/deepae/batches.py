@@ -1,6 +1,7 @@
 """What the trainer and the model's verbs read images from: a float32 tensor (N, D) held in
 memory, or `MappedImages`, uint8 rows left in their file (deepae.data.ImageRows) and
-converted one batch at a time.
+converted one batch at a time. `as_images` and `as_source` turn what a user gives (arrays,
+lists, one image, a memory-mapped file) into one of them, checked against the model.
 
 `gatherer(x)` (a training batch) and `chunks(x, size)` (validation, encoding) are the two
 ways deepae.train and deepae.api read images; for a tensor they are the index_select and
@@ -14,11 +15,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from deepae.data import ImageRows
+from deepae.data import ImageRows, as_rows, flatten_images
 from deepae.errors import ConfigError
 
 CHUNK = 8192  # images per chunk where the caller does not choose: 25 MB of 784 floats
@@ -136,3 +138,39 @@ def as_array(x: torch.Tensor | MappedImages) -> np.ndarray:
         out[at : at + len(chunk)] = chunk.cpu().numpy()
         at += len(chunk)
     return out
+
+
+def as_images(config, x: Any, name: str) -> torch.Tensor:
+    """Images x as a network of ModelConfig `config` takes them: float32 (N, D) in [0, 1].
+    One image, (H, W) or (D,), is a batch of one, as scikit-learn's transform takes one
+    sample. Anything else that is not (N, H, W) or (N, D) is a ConfigError naming `name`."""
+    try:
+        arr = np.asarray(x)
+    except ValueError as e:  # a ragged list of rows
+        raise ConfigError(f"{name} is not an array of images ({e})", field=name) from None
+    if arr.shape in (tuple(config.image_shape), (config.input_size,)):
+        arr = arr.reshape(1, config.input_size)
+    else:
+        _check_shape(config, arr.shape, name)
+    return torch.from_numpy(flatten_images(arr, name))
+
+
+def as_source(config, x: Any, name: str) -> torch.Tensor | MappedImages:
+    """`as_images`, except that uint8 images in a file (deepae.data.ImageRows, or a uint8
+    np.memmap) stay there: a MappedImages, read and converted batch by batch."""
+    rows = as_rows(x)
+    if rows is None or rows.shape in (tuple(config.image_shape), (config.input_size,)):
+        return as_images(config, x, name)  # in memory, or a single image
+    _check_shape(config, rows.shape, name)
+    return MappedImages(rows)
+
+
+def _check_shape(config, given: tuple[int, ...], name: str) -> None:
+    d, (h, w) = config.input_size, config.image_shape
+    if len(given) not in (2, 3) or math.prod(given[1:]) != d:
+        raise ConfigError(
+            f"{name} has shape {given}, but the model takes {h}x{w} images ({d} values): "
+            f"give ({h}, {w}) or ({d},) for one image, (N, {h}, {w}) or (N, {d}) for many "
+            "(other images need a model built with input_size and image_shape)",
+            field=name,
+        )
