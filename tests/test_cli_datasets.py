@@ -273,3 +273,36 @@ def test_the_explorer_shows_float_images_as_their_8_bit_values():
     codes = ae.encode(x8)
     pages = [build_explorer(ae, x, None, points=30, codes=codes) for x in (x8, x8 / 255.0)]
     assert pages[0] == pages[1]
+
+
+def test_the_runs_own_dataset_by_a_relative_path_keeps_its_recorded_split(tmp_path, monkeypatch,
+                                                                          mnist_small):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    np.savez("u.npz", x=mnist_small.x_train[:600], y=mnist_small.y_train[:600])  # no split
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "u.npz",
+                "--val-fraction",
+                "0.3",
+                "--epochs",
+                "1",
+                "--runs-dir",
+                "runs",
+                "--name",
+                "r",
+                "--no-progress",
+                "--no-evaluate",
+            ]
+        )
+        == 0
+    )
+    counts = {}
+    for spelling in (None, "u.npz", "./u.npz", str(tmp_path / "u.npz")):
+        out = tmp_path / f"codes-{len(counts)}.npy"
+        given = [] if spelling is None else ["--dataset", spelling]
+        assert main(["encode", "runs/r", "--split", "test", "--out", str(out), *given]) == 0
+        counts[spelling] = len(np.load(out))
+    assert set(counts.values()) == {180}, counts  # the run's 30%, however the path is written

@@ -54,7 +54,8 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
     rec = recorded if isinstance(recorded, dict) else {}
     named = rec.get("dataset") or rec.get("name")
     dataset = dataset or named or "mnist"
-    mine = rec if rec and dataset == named else {}  # the record describes its dataset only
+    # The record describes its own dataset only (a path however it is spelled).
+    mine = rec if rec and _same_dataset(dataset, named) else {}
     if data_dir is None and mine.get("data_dir") and Path(mine["data_dir"]).exists():
         data_dir = mine["data_dir"]  # else moved or deleted since: look in the usual places
     return load_dataset(
@@ -102,6 +103,19 @@ def write_codes(path: str | Path, codes: np.ndarray, labels: np.ndarray | None =
     else:
         raise ConfigError(f"out {path}: use a .csv or .npy file name", field="out")
     return path
+
+
+def _same_dataset(given: str, recorded: str | None) -> bool:
+    """Whether `given` names the recorded dataset: the same name, or a path (relative, with
+    ~, through a link) to the file or folder recorded by its absolute path."""
+    if given == recorded:
+        return True
+    if not recorded or not Path(recorded).is_absolute():
+        return False
+    try:
+        return Path(given).expanduser().resolve() == Path(recorded).resolve()
+    except (OSError, RuntimeError):  # unreadable, or a link loop
+        return False
 
 
 def _first(*values):
