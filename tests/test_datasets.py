@@ -73,6 +73,31 @@ def test_class_subfolders_become_sorted_labels(labelled, cache):
     assert d.name == "labelled" and d.source == "image folder" and d.path == folder
 
 
+def test_a_linked_class_folder_is_a_class_and_a_link_loop_is_skipped(labelled, tmp_path, cache):
+    folder, arrays = labelled
+    elsewhere = tmp_path / "elsewhere" / "c"
+    for i in range(2):
+        save_png(elsewhere / f"{i}.png", RNG.integers(0, 256, (28, 28), dtype=np.uint8))
+    (folder / "c").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "a" / "again").symlink_to(folder, target_is_directory=True)  # a loop
+    logs = []
+    d = load_dataset(folder, cache_dir=cache, log=logs.append)
+    assert d.class_names == ("a", "b", "c")
+    assert np.bincount(np.concatenate([d.y_train, d.y_test])).tolist() == [4, 3, 2]  # once each
+    assert any("a/again" in line and "read already" in line for line in logs)
+
+
+def test_a_folder_name_that_is_not_utf8_is_a_printable_class(tmp_path, cache):
+    folder = tmp_path / "latin1"
+    for name in (b"caf\xe9", b"tea"):  # an old zip's Latin-1 name, and a plain one
+        for i in range(2):
+            raw = os.path.join(os.fsencode(folder), name, b"%d.png" % i)
+            save_png(Path(os.fsdecode(raw)), RNG.integers(0, 256, (28, 28), dtype=np.uint8))
+    d = load_dataset(folder, cache_dir=cache)
+    assert d.class_names == ("caf\\xe9", "tea")
+    d.class_names[0].encode("utf-8")  # drawable text: no lone surrogates left
+
+
 def test_a_flat_folder_is_unlabelled(tmp_path, cache):
     for i in range(5):
         save_png(tmp_path / "flat" / f"{i}.png", np.full((28, 28), i, np.uint8))

@@ -207,10 +207,19 @@ def parse_image_size(value: int | str | tuple[int, int] | list[int]) -> tuple[in
 def _scan(folder: Path) -> tuple[list[_File], list[tuple[str, str]]]:
     """The candidate files in sorted order, and (rel, why) for entries skipped already."""
     found, skipped, errors = [], [], []
-    for root, dirs, names in os.walk(folder, onerror=errors.append):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    seen = {os.path.realpath(folder)}  # folders read, so a link back up cannot loop
+    for root, dirs, names in os.walk(folder, onerror=errors.append, followlinks=True):
         prefix = os.path.relpath(root, folder).replace(os.sep, "/") + "/"  # once per folder
         prefix = "" if prefix == "./" else prefix
+        keep = []
+        for d in (d for d in dirs if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(root, d))  # a linked class folder counts
+            if real in seen:
+                skipped.append((prefix + d, "a link to a folder read already"))
+            else:
+                seen.add(real)
+                keep.append(d)
+        dirs[:] = keep
         for name in names:
             if name.startswith("."):
                 continue
@@ -223,7 +232,7 @@ def _scan(folder: Path) -> tuple[list[_File], list[tuple[str, str]]]:
             if not stat.S_ISREG(st.st_mode):  # a FIFO would block a reader forever
                 skipped.append((rel, "not a regular file"))
                 continue
-            label = rel.split("/", 1)[0] if "/" in rel else None
+            label = _printable(rel.split("/", 1)[0]) if "/" in rel else None
             found.append(_File(rel, label, (st.st_size, st.st_mtime_ns)))
     skipped += [(os.path.relpath(e.filename or folder, folder), _reason(e)) for e in errors]
     found.sort(key=lambda f: f.rel.split("/"))
@@ -231,6 +240,12 @@ def _scan(folder: Path) -> tuple[list[_File], list[tuple[str, str]]]:
         skipped += [(f.rel, "not in a class subfolder") for f in found if f.label is None]
         found = [f for f in found if f.label is not None]
     return found, skipped
+
+
+def _printable(name: str) -> str:
+    """A folder name as text: bytes that are not UTF-8 (an old zip's Latin-1 names, kept
+    by Python as surrogates that no figure can draw) written as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _read_all(folder: Path, files: list[_File], image_size, strict: bool):
