@@ -9,11 +9,14 @@ Chromium missing is a failure, not a skip: scripts/ensure-test-deps.sh installs 
 """
 
 import base64
+import io
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from deepae import latent
 from deepae.explorer import explorer
@@ -286,6 +289,31 @@ def test_pca_page_decodes_through_the_plane_and_accepts_full_codes(browser, smal
     np.testing.assert_allclose(got, ae.decode([[1, 2, 3]]).ravel(), atol=1e-5)
     caption = page.locator("#nearest-caption").inner_text()
     assert caption.startswith("nearest training image: #") and "label" not in caption
+    page.context.close()
+    assert problems == []
+
+
+def test_images_that_are_not_square_keep_their_shape(browser, mnist_small, tmp_path):
+    """A 20 x 30 (H x W) model whose decoder draws all white: the decoded image fills the
+    168-pixel width and 168 * 20 / 30 = 112 rows of the square, black above and below."""
+    ae = make_model({"input_size": 600, "image_shape": (20, 30)})
+    with torch.no_grad():
+        ae.net.decoder.body[-1].bias.fill_(50.0)  # sigmoid(50) = 1: every pixel white
+    wide = np.pad(mnist_small.x_train[:500, 4:24, :], ((0, 0), (0, 0), (1, 1)))  # (N, 20, 30)
+    path = tmp_path / "explorer.html"
+    path.write_text(explorer.build_explorer(ae, wide, None, points=200))
+    page, problems = open_page(browser, path)
+    page.fill("#coords", "0, 0")
+    page.press("#coords", "Enter")
+    shot = np.asarray(Image.open(io.BytesIO(page.locator("#decoded").screenshot())).convert("L"))
+    white = shot > 200  # ~(168, 168) at the page's 1:1 scale (a row more on a half pixel)
+    assert white.shape[1] == 168 and abs(white.shape[0] - 168) <= 1
+    # The screenshot's edge rows may be the white card around the canvas: look inside.
+    inner = white[3:-3, 10:-10].all(axis=1)  # rows of the canvas drawn white, corners aside
+    rows = np.flatnonzero(inner) + 3
+    assert abs(len(rows) - 112) <= 2 and rows[-1] - rows[0] + 1 == len(rows)  # one band
+    assert abs(rows[0] - 28) <= 2  # centred: 28 black rows above it, 28 below
+    assert not white[3:20].any() and not white[-20:-3].any()
     page.context.close()
     assert problems == []
 
