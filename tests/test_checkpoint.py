@@ -128,6 +128,10 @@ def _lr_abc(t, m, s):
     s["param_groups"][0]["lr"] = "abc"
 
 
+def _lr_nan(t, m, s):
+    s["param_groups"][0]["lr"] = float("nan")
+
+
 def _one_beta(t, m, s):
     s["param_groups"][0]["betas"] = [0.9]
 
@@ -144,7 +148,7 @@ CRAFTED = [
     _wrong_size_exp_avg, _extra_param_id, _version_abc, _epoch_abc,
     _partial_losses_of_wrong_length, _missing_slot, _step_slot_not_0d, _exp_avg_float64,
     _model_tensor_float64, _stray_tensor, _epoch_past_the_end, _step_past_the_epoch,
-    _history_of_strings, _history_not_a_list, _two_param_groups, _lr_abc, _one_beta,
+    _history_of_strings, _history_not_a_list, _two_param_groups, _lr_abc, _lr_nan, _one_beta,
     _amsgrad_turned_on, _state_not_an_object,
 ]  # fmt: skip
 
