@@ -374,7 +374,7 @@ def test_bad_files_are_skipped_with_one_warning(messy, cache):
 
 
 def test_strict_stops_at_the_first_bad_file(messy, cache):
-    with pytest.raises(DataError, match=r"digits/cut\.png: .*strict=False"):
+    with pytest.raises(DataError, match=r"digits/cut\.png: .*without strict \(--strict\) to skip"):
         os.unlink(messy / "digits" / "pipe")
         os.unlink(messy / "loose.png")
         load(messy, cache, strict=True)

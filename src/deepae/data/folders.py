@@ -371,8 +371,8 @@ def _reason(e: BaseException, image_mod=None) -> str:
 
 def _strict_error(folder: Path, rel: str, why: str) -> DataError:
     return DataError(
-        f"{folder / rel}: {why}; fix or remove it, or load with strict=False to skip such "
-        "files with a warning"
+        f"{folder / rel}: {why}; fix or remove it, or load without strict (--strict) to skip "
+        "such files with a warning"
     )
 
 
@@ -381,5 +381,6 @@ def _skipped_warning(folder: Path, skipped, total: int) -> str:
     more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
     return (
         f"warning: {folder}: skipped {len(skipped)} of {total} files that are not readable "
-        f"images: {shown}{more}; fix or remove them, or use strict=True to stop at the first"
+        f"images: {shown}{more}; fix or remove them, or use strict=True (--strict) to stop at "
+        "the first"
     )
