@@ -491,3 +491,27 @@ def test_odd_arguments_are_config_errors(fitted, mnist_small, call, field):
     with pytest.raises(ConfigError) as e:
         call(fitted, mnist_small.x_test, mnist_small.y_test)
     assert e.value.field == field
+
+
+def test_a_scikit_learn_pipeline_takes_the_model_as_a_transformer(mnist_small):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    x, y = mnist_small.x_train[:300].reshape(300, -1) / 255.0, mnist_small.y_train[:300]
+    test = mnist_small.x_test[:50].reshape(50, -1) / 255.0
+    pipe = make_pipeline(Autoencoder(epochs=1, latent_activation="linear"),
+                         KNeighborsClassifier(5))  # fmt: skip
+    with pytest.raises(NotFittedError):
+        check_is_fitted(pipe.steps[0][1])
+    pipe.fit(x, y)  # the labels reach the autoencoder too, which does not use them
+    ae = pipe.steps[0][1]
+    check_is_fitted(ae)
+    # The oracle: the same two steps by hand, on a model trained without labels.
+    alone = Autoencoder(epochs=1, latent_activation="linear")
+    alone.fit(x, verbose=0)
+    for a, b in zip(ae.get_weights(), alone.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    knn = KNeighborsClassifier(5).fit(alone.encode(x), y)
+    np.testing.assert_array_equal(pipe.predict(test), knn.predict(alone.encode(test)))

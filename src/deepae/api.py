@@ -64,6 +64,7 @@ class Autoencoder:
         self._graph_cache = None
         # Where neighbour graphs are cached (deepae.neighbours); None: beside the data cache.
         self.graph_cache_dir: str | Path | None = None
+        self._loaded = False  # weights read from a saved model: fitted, for scikit-learn
 
     # -- training -----------------------------------------------------------------------
 
@@ -89,10 +90,12 @@ class Autoencoder:
         """Train on images x, as Keras' `fit`: uint8 (N, H, W) or float (N, D) in [0, 1].
 
         `y`, if given, must be x itself (an autoencoder's target is its input: the
-        article's `fit(X, X, ...)`). Each call trains `epochs` more epochs (default: the
-        config's), continuing weights, optimizer state and the epoch count, so two fits of
-        2 epochs train 4; Keras' own way to continue, `initial_epoch=k`, trains epochs
-        k..epochs-1 and k must be the epochs already trained. `epochs`, `batch_size`,
+        article's `fit(X, X, ...)`), or labels, one per image, which are not used (as
+        scikit-learn's pipelines pass them to every step). Each call trains `epochs` more
+        epochs (default: the config's), continuing weights, optimizer state and the epoch
+        count, so two fits of 2 epochs train 4; Keras' own way to continue,
+        `initial_epoch=k`, trains epochs k..epochs-1 and k must be the epochs already
+        trained. `epochs`, `batch_size`,
         `shuffle` and `validation_freq` hold for this call only (None: the config's); the
         config (`get_params`) is left as it was. Validation: `validation_data`
         (x_val, or Keras' (x_val, x_val)), else the last `validation_split` of x, as Keras
@@ -242,10 +245,23 @@ class Autoencoder:
         return total / flat.numel()
 
     def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options):
-        """scikit-learn's fit_transform: `fit(x, **fit_options)`, then the codes of x: an
-        array (N, latent)."""
+        """scikit-learn's fit_transform: `fit(x, y, **fit_options)` (y: labels, not used, as
+        a pipeline passes them; or x itself), then the codes of x: an array (N, latent)."""
         self.fit(x, y, **fit_options)
         return self.encode(x)
+
+    # scikit-learn's protocol, so that pipelines, clone and check_is_fitted take the model
+    # for the transformer it is (scikit-learn is optional: imported only when asked).
+    def __sklearn_tags__(self):
+        from sklearn.base import BaseEstimator, TransformerMixin
+
+        class Transformer(TransformerMixin, BaseEstimator):
+            pass
+
+        return Transformer().__sklearn_tags__()
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.train_state.epoch > 0 or self._loaded
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """scikit-learn's transform: `encode` (images -> codes (N, latent))."""
@@ -381,7 +397,7 @@ class Autoencoder:
         """A model saved by `save` (or by `deepae train`)."""
         net, train_config = storage.load_model(folder)
         ae = cls._from_configs(net.config, train_config)
-        ae.net = net
+        ae.net, ae._loaded = net, True
         return ae
 
     @classmethod

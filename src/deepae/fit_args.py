@@ -61,8 +61,10 @@ def not_empty(images: Any, name: str) -> Any:
 
 
 def check_target(as_input: AsInput, x: Any, y: Any, x_flat: torch.Tensor, name: str) -> None:
-    """An autoencoder's target is its input: `y` must be x (the same array, or equal)."""
-    if y is None or y is x:
+    """An autoencoder's target is its input: `y` must be x (the same array, or equal), as
+    in Keras' fit(X, X); or labels, one per image, as scikit-learn's fit(X, y) and its
+    pipelines pass them, which an autoencoder does not use."""
+    if y is None or y is x or _labels(y, len(x_flat), x_flat.shape[1]):
         return
     if not batches.equal(as_input(y, name), x_flat):
         raise ConfigError(
@@ -105,3 +107,15 @@ def epoch_span(done: int, default: int, epochs: int | None, initial_epoch: int,
             field="epochs",
         )
     return first, target
+
+
+def _labels(y: Any, n: int, width: int) -> bool:
+    """Whether y is n labels: a flat sequence of n numbers or names (not images of width
+    values each, nor one flat image, which must then be x itself)."""
+    shape = getattr(y, "shape", None)
+    if shape is None:
+        try:
+            shape = (len(y),) if not isinstance(y, str | bytes) else None
+        except TypeError:
+            return False
+    return shape == (n,) and not (n == width == 1)
