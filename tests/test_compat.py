@@ -85,3 +85,11 @@ def test_inverse_transform_gives_back_the_inputs_shape(x):
     back = reducer.inverse_transform(reducer.embedding_[:4])
     assert back.shape == (4, 784)
     np.testing.assert_array_equal(back, reducer.decode(reducer.embedding_[:4]).reshape(4, 784))
+
+
+def test_repr_shows_what_differs_from_the_defaults():
+    assert repr(UMAP()) == "UMAP()"
+    assert repr(UMAP(n_neighbors=5, random_state=3)) == "UMAP(n_neighbors=5, random_state=3)"
+    assert repr(Autoencoder()) == "Autoencoder()"
+    assert repr(Autoencoder(epochs=3, latent_activation="linear")) == (
+        "Autoencoder(latent_activation='linear', epochs=3)")  # fmt: skip

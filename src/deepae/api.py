@@ -271,6 +271,18 @@ class Autoencoder:
         """scikit-learn's inverse_transform: `decode` (codes -> images (N, H, W))."""
         return self.decode(z)
 
+    def __repr__(self) -> str:
+        """The settings that differ from the class's defaults, as scikit-learn shows them:
+        `Autoencoder(epochs=3, latent_activation='linear')`."""
+        defaults = self._default_params()
+        changed = {k: v for k, v in self.get_params().items() if defaults.get(k, self) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    @classmethod
+    def _default_params(cls) -> dict[str, Any]:
+        # `cls().get_params()` without building a network.
+        return {**_fields(cfg.ModelConfig()), **_fields(cfg.TrainConfig())}
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Every ModelConfig and TrainConfig field as a dict: `Autoencoder(**params)` builds
         the same (untrained) model, as scikit-learn's clone does."""

@@ -16,11 +16,13 @@ thousands of points.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from deepae.api import Autoencoder
+from deepae.config import resolve
 from deepae.errors import ConfigError
 
 # umap-learn's name -> deepae's config field, for the settings both have.
@@ -115,6 +117,13 @@ class UMAP(Autoencoder):
         if "random_state" in params:
             params["random_state"] = _seed(params["random_state"])
         return super().set_params(**{NAMES.get(k, k): v for k, v in params.items()})
+
+    @classmethod
+    def _default_params(cls) -> dict[str, Any]:
+        model_config, train_config = resolve("umap2d")
+        params = {**dataclasses.asdict(model_config), **dataclasses.asdict(train_config)}
+        ours = {name: params.pop(field) for name, field in NAMES.items()}
+        return {**ours, "metric": "euclidean", "verbose": False, **params}
 
     @classmethod
     def _from_configs(cls, model_config, train_config) -> UMAP:
