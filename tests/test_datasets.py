@@ -4,6 +4,7 @@ bad input ending in one DataError that names the file."""
 
 import os
 import pickle
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -135,6 +136,34 @@ def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
     with Image.open(path) as im:
         assert im.mode.startswith("I")
     np.testing.assert_array_equal(images_mod.read_image(path, (4, 4))[0], [0, 1, 100, 255])
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_float_gray_in_unit_or_byte_range_is_scaled_to_bytes(tmp_path, scale):
+    # By hand: 0.5 x 255 = 127.5 rounds to 128 (half to even), 0.2 x 255 = 51.
+    values = np.array([[0.0, 0.2, 0.5, 1.0]], np.float32).repeat(4, axis=0) * np.float32(scale)
+    path = tmp_path / "float.tif"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as im:
+        assert im.mode == "F"
+    np.testing.assert_array_equal(images_mod.read_image(path, (4, 4))[0], [0, 51, 128, 255])
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (-0.5, "outside [0, 1] and [0, 255]"),
+        (300.0, "outside"),
+        (np.nan, "NaN or infinite"),
+    ],  # fmt: skip
+)
+def test_float_gray_of_unknown_range_is_unreadable(tmp_path, value, why):
+    values = np.full((4, 4), 0.5, np.float32)
+    values[1, 2] = value
+    path = tmp_path / "odd.tif"
+    Image.fromarray(values).save(path)
+    with pytest.raises(DataError, match=re.escape(why)):
+        images_mod.read_image(path, (4, 4))
 
 
 def test_image_size_option(labelled, cache):

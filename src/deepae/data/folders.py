@@ -138,8 +138,9 @@ def read_image(path: str | os.PathLike, image_size: tuple[int, int] = (28, 28)) 
     """One image file as grayscale uint8 (H, W) = image_size.
 
     Colour is made gray with Pillow's ITU-R 601-2 luma (L = 0.299 R + 0.587 G + 0.114 B),
-    16-bit gray is scaled to 8 bits, EXIF rotation is applied, and the image is resized
-    with Lanczos filtering (antialiased when shrinking). Raises DataError naming the file.
+    16-bit gray is scaled to 8 bits, float gray in [0, 1] or [0, 255] to 0-255, EXIF
+    rotation is applied, and the image is resized with Lanczos filtering (antialiased when
+    shrinking). Raises DataError naming the file.
     """
     image, why = _try_read(path, image_size)
     if image is None:
@@ -358,6 +359,19 @@ def _gray(im, image_mod):
         # 16-bit gray: convert("L") would clip everything above 255 to white.
         values = np.asarray(im, dtype=np.float64) / 257.0  # 65535 -> 255
         return image_mod.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+    if im.mode == "F":
+        # 32-bit float (scientific TIFFs): convert("L") would truncate [0, 1] to 0 and 1.
+        # [0, 1] is scaled by 255, [0, 255] kept; any other range has no meaning we could
+        # guess (a per-image min-max would make images incomparable), so it is refused.
+        values = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("float pixels that are NaN or infinite")
+        low, high = values.min(), values.max()
+        if low < 0 or high > 255:
+            raise ValueError(f"float pixels in [{low:g}, {high:g}], outside [0, 1] and [0, 255]; "
+                             "rescale them or save the image as 8- or 16-bit")  # fmt: skip
+        scale = 255.0 if high <= 1 else 1.0
+        return image_mod.fromarray(np.rint(values * scale).astype(np.uint8))
     return im.convert("L")
 
 
