@@ -345,6 +345,14 @@ def test_a_damaged_pack_sidecar_is_a_data_error(bare, info, message):
     assert err.value.field == "dataset"
 
 
+def test_another_tools_json_beside_the_npy_is_ignored(bare):
+    alone = load_dataset(bare)
+    bare.with_name("digits.json").write_text(json.dumps({"description": "my digits"}))
+    beside = load_dataset(bare)
+    np.testing.assert_array_equal(beside.x_train, alone.x_train)
+    np.testing.assert_array_equal(beside.x_test, alone.x_test)
+
+
 def test_labels_that_do_not_fit_the_images_are_refused(bare):
     np.save(bare.with_name("digits.labels.npy"), np.zeros(7, np.uint8))
     with pytest.raises(DataError, match="7 labels for 2500 images"):

@@ -311,13 +311,16 @@ def info_path(path: str | os.PathLike) -> Path:
 
 
 def _pack_info(path: Path, n: int) -> dict:
-    """NAME.json of a packed NAME.npy of n images, checked ({} when there is none)."""
+    """NAME.json of a packed NAME.npy of n images, checked ({} when there is none, or it is
+    a JSON object without a "format": another tool's file)."""
     where = info_path(path)
     try:
         info = fsio.read_json(where, fix=_PACK_FIX)
     except RunError as e:
         raise DataError(str(e), field="dataset") from None
-    if info is None:
+    if info is None or isinstance(info, dict) and "format" not in info:
+        # No "format" key: another tool's NAME.json (a description, a config), not a pack's;
+        # ignoring it reads NAME.npy as if it were not there.
         return {}
     counts = [info.get(k) if isinstance(info, dict) else None for k in ("n_train", "n_test")]
     names = info.get("class_names") if isinstance(info, dict) else None
