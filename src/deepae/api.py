@@ -346,12 +346,15 @@ class Autoencoder:
             for t, w in zip(tensors, weights, strict=True):
                 t.copy_(torch.as_tensor(np.asarray(w)))  # in place: fused views stay views
 
-    def summary(self, print_fn: Callable[[str], None] | None = print) -> str:
-        """The Keras-style summary table; printed (as Keras does) and returned."""
+    def summary(self, print_fn: Callable[[str], None] | None = print) -> str | None:
+        """The Keras-style summary table, given to `print_fn` (print) and, as in Keras,
+        nothing returned: a notebook shows the table once. `print_fn=None` returns the
+        text instead."""
         text = model.summary(self.net)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return None
 
     # -- pictures (deepae.plots; pyplot figures: a notebook shows them) ------------------
 
