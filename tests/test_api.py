@@ -130,3 +130,38 @@ def test_plot_manifold_needs_images_before_any_fit():
     with pytest.raises(ConfigError) as e:
         Autoencoder().plot_manifold()
     assert e.value.field == "x"
+
+
+@pytest.mark.parametrize("engine", ["fused", "autograd"])
+def test_a_fit_that_diverges_gives_the_model_back_as_before_its_epoch(
+    mnist_small, engine, monkeypatch
+):
+    # The oracle: a model that never diverged. Both train one epoch; then one's loss turns
+    # NaN at its second epoch's 6th step, after its weights and Adam's moments have moved
+    # (TrainingDiverged), and both train the second epoch again. Weights and optimizer state
+    # given back bit for bit make the two end equal; the moved ones would not.
+    from deepae import train
+    from deepae.errors import TrainingDiverged
+
+    x = mnist_small.x_train[:640]
+    models = [Autoencoder(engine=engine, seed=3) for _ in range(2)]
+    for m in models:
+        m.fit(x, epochs=1, verbose=0)
+    before = models[0].get_weights()
+    real_plan = train.Trainer._epoch_plan
+
+    def poisoned(self, x, epoch):
+        step = real_plan(self, x, epoch)
+        return lambda s: step(s) * float("nan") if s == 5 else step(s)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train.Trainer, "_epoch_plan", poisoned)
+        with pytest.raises(TrainingDiverged, match="epoch 2, step 6"):
+            models[0].fit(x, epochs=1, verbose=0)
+    for w, b in zip(models[0].get_weights(), before, strict=True):
+        np.testing.assert_array_equal(w, b)
+    assert models[0].train_state.epoch == 1
+    for m in models:
+        m.fit(x, epochs=1, verbose=0)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -38,7 +38,9 @@ class CheckpointMismatch(RunError):
 
 
 class TrainingDiverged(DeepAEError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the model is given back as it was before the epoch
+    that diverged (weights, optimizer state, schedule), and a run's last good checkpoint
+    is kept."""
 
 
 class MissingExtraError(DeepAEError):
