@@ -385,6 +385,26 @@ def messy(tmp_path):
     return folder
 
 
+def test_a_class_folder_without_readable_images_is_named_in_a_warning(labelled, cache):
+    folder, _ = labelled
+    (folder / "c").mkdir()
+    (folder / "d").mkdir()
+    (folder / "d" / "notes.txt").write_text("not an image")
+    lines = []
+    d = load(folder, cache, log=lines.append)
+    assert d.class_names == ("a", "b")
+    assert [line for line in lines if "class folder" in line] == [
+        f"warning: {folder}: 2 class folder(s) hold no readable image and are not classes "
+        "of this dataset: c, d"
+    ]
+    lines.clear()
+    (folder / "c").rmdir()
+    (folder / "d" / "notes.txt").unlink()
+    (folder / "d").rmdir()
+    load(folder, cache, log=lines.append)
+    assert not [line for line in lines if "class folder" in line]
+
+
 def test_bad_files_are_skipped_with_one_warning(messy, cache):
     lines = []
     d = load(messy, cache, log=lines.append)

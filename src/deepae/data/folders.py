@@ -118,6 +118,7 @@ def load_image_folder(
         log(_skipped_warning(folder, skipped, len(images) + len(skipped)))
     bad = {rel for rel, _ in failed}
     labels, names = _labels([f.label for f in files if f.rel not in bad], folder)
+    _warn_empty_classes(folder, names, log)
     return ImageFolder(images, labels, names, tuple(skipped), cache_path, found is not None)
 
 
@@ -241,6 +242,26 @@ def _scan(folder: Path) -> tuple[list[_File], list[tuple[str, str]]]:
         skipped += [(f.rel, "not in a class subfolder") for f in found if f.label is None]
         found = [f for f in found if f.label is not None]
     return found, skipped
+
+
+def _warn_empty_classes(folder: Path, names: tuple[str, ...] | None, log: Log) -> None:
+    """A class folder with no readable image is no class of the data (torchvision's
+    ImageFolder refuses it): said, so that a missing class does not pass unseen."""
+    empty = sorted(_class_folders(folder) - set(names)) if names is not None else []
+    if empty:
+        more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
+        log(f"warning: {folder}: {len(empty)} class folder(s) hold no readable image and are "
+            f"not classes of this dataset: {', '.join(empty[:3])}{more}")  # fmt: skip
+
+
+def _class_folders(folder: Path) -> set[str]:
+    """The names of the folder's subfolders (links followed), as `_scan` labels them."""
+    try:
+        with os.scandir(folder) as entries:
+            return {_printable(e.name) for e in entries
+                    if not e.name.startswith(".") and e.is_dir()}  # fmt: skip
+    except OSError:  # unreadable now: _scan said so already
+        return set()
 
 
 def _printable(name: str) -> str:
