@@ -164,6 +164,48 @@ def test_set_params_between_fits_applies_to_the_optimizer(mnist_small):
     assert ae.set_params(lr=None).get_params()["lr"] is None
 
 
+@pytest.mark.parametrize(("first", "then"), [("fused", "autograd"), ("autograd", "fused")])
+def test_another_engine_between_fits_goes_on_with_adams_state(mnist_small, first, then):
+    # The engines keep Adam's state in other layouts (one flat tensor, one per layer). The
+    # oracle: the same two fits on one engine, which the engines match to float rounding;
+    # a continuation with fresh moments (what a dropped state gives) lands far from it.
+    x = mnist_small.x_train[:256]
+    runs = {}
+    for name, engines in (("switched", (first, then)), ("kept", (first, first))):
+        ae = Autoencoder(engine=engines[0], shuffle=False, latent_activation="linear", seed=5)
+        ae.fit(x, epochs=1, verbose=0)
+        ae.set_params(engine=engines[1])
+        ae.fit(x, epochs=1, verbose=0)
+        assert ae.trainer.engine_name == engines[1]
+        runs[name] = ae.get_weights()
+    state = next(iter(ae.trainer.opt.state.values()))
+    assert state["step"].item() == 16  # 8 steps in each fit
+    for a, b in zip(runs["switched"], runs["kept"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    begun = Autoencoder(engine=first, shuffle=False, latent_activation="linear", seed=5)
+    begun.fit(x, epochs=1, verbose=0)
+    fresh = Autoencoder(engine=then, shuffle=False, latent_activation="linear", seed=5)
+    fresh.set_weights(begun.get_weights())
+    fresh.fit(x, epochs=1, verbose=0)  # the same weights, Adam's moments at zero
+    pairs = zip(fresh.get_weights(), runs["kept"], strict=True)
+    gap = max(np.abs(a - b).max() for a, b in pairs)
+    assert gap > 1e-3
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop"])
+def test_another_engine_between_fits_with_other_optimizers(mnist_small, optimizer):
+    x = mnist_small.x_train[:128]
+    ae = Autoencoder(engine="fused", optimizer=optimizer, latent_activation="linear")
+    ae.fit(x, epochs=1, verbose=0)
+    before = next(iter(ae.trainer.opt.state.values()), {})
+    ae.set_params(engine="autograd")
+    ae.fit(x, epochs=1, verbose=0)
+    assert ae.trainer.engine_name == "autograd" and ae.train_state.epoch == 2
+    if before:  # SGD without momentum keeps no state
+        first = ae.trainer.opt.state[next(ae.net.parameters())]
+        assert before.keys() == first.keys()
+
+
 def test_a_schedule_keeps_its_settings_mid_run(mnist_small):
     x = mnist_small.x_train[:128]
     stop = SimpleNamespace(on_epoch_end=lambda e, logs: setattr(ae, "stop_training", e == 1))

@@ -85,3 +85,30 @@ def carry_over(state: dict[str, Any], trainer, *, scheduled: bool) -> None:
     keep = SCHEDULE_KEYS if scheduled else frozenset()
     for group, settings in zip(trainer.opt.param_groups, own, strict=True):
         group.update({k: v for k, v in settings.items() if k not in keep})
+
+
+def in_layout(state: dict[str, Any], params: list[torch.Tensor], count: int) -> dict[str, Any]:
+    """An optimizer's state_dict (one param group) in the layout of an optimizer over
+    `count` tensors: the fused engine's one flat parameter (`params`, the net's parameters,
+    concatenated) or the autograd engine's one per parameter. Every slot is per element and
+    the step counts are equal, so the numbers are the same either way; the state is
+    returned as it is when the layouts agree. (A checkpoint's slots are converted alike,
+    deepae.run.checkpoint._in_trainers_layout.)"""
+    (group,) = state["param_groups"]
+    have, slots = len(group["params"]), state["state"]
+    if have == count:
+        return state
+    if (have, count) == (len(params), 1):  # one per parameter -> flat
+        moved = {0: {k: v if k == "step" else torch.cat([slots[i][k].reshape(-1)
+                                                        for i in range(have)])
+                     for k, v in slots[0].items()}} if slots else {}  # fmt: skip
+    elif (have, count) == (1, len(params)):  # flat -> one per parameter
+        sizes = [p.numel() for p in params]
+        moved = {i: {} for i in range(count)} if slots else {}
+        for k, v in slots.get(0, {}).items():
+            parts = [v] * count if k == "step" else v.split(sizes)
+            for i, (part, p) in enumerate(zip(parts, params, strict=True)):
+                moved[i][k] = part.clone() if k == "step" else part.reshape(p.shape).clone()
+    else:
+        raise ValueError(f"no layout of {have} optimizer tensors as {count}")
+    return {"state": moved, "param_groups": [{**group, "params": list(range(count))}]}

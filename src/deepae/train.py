@@ -278,7 +278,11 @@ class Trainer:
         optim.check_schedule_kept(other.cfg, self.cfg, other.n_train, self.n_train,
                                   scheduled=other.schedule is not None)  # fmt: skip
         if type(self.opt) is type(other.opt):  # another kind of optimizer starts afresh
-            optim.carry_over(other.state_dict(), self, scheduled=self.schedule is not None)
+            state = other.state_dict()
+            count = len(self.opt.param_groups[0]["params"])  # another engine: another layout
+            state["optimizer"] = optim.in_layout(state["optimizer"], list(self.net.parameters()),
+                                                 count)  # fmt: skip
+            optim.carry_over(state, self, scheduled=self.schedule is not None)
 
 
 def fit(
