@@ -62,7 +62,7 @@ def test_an_override_wins_over_the_policy():
 
 
 @pytest.mark.parametrize(
-    ("omp", "expected"), [(None, 2), ("1", 1), ("8", 2), ("1,4", 1), ("x", 2), ("0", 2)]
+    ("omp", "expected"), [(None, 2), ("1", 1), ("8", 2), ("1,4", 1), ("x", 2), ("0", 2), ("²", 2)]
 )
 def test_omp_num_threads_caps_the_usable_cores(two_cores, omp, expected):
     environ = {} if omp is None else {"OMP_NUM_THREADS": omp}
@@ -77,7 +77,9 @@ def test_good_thread_counts(value, expected):
     assert threads.parse_threads(value) == expected
 
 
-@pytest.mark.parametrize("value", ["0", 0, "-1", -1, "abc", "2.5", 2.5, True, "", "1025", "+2"])
+@pytest.mark.parametrize(
+    "value", ["0", 0, "-1", -1, "abc", "2.5", 2.5, True, "", "1025", "+2", "²", "٣"]
+)
 def test_bad_thread_counts_name_their_field(value):
     with pytest.raises(ConfigError, match="threads must be a whole number from 1") as e:
         threads.parse_threads(value)

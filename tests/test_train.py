@@ -156,12 +156,16 @@ def test_optimizers_have_kerass_defaults(name):
     assert {key: group[key] for key in defaults} == defaults
 
 
-@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
-def test_schedules_span_the_whole_run(schedule):
+@pytest.mark.parametrize(
+    ("schedule", "optimizer"),
+    [("onecycle", "adam"), ("cosine", "adam"), ("onecycle", "adagrad"), ("onecycle", "adadelta")],
+)
+def test_schedules_span_the_whole_run(schedule, optimizer):
     """The rate ends where the schedule ends after exactly epochs x steps_per_epoch steps:
     one-cycle at max_lr / (25 * 1e4) (PyTorch's div_factor and final_div_factor), cosine at
-    0, having peaked at lr (one-cycle, 30% of the way) or started there (cosine)."""
-    cfg = TrainConfig(schedule=schedule, lr=4e-3, epochs=3)
+    0, having peaked at lr (one-cycle, 30% of the way) or started there (cosine). Adagrad
+    and Adadelta have no momentum for one-cycle to cycle: their rate alone follows it."""
+    cfg = TrainConfig(schedule=schedule, lr=4e-3, epochs=3, optimizer=optimizer)
     p = torch.zeros(3, requires_grad=True)
     opt = optim.make_optimizer([p], cfg)
     total = cfg.epochs * 20  # 20 steps an epoch

@@ -48,10 +48,15 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
     """A per-step learning-rate scheduler over `total_steps`, or None for a constant rate."""
     table: dict[str, Callable[[], object]] = {
         "constant": lambda: None,
-        # Smith & Topin's one-cycle policy with PyTorch's defaults (warm-up 30%, lr/25 start).
+        # Smith & Topin's one-cycle policy with PyTorch's defaults (warm-up 30%, lr/25 start,
+        # momentum or beta1 cycled where the optimizer has one; Adagrad and Adadelta have
+        # none, and PyTorch refuses to cycle what is not there).
         "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.learning_rate, total_steps=total_steps
-        ),
+            opt,
+            max_lr=cfg.learning_rate,
+            total_steps=total_steps,
+            cycle_momentum="betas" in opt.defaults or "momentum" in opt.defaults,
+        ),  # fmt: skip
         "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps),
     }
     return table[cfg.schedule]()

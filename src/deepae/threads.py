@@ -85,7 +85,7 @@ def usable_cores(environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     cores = affinity_cores()
     first = environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if first.isdigit() and int(first) > 0:
+    if first.isascii() and first.isdigit() and int(first) > 0:  # "²" is a digit, not an int
         cores = min(cores, int(first))
     return cores
 
@@ -97,7 +97,7 @@ def parse_threads(value: Any, *, field: str = "threads") -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
     text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.isdigit():
+    if isinstance(text, str) and text.isascii() and text.isdigit():  # not "²"
         text = int(text)
     if isinstance(text, bool) or not isinstance(text, int) or not 1 <= text <= MAX_THREADS:
         where = f"{ENV} (the environment)" if field == ENV else field
