@@ -120,3 +120,20 @@ def test_training_on_edges_follows_the_autograd_engine(mnist_small):
     assert got[-1] < got[0]
     forced, again = trained(x, "fused")  # 'fused' with a graph loss is no longer refused
     assert forced.engine_name == "fused" and again == got
+
+
+@pytest.mark.parametrize("engine", ["fused", "autograd"])
+def test_the_epoch_loss_of_edges_is_the_mean_of_its_steps(engine):
+    # 2 steps of 8 edge heads for 10 images: the epoch's sum covers 16 heads' pixels, not
+    # 10 images'. The oracle: the mean of the steps' own means (each step's sum over its
+    # 8 x 35 values), the same steps again at a rate too small to move the weights.
+    x = torch.rand(10, 35, generator=torch.Generator().manual_seed(0))
+    model = ModelConfig(input_size=35, image_shape=(5, 7), hidden_sizes=(9,),
+                        latent_activation="linear")  # fmt: skip
+    cfg = TrainConfig(engine=engine, neighbour_weight=1.0, neighbours=2, negative_rate=2,
+                      batch_size=8, lr=1e-30, epochs=1)  # fmt: skip
+    trainer = train.Trainer(build(model, 0), cfg, len(x), graph=ring(len(x)))
+    state = train.fit(trainer, x)
+    _, sums = trainer.train_epoch(x, 0)  # epoch 0's edges again, on the same weights
+    assert trainer.steps_per_epoch == 2
+    assert state.history[0].loss == pytest.approx((sums / (8 * 35)).mean().item(), rel=1e-6)

@@ -161,6 +161,14 @@ class Trainer:
         _check_finite(losses, step - 1, check_every, epoch)
         return step, losses
 
+    def values_per_epoch(self, x) -> int:
+        """How many values an epoch's summed losses cover, so that their sum over it is
+        Keras' mean: every pixel of the N images x (N, D), or with a neighbour loss the
+        pixels of every step's B sampled edge heads (steps x B, not N)."""
+        if self.neighbour is None:
+            return x.numel()
+        return self.steps_per_epoch * self.cfg.batch_size * (x.numel() // len(x))
+
     def _epoch_plan(self, x: torch.Tensor, epoch: int) -> Callable[[int], torch.Tensor]:
         """step -> that step's summed loss, for epoch `epoch` of x (N, D): batches of the
         epoch's shuffle, or (with a neighbour loss) the epoch's sampled edges."""
@@ -307,7 +315,7 @@ def fit(
     state.interrupted = False
     x_train = x_train.to(trainer.device)
     x_val = x_val.to(trainer.device) if x_val is not None else None
-    n_values = x_train.numel()
+    n_values = trainer.values_per_epoch(x_train)
     epochs = trainer.cfg.epochs
     # One bar over every step still to run (tqdm's ETA covers the whole training).
     remaining = max(0, trainer.steps_per_epoch * (epochs - state.epoch) - state.step)
