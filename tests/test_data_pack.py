@@ -271,6 +271,36 @@ def test_pack_of_float_unlabelled_images_rounds_to_8_bits(tmp_path, digits, caps
     np.testing.assert_array_equal(np.asarray(packed.x_train), np.rint(source.x_train * 255))
 
 
+def test_a_pack_that_fails_leaves_the_earlier_pack_whole(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from deepae.data import pack as pack_mod
+
+    out = tmp_path / "out.npy"
+    assert main(["data", "pack", str(FIXTURE), str(out)]) == 0
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(files) == {"out.npy", "out.labels.npy", "out.json"}
+    unlabelled = tmp_path / "f.npy"
+    np.save(unlabelled, np.zeros((30, 28, 28), np.uint8))
+    calls = {"n": 0}
+
+    def full(images):  # the disk fills up after the first chunk of images
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return images
+
+    monkeypatch.setattr(pack_mod, "CHUNK", 10)
+    monkeypatch.setattr(pack_mod, "_as_uint8", full)
+    assert main(["data", "pack", str(unlabelled), str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p != unlabelled} == files
+    monkeypatch.undo()
+    again, source = load_dataset(out), load_dataset(FIXTURE)
+    np.testing.assert_array_equal(again.y_test, source.y_test)
+    np.testing.assert_array_equal(np.asarray(again.x_train), source.x_train)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

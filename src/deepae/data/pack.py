@@ -7,13 +7,16 @@ it (docs/datasets.md says why one file):
     OUT.json         {"format": "deepae-pack", "version": 1, "name", "source", "n_train",
                       "n_test", "image_shape", "class_names"}: where the split falls
 
-Each file is written atomically (deepae.fsio). The sidecars of an earlier pack are removed
-first and OUT.json is written last, so a pack cut short reads as a plain .npy (held-out
-split, unlabelled), never with another pack's split or labels.
+The three files are written to temporaries first (deepae.fsio), so a pack that fails leaves
+an earlier one whole. Then the sidecars of the earlier pack are removed, and the files
+renamed into place with OUT.json last, so a pack cut short between two renames reads as a
+plain .npy (held-out split, unlabelled), never with another pack's split or labels.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -46,19 +49,27 @@ def pack(data: LoadedData, out: str | os.PathLike, *, progress: bool = False) ->
     n_train, n_test = len(data.x_train), len(data.x_test)
     shape = (n_train + n_test, *data.x_train.shape[1:])  # (N, H, W)
     labelled = data.y_train is not None and data.y_test is not None
-    for stale in (info_path(out), labels_path(out)):  # first: see the module's docstring
-        _remove(stale)
-    _write_images(out, shape, (data.x_train, data.x_test), progress)
-    if labelled:
-        labels = np.concatenate([data.y_train, data.y_test]).astype(np.uint8)  # (N,)
-        with fsio.atomic_path(labels_path(out), suffix=".npy") as tmp:
-            np.save(tmp, labels, allow_pickle=False)
     names = list(data.class_names) if labelled and data.class_names else None
     source = (data.load_args or {}).get("dataset") or data.name
     info = {"format": PACK_FORMAT, "version": PACK_VERSION, "name": data.name,
             "source": source, "n_train": n_train, "n_test": n_test, "image_shape": list(shape[1:]),
             "class_names": names}  # fmt: skip
-    fsio.write_json(info_path(out), info)
+    # All three files are written to temporaries first, so a pack that fails (a full disk,
+    # Ctrl-C) leaves an earlier pack whole. Only then are the old sidecars removed and the
+    # files renamed, the images first and OUT.json last (the contexts close inside out).
+    labels_file = fsio.atomic_path(labels_path(out), suffix=".npy") if labelled else None
+    with (
+        fsio.atomic_path(info_path(out)) as info_tmp,
+        labels_file or contextlib.nullcontext() as labels_tmp,
+        fsio.atomic_path(out, suffix=".npy") as images_tmp,
+    ):
+        _write_images(images_tmp, shape, (data.x_train, data.x_test), progress)
+        if labelled:
+            labels = np.concatenate([data.y_train, data.y_test]).astype(np.uint8)  # (N,)
+            np.save(labels_tmp, labels, allow_pickle=False)
+        Path(info_tmp).write_text(json.dumps(info, indent=2) + "\n")
+        for stale in (info_path(out), labels_path(out)):  # see the module's docstring
+            _remove(stale)
     return {"images": out, "labels": labels_path(out) if labelled else None,
             "info": info_path(out), "n_train": n_train, "n_test": n_test,
             "image_shape": shape[1:], "quantised": data.x_train.dtype != np.uint8}  # fmt: skip
@@ -76,13 +87,13 @@ def format_pack(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_images(out: Path, shape: tuple[int, ...], parts, progress: bool) -> None:
+def _write_images(out: str, shape: tuple[int, ...], parts, progress: bool) -> None:
     """The .npy header, then each part's images as uint8, CHUNK at a time, with a bar."""
     header = {"descr": npy_format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
               "shape": shape}  # fmt: skip
     bar = progress_bar(shape[0], progress)
     try:
-        with fsio.atomic_path(out, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        with open(out, "wb") as f:
             npy_format.write_array_header_1_0(f, header)
             for images in parts:
                 for chunk in image_chunks(images, CHUNK):
