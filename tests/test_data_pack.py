@@ -84,6 +84,37 @@ def test_image_rows_index_like_the_array(digits):
         rows[40]
 
 
+KEYS = {
+    "mask": lambda y: y == 3,  # the images of one class, NumPy's idiom
+    "int array": lambda y: np.array([4, 0, 4], np.int32),
+    "empty list": lambda y: [],
+    "numpy int": lambda y: np.int64(6),
+    "image and row": lambda y: (0, 5),
+    "image, row and column": lambda y: (-2, 5, 9),
+    "slice and row": lambda y: (slice(2, 9), 3),
+    "list, all rows, column": lambda y: ([1, 2], slice(None), 4),
+}
+
+
+@pytest.mark.parametrize("key", list(KEYS))
+def test_image_rows_take_numpys_other_indexes(digits, key):
+    x, y = digits[0][:50], digits[1][:50]
+    rows = ImageRows(x).select(np.arange(5, 45))  # a split, against its array: the oracle
+    want, labels = x[5:45], y[5:45]
+    index = KEYS[key](labels)
+    np.testing.assert_array_equal(np.asarray(rows[index]), want[index])
+    if key == "mask":
+        assert isinstance(rows.select(index), ImageRows)
+        np.testing.assert_array_equal(np.asarray(rows.select(index)), want[index])
+
+
+@pytest.mark.parametrize("key", [np.ones(3, bool), np.array([1.0, 2.0]), np.ones((2, 2), int)])
+def test_image_rows_refuse_indexes_they_would_misread(digits, key):
+    rows = ImageRows(digits[0][:50])
+    with pytest.raises(IndexError, match="boolean index of shape|indexed by"):
+        rows[key]
+
+
 def test_mapped_loading_equals_in_memory_loading(bare, digits):
     x, y = digits
     mapped = load_dataset(bare)

@@ -50,19 +50,44 @@ class ImageRows:
 
     def __getitem__(self, key) -> np.ndarray | ImageRows:
         """A slice: an ImageRows view. An integer: that image (H, W). Indices (a list or
-        an integer array): those images (B, H, W), read into memory."""
+        an integer array) or a boolean mask (N,): those images (B, H, W), read into memory.
+        A tuple indexes the images so chosen as NumPy would (x[0, 5]: row 5 of image 0)."""
         if isinstance(key, slice):
             if self._index is None:
                 return ImageRows(self._images[key])
             return ImageRows(self._images, self._index[key])
         if isinstance(key, int | np.integer):
             return self.take(np.array([range(len(self))[key]]))[0]  # range: IndexError
-        return self.take(np.asarray(key))
+        if isinstance(key, tuple):  # x[i, ...]: the images first, then NumPy's indexing
+            if not key:
+                return self
+            images = self[key[0]]
+            if isinstance(key[0], int | np.integer):
+                return images[key[1:]]
+            return np.asarray(images)[(slice(None), *key[1:])]
+        return self.take(self._positions(key))
 
     def select(self, idx: np.ndarray) -> ImageRows:
-        """The images at positions idx (M,) as another ImageRows: nothing is read."""
-        idx = np.asarray(idx, dtype=np.intp)
+        """The images at positions idx (M,), or where a boolean mask (N,) is true, as
+        another ImageRows: nothing is read."""
+        idx = self._positions(idx)
         return ImageRows(self._images, idx if self._index is None else self._index[idx])
+
+    def _positions(self, key) -> np.ndarray:
+        """Positions (M,) from integer indices or a boolean mask (N,), as NumPy reads them."""
+        key = np.asarray(key)
+        if key.dtype == bool:
+            if key.shape != (len(self),):
+                raise IndexError(f"a boolean index of shape {key.shape} for {len(self)} "
+                                 f"images; give one value per image")  # fmt: skip
+            return np.flatnonzero(key)
+        if key.size == 0:
+            return np.zeros(0, np.intp)  # np.asarray([]) is float64
+        if key.dtype.kind not in "iu" or key.ndim != 1:
+            raise IndexError(f"images are indexed by a slice, an integer, a 1-D array of "
+                             f"integers or a boolean mask, not {key.dtype} of shape "
+                             f"{key.shape}")  # fmt: skip
+        return key.astype(np.intp, copy=False)
 
     def take(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The images at positions idx (B,), read into `out` (B, H, W) or a new array."""
