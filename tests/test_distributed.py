@@ -349,10 +349,15 @@ def test_batches_must_split_over_the_ranks():
     world.check_fits(64, 1000, cpu)  # last batch 40: 10 each
     with pytest.raises(ConfigError, match="batch_size 30 does not split evenly over 4"):
         world.check_fits(30, 1000, cpu)
-    with pytest.raises(ConfigError, match="the last batch of each epoch holds 2 of the 1026"):
+    # 1026 % 64 = 2 images: 1 each for 2 processes, by hand; 2 is the most that fit
+    with pytest.raises(ConfigError, match="holds 2 of the 1026 .* train in 2 process.*--nproc 2"):
         world.check_fits(64, 1026, cpu)
-    with pytest.raises(ConfigError, match="holds 4 of the 1028 images, fewer than 8"):
-        world.check_fits(64, 1028, cpu, batch_norm=True)  # batch norm needs 2 images a rank
+    # 1028 % 64 = 4, and batch norm needs 2 images a rank: 2 processes at most
+    with pytest.raises(ConfigError, match="holds 4 of the 1028 images, fewer than 8.*--nproc 2"):
+        world.check_fits(64, 1028, cpu, batch_norm=True)
+    with pytest.raises(ConfigError, match="holds 1 of the 1025 .*--nproc 1"):
+        world.check_fits(64, 1025, cpu)
+    world.check_fits(64, 1025, cpu, edges=True)  # a neighbour loss's steps: 64 edges each
     distributed.World().check_fits(63, 1000, cpu)  # alone, anything goes
 
 

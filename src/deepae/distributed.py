@@ -86,9 +86,11 @@ class World:
         """This rank's contiguous rows of a global batch of n rows."""
         return slice(self.rank * n // self.size, (self.rank + 1) * n // self.size)
 
-    def check_fits(self, batch_size: int, n_images: int, device, *, batch_norm: bool = False):
+    def check_fits(self, batch_size: int, n_images: int, device, *, batch_norm: bool = False,
+                   edges: bool = False):  # fmt: skip
         """ConfigError unless every batch of an epoch over n_images splits into shares of
-        at least one image per rank (two with batch norm, which needs two to normalise),
+        at least one image per rank (two with batch norm, which needs two to normalise;
+        `edges`: batches of a neighbour loss's sampled edges, all of batch_size),
         and on CUDA each rank of this machine has a GPU of its own (as NCCL wants)."""
         if self.size == 1:
             return
@@ -106,13 +108,17 @@ class World:
                 "images of every batch)",
                 field="batch_size",
             )
+        if edges:  # every step of a neighbour loss is a whole batch of sampled edges
+            return
         last = n_images % batch_size or batch_size
         need = 2 if batch_norm else 1
         if last // self.size < need:
+            fits = max(p for p in range(1, self.size) if batch_size % p == 0 and last // p >= need)
             raise ConfigError(
                 f"the last batch of each epoch holds {last} of the {n_images} images, fewer "
-                f"than {need * self.size} for {self.size} processes; give a batch_size that "
-                f"divides {n_images} or leaves a larger remainder",
+                f"than {need * self.size} for {self.size} processes; train in {fits} "
+                f"process(es) (--nproc {fits}), or give a batch_size that divides {n_images} "
+                "or leaves a larger remainder",
                 field="batch_size",
             )
 

@@ -75,7 +75,8 @@ class Trainer:
         # This process's place in a data-parallel run (deepae.distributed; alone: World())
         self.world = distributed.world()
         self.world.check_fits(cfg.batch_size, n_train, self.device,
-                              batch_norm=net.config.batch_norm)  # fmt: skip
+                              batch_norm=net.config.batch_norm,
+                              edges=cfg.neighbour_weight > 0)  # fmt: skip
         self.neighbour = _neighbour_loss(cfg, graph, n_train)
         use_fused = cfg.engine == "fused" or (
             cfg.engine == "auto" and fused.supports(net, cfg.loss)
