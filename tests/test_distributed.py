@@ -325,10 +325,14 @@ def test_processes_started_with_different_settings_are_one_line(tmp_path, data):
     assert not (tmp_path / "mixed" / "config.json").exists()
 
 
-def test_a_bad_timeout_is_one_line(monkeypatch):
+def test_a_bad_timeout_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv(distributed.TIMEOUT_ENV, "soon")
     with pytest.raises(ConfigError, match="DEEPAE_DIST_TIMEOUT='soon' is not a number"):
         distributed.timeout_seconds()
+    # --nproc: the launcher says it, before any process starts (each would say it again)
+    assert cli.main(["train", "--nproc", "2", "--epochs", "1"]) == cli.EXIT_USAGE
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "DEEPAE_DIST_TIMEOUT='soon' is not a number" in line
     monkeypatch.setenv(distributed.TIMEOUT_ENV, "2.5")
     assert distributed.timeout_seconds() == 2.5
 

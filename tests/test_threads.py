@@ -112,6 +112,25 @@ def test_for_training_reads_the_model_and_the_environment(two_cores):
 def test_more_threads_than_cores_is_a_warning(two_cores):
     assert threads.oversubscribed(2) is None
     assert "3 threads on 2 usable core(s)" in threads.oversubscribed(3)
+    assert threads.oversubscribed(1, processes=2) is None
+    assert "2 threads in each of 2 processes on 2 usable core(s)" in threads.oversubscribed(2, 2)
+
+
+def test_nproc_with_too_many_threads_is_warned_once_by_the_launcher(two_cores, monkeypatch,
+                                                                     capsys):  # fmt: skip
+    from deepae import distributed
+
+    launched = []
+    monkeypatch.setattr(distributed, "launch", lambda n, argv, warn: launched.append(n) or 0)
+    assert main(["train", "--nproc", "2", "--threads", "2"]) == 0 and launched == [2]
+    err = capsys.readouterr().err
+    assert err.count("warning: 2 threads in each of 2 processes") == 1, err
+    monkeypatch.setenv("RANK", "0")  # a process the launcher started: it says nothing again
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    monkeypatch.setattr(distributed, "joined", lambda: (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        main(["train", "--nproc", "2", "--threads", "2"])
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_using_sets_the_count_and_restores_the_callers():

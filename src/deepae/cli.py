@@ -240,7 +240,11 @@ def cmd_train(args) -> int:
     asked = threads.requested(args.threads)  # --threads, else DEEPAE_THREADS: checked first
     if args.threads is not None:  # the variable reaches the library and a run's workers
         os.environ[threads.ENV] = str(asked or "auto")
-    if warning := asked and threads.oversubscribed(asked):
+    processes = args.nproc if isinstance(args.nproc, int) and args.nproc > 1 else 1
+    # Said once, by the command the user ran: not again by each process it launches.
+    if not distributed.launched() and (
+        warning := asked and threads.oversubscribed(asked, processes)
+    ):
         _info(f"warning: {warning}")
     native.mode()  # DEEPAE_NATIVE checked before a run folder is made
     if args.nproc not in (None, 1) and not distributed.launched():  # else torchrun started us

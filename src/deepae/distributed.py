@@ -350,6 +350,7 @@ def launch(nproc: int, argv: Sequence[str], *, warn: Callable[[str], None] | Non
     runs in a session of its own): they stop together after the same step, and rank 0
     saves a checkpoint."""
     nproc = check_nproc(nproc, warn)
+    timeout_seconds()  # a bad DEEPAE_DIST_TIMEOUT: one line here, not one per process
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

@@ -126,13 +126,18 @@ def for_training(model_config: Any, batch_size: int, threads: Any = None,
     return choose_threads(work, usable_cores(environ), requested(threads, environ))
 
 
-def oversubscribed(threads: int) -> str | None:
-    """A warning when `threads` exceeds the cores this process may run on, else None."""
+def oversubscribed(threads: int, processes: int = 1) -> str | None:
+    """A warning when `threads` in each of `processes` processes (a data-parallel run's)
+    exceed the cores this process may run on, else None."""
     cores = affinity_cores()
-    if threads <= cores:
+    if threads * processes <= cores:
         return None
-    return (f"{threads} threads on {cores} usable core(s): threads will wait for each other "
-            "at every step; give --threads at most the core count")  # fmt: skip
+    if processes == 1:
+        return (f"{threads} threads on {cores} usable core(s): threads will wait for each "
+                "other at every step; give --threads at most the core count")  # fmt: skip
+    return (f"{threads} threads in each of {processes} processes on {cores} usable core(s): "
+            "threads will wait for each other at every step; give --threads at most "
+            f"{max(1, cores // processes)}")  # fmt: skip
 
 
 @contextmanager
