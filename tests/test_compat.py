@@ -36,7 +36,10 @@ def test_fit_starts_afresh_ignores_labels_and_is_quiet(x, mnist_small, capsys):
     once = UMAP(**SMALL).fit(x)
     assert capsys.readouterr().out == ""  # umap-learn's verbose=False
     twice = UMAP(**SMALL)
-    assert twice.fit(x, mnist_small.y_train[:300]) is twice  # labels: accepted, not used
+    with pytest.warns(
+        UserWarning, match="ignores y: .*umap-learn's fit\\(x, y\\) makes a supervised"
+    ):
+        assert twice.fit(x, mnist_small.y_train[:300]) is twice  # labels: accepted, unused
     twice.fit(x)  # a second fit trains a new map, as umap-learn's does
     assert twice.train_state.epoch == 1
     np.testing.assert_array_equal(twice.embedding_, once.embedding_)
@@ -77,6 +80,49 @@ def test_saved_and_loaded_it_is_the_same_umap(x, tmp_path):
     assert type(loaded) is UMAP and loaded.get_params() == reducer.get_params()
     np.testing.assert_array_equal(loaded.transform(x), reducer.embedding_)
     assert type(Autoencoder.load(tmp_path / "m")) is Autoencoder
+
+
+def test_a_loaded_umap_fits_a_new_map_from_scratch(x, tmp_path):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    fresh = UMAP(**SMALL).fit(x)  # the oracle: a fit from scratch
+    other = UMAP(**SMALL).fit(x[::-1].copy())  # another map, saved and loaded
+    other.save(tmp_path / "m")
+    loaded = UMAP.load(tmp_path / "m")
+    check_is_fitted(loaded)
+    loaded.set_params(random_state=7)  # a new untrained network: no longer fitted
+    with pytest.raises(NotFittedError):
+        check_is_fitted(loaded)
+    again = UMAP.load(tmp_path / "m")
+    np.testing.assert_array_equal(again.fit(x).embedding_, fresh.embedding_)
+
+
+def test_a_continued_fit_on_other_images_uses_their_graph(x, mnist_small):
+    # A fit stopped after its first epoch, then continued on other images of the same
+    # count: the trainer must hold the new images' graph, not the first ones'.
+    from deepae.callbacks import Callback
+
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    other = mnist_small.x_train[300:600]
+    reducer = UMAP(**{**SMALL, "n_epochs": 2})
+    Autoencoder.fit(reducer, x, callbacks=[StopAfterOne()], verbose=0)
+    first = reducer.trainer.neighbour.graph
+    Autoencoder.fit(reducer, other, epochs=1, verbose=0)  # to the same total: 2
+    assert reducer.train_state.epoch == 2
+    alone = UMAP(**SMALL)
+    Autoencoder.fit(alone, other, verbose=0)  # the oracle: the other images' own graph
+    assert reducer.trainer.neighbour.graph.sha256 == alone.trainer.neighbour.graph.sha256
+    assert reducer.trainer.neighbour.graph.sha256 != first.sha256
+
+
+def test_a_preset_is_refused_by_name():
+    with pytest.raises(ConfigError, match="UMAP is the umap2d preset") as e:
+        UMAP(preset="best2d")
+    assert e.value.field == "preset"
 
 
 def test_inverse_transform_gives_back_the_inputs_shape(x):

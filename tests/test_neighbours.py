@@ -3,6 +3,7 @@ hand computation), and training with it (a better map than a plain autoencoder's
 
 import dataclasses
 import io
+import json
 import math
 import sys
 
@@ -113,6 +114,42 @@ def test_cache_hit_miss_and_corruption(x300, tmp_path, monkeypatch):
     assert any("rebuilding the neighbour graph" in m for m in logs)
     other = neighbours.graph_for(x300, 11, "key-a", cache_dir=tmp_path, log=logs.append)
     assert other.n_neighbors == 11 and len(list((tmp_path / "graphs").glob("*.npz"))) == 2
+
+
+@pytest.mark.parametrize("harm", ["negative tail", "short tail", "nan weight", "zero weight"])
+def test_a_cache_entry_whose_arrays_are_unusable_is_rebuilt(x300, tmp_path, harm):
+    # Arrays consistent with their recorded SHA-256 (as a crafted or buggy writer leaves
+    # them) but no graph: each is refused and the graph built again.
+    first = neighbours.graph_for(x300, 10, "key-a", cache_dir=tmp_path)
+    (npz,) = (tmp_path / "graphs").glob("*.npz")
+    head, tail, weight = first.head.copy(), first.tail.copy(), first.weight.copy()
+    if harm == "negative tail":
+        tail[3] = -1
+    elif harm == "short tail":
+        tail = tail[:-5]
+    else:
+        weight[3] = np.nan if harm == "nan weight" else 0.0
+    np.savez(npz, head=head, tail=tail, weight=weight)
+    meta_path = npz.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["sha256"] = neighbours._arrays_sha256(head, tail, weight)
+    meta_path.write_text(json.dumps(meta))
+    logs = []
+    again = neighbours.graph_for(x300, 10, "key-a", cache_dir=tmp_path, log=logs.append)
+    assert again.sha256 == first.sha256
+    assert any("is unusable" in m for m in logs), logs
+
+
+@pytest.mark.parametrize("limit", [neighbours.MULTINOMIAL_LIMIT, 3])
+def test_edges_are_drawn_in_proportion_to_their_weight(monkeypatch, limit):
+    # Past torch.multinomial's 2^24 categories the picks come from the cumulative weights
+    # (the limit lowered to 3 makes 4 edges take that path): the same distribution.
+    monkeypatch.setattr(neighbours, "MULTINOMIAL_LIMIT", limit)
+    weight = torch.tensor([1.0, 3.0, 0.5, 5.5])  # shares 0.1, 0.3, 0.05, 0.55, by hand
+    picks = neighbours._weighted_picks(weight, 200_000, torch.Generator().manual_seed(0))
+    share = torch.bincount(picks, minlength=4) / 200_000
+    # 4 standard errors of a share p over 200,000 draws: 4 * sqrt(p (1 - p) / n) < 0.0045
+    torch.testing.assert_close(share, torch.tensor([0.1, 0.3, 0.05, 0.55]), rtol=0, atol=0.0045)
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -170,8 +170,12 @@ class Autoencoder:
         x_train = x if given else self._as_source(x, "x")
         n_train = len(x_train)
         trainer = self.trainer
-        if trainer is None or trainer.cfg != config or trainer.n_train != n_train:
-            graph = self._graph(x_train, config, log, progress) if config.neighbour_weight else None
+        graph = self._graph(x_train, config, log, progress) if config.neighbour_weight else None
+        # Other images of the same count need their own graph: a trainer holding the old
+        # one would draw edges between images that are no neighbours.
+        stale = graph is not None and (trainer is None or trainer.neighbour is None
+                                       or trainer.neighbour.graph is not graph)  # fmt: skip
+        if trainer is None or trainer.cfg != config or trainer.n_train != n_train or stale:
             new = train.Trainer(self.net, config, n_train, graph=graph)
             if trainer is not None and self.train_state.epoch:
                 new.continue_from(trainer)
@@ -307,6 +311,7 @@ class Autoencoder:
         """A new network from the configs, and no training behind it."""
         self.net = model.build(self.model_config, seed=self.train_config.seed)
         self.train_state, self.trainer, self.history = train.TrainState(), None, None
+        self._loaded = False  # no longer the saved weights: not fitted, for scikit-learn
 
     def compile(self, optimizer: str = "adam", loss: str = "binary_crossentropy") -> None:
         """Keras' compile, for the article's code: sets `optimizer` and `loss` (Keras' names

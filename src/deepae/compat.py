@@ -17,6 +17,7 @@ thousands of points.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
@@ -79,9 +80,13 @@ class UMAP(Autoencoder):
     def fit(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options: Any):
         """Train a map on images x and keep the codes of x as `embedding_` (N,
         n_components); returns self. As umap-learn's `fit`, each call trains a new map from
-        scratch. Labels `y` are accepted, as scikit-learn's pipelines pass them, but not
-        used: the map is unsupervised. `fit_options` are `Autoencoder.fit`'s."""
-        if self.train_state.epoch:
+        scratch (a loaded map too). Labels `y` are accepted, as scikit-learn's pipelines
+        pass them, but not used, with a warning: the map is unsupervised, where umap-learn
+        would make a supervised one. `fit_options` are `Autoencoder.fit`'s."""
+        if y is not None:
+            warnings.warn("UMAP.fit ignores y: deepae's map is unsupervised (umap-learn's "
+                          "fit(x, y) makes a supervised map)", stacklevel=2)  # fmt: skip
+        if self.train_state.epoch or self._loaded:
             self._untrained()
         fit_options.setdefault("verbose", int(bool(self.verbose)))
         Autoencoder.fit(self, x, **fit_options)
@@ -133,7 +138,11 @@ class UMAP(Autoencoder):
 
 
 def _refuse_our_names(options: dict[str, Any]) -> None:
-    """deepae's field names for what umap-learn names otherwise would set it twice."""
+    """deepae's field names for what umap-learn names otherwise would set it twice; and a
+    preset, which UMAP is already (umap2d)."""
+    if "preset" in options:
+        raise ConfigError("UMAP is the umap2d preset; for another preset use "
+                          "Autoencoder(preset=...)", field="preset")  # fmt: skip
     umap_name = {field: name for name, field in NAMES.items() if field != name}
     taken = sorted(set(options) & set(umap_name))
     if taken:

@@ -211,8 +211,13 @@ def _read_cache(folder: Path, key: str, n_neighbors: int, n: int, log: Log) -> G
             raise DataError("its arrays do not match their recorded SHA-256")
         if meta.get("n_images") != n or meta.get("n_neighbors") != n_neighbors:
             raise DataError("it was made for other data or parameters")
-        if len(head) and (head.max() >= n or tail.max() >= n or head.min() < 0):
+        if not (head.ndim == tail.ndim == weight.ndim == 1
+                and len(head) == len(tail) == len(weight)):  # fmt: skip
+            raise DataError("its heads, tails and weights are not one per edge")
+        if len(head) and (min(head.min(), tail.min()) < 0 or max(head.max(), tail.max()) >= n):
             raise DataError("it links images that do not exist")
+        if not (np.isfinite(weight).all() and (weight > 0).all()):
+            raise DataError("its edge weights are not all finite and > 0")
     except (DeepAEError, KeyError, ValueError) as e:
         log(f"rebuilding the neighbour graph: the cached one in {folder} is unusable ({e})")
         return None
@@ -243,6 +248,20 @@ def _arrays_sha256(*arrays: np.ndarray) -> str:
 
 # -- the loss ------------------------------------------------------------------------------
 
+MULTINOMIAL_LIMIT = 2**24  # torch.multinomial's most categories
+
+
+def _weighted_picks(weight: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """`count` edge positions (count,) int64 drawn with replacement in proportion to
+    `weight` (E,). torch.multinomial up to its 2^24 categories (~800,000 images at k=15);
+    beyond, the same distribution by inverting the cumulative weights at uniform draws
+    (float64 sums: no edge's share is rounded away)."""
+    if len(weight) <= MULTINOMIAL_LIMIT:
+        return torch.multinomial(weight, count, replacement=True, generator=gen)
+    cumulative = torch.cumsum(weight.double(), 0)
+    draws = torch.rand(count, generator=gen, dtype=torch.float64) * cumulative[-1]
+    return torch.searchsorted(cumulative, draws, right=True).clamp_(max=len(weight) - 1)
+
 
 class NeighbourLoss:
     """Samples edges for an epoch and scores codes against the graph.
@@ -265,7 +284,7 @@ class NeighbourLoss:
         """(heads, tails) (steps, batch) int64 image indices and negatives
         (steps, negative_rate * batch) int64 positions within each batch."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 7)
-        picks = torch.multinomial(self._weight, steps * batch, replacement=True, generator=gen)
+        picks = _weighted_picks(self._weight, steps * batch, gen)
         negatives = torch.randint(0, batch, (steps, self.negative_rate * batch), generator=gen)
         return (self._head[picks].view(steps, batch), self._tail[picks].view(steps, batch),
                 negatives)  # fmt: skip
