@@ -120,6 +120,35 @@ def test_resume_below_the_epochs_done_is_refused(done):
     assert snapshot(done) == before
 
 
+def test_resume_to_the_epochs_done_of_a_run_stopped_mid_epoch_is_refused(tmp_path, tiny):
+    # Stopped 5 steps into epoch 3 of 3: the checkpoint holds those steps. --epochs 2 would
+    # train nothing and save the mid-epoch weights as a "complete" 2-epoch model.
+    polls = iter(range(1, 10**6))
+    result = start(tmp_path, "m", tiny, epochs=3, stop=lambda: next(polls) > 2 * 13 + 5)
+    assert result.interrupted
+    folder = tmp_path / "m"
+    assert (status(folder)["epochs_done"], status(folder)["step"]) == (2, 5)
+    before = snapshot(folder)
+    with pytest.raises(ConfigError, match="stopped inside epoch 3; give epochs of at least 3"):
+        run.resume(folder, tiny, epochs=2, log=lambda _: None, progress=False)
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("record", [None, {}, {"name": "mnist"}])
+def test_resume_without_a_data_record_is_refused_not_run_on_mnist(done, record):
+    # Without the data's SHA-256 or counts, a resume would load the default, MNIST, with
+    # nothing to check it against.
+    raw = json.loads((done / "run.json").read_text())
+    raw["status"], raw["data"] = "interrupted", record
+    (done / "run.json").write_text(json.dumps(raw))
+    before = snapshot(done)
+    proc = subprocess.run([*CLI, "train", "--resume", str(done), "--epochs", "3"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "does not say what data the run trained on" in proc.stderr
+    assert "Traceback" not in proc.stderr and snapshot(done) == before
+
+
 # -- 3. resume with other data is refused ----------------------------------------------------
 
 

@@ -48,6 +48,10 @@ def resume(folder: str | Path, data: LoadedData | None = None, *,
     done, recorded = (_count(record, key, folder) for key in ("epochs_done", "epochs"))
     target = given.pop("epochs", max(recorded, saved_train.epochs))
     _check_target(folder, saved_train, target, done, record["status"])
+    if record.get("step") and target <= done:  # the checkpoint is inside epoch done + 1
+        raise ConfigError(f"{folder} stopped inside epoch {done + 1}; give epochs of at least "
+                          f"{done + 1} to finish it", field="epochs")  # fmt: skip
+    _check_data_recorded(folder, record.get("data"))
     train_config = replace(saved_train, epochs=target, **given)
     if data is None:
         data = load_data(record.get("data"), log=log, **(data_options or {}))
@@ -90,6 +94,17 @@ def _preset(record: dict[str, Any]) -> str | None:
 
     preset = record.get("preset")
     return preset if isinstance(preset, str) and preset in PRESETS else None
+
+
+def _check_data_recorded(folder: Path, recorded: Any) -> None:
+    """run.json must say which data the run trained on (its SHA-256, or for runs recorded
+    before the hash the image counts): without it a resume would load the default data,
+    MNIST, and have nothing to check it against."""
+    rec = recorded if isinstance(recorded, dict) else {}
+    if not any(rec.get(k) is not None for k in ("sha256", "n_train", "n_test")):
+        raise RunError(f"{folder}/{files.STATUS_FILE} does not say what data the run trained "
+                       "on (its data record is damaged); restore it, or start a new "
+                       "run")  # fmt: skip
 
 
 def _check_same_data(folder: Path, recorded: Any, data: LoadedData) -> None:
