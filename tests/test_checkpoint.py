@@ -132,6 +132,14 @@ def _lr_nan(t, m, s):
     s["param_groups"][0]["lr"] = float("nan")
 
 
+def _lr_past_floats_range(t, m, s):
+    s["param_groups"][0]["lr"] = 10**400  # JSON's ints are unbounded
+
+
+def _history_loss_past_floats_range(t, m, s):
+    s["history"][0]["loss"] = 10**400
+
+
 def _one_beta(t, m, s):
     s["param_groups"][0]["betas"] = [0.9]
 
@@ -149,7 +157,8 @@ CRAFTED = [
     _partial_losses_of_wrong_length, _missing_slot, _step_slot_not_0d, _exp_avg_float64,
     _model_tensor_float64, _stray_tensor, _epoch_past_the_end, _step_past_the_epoch,
     _history_of_strings, _history_not_a_list, _two_param_groups, _lr_abc, _lr_nan, _one_beta,
-    _amsgrad_turned_on, _state_not_an_object,
+    _amsgrad_turned_on, _state_not_an_object, _lr_past_floats_range,
+    _history_loss_past_floats_range,
 ]  # fmt: skip
 
 

@@ -129,6 +129,10 @@ def test_read_history_without_a_file_is_empty(tmp_path):
         "epoch,loss,val_loss,seconds\nabc,0.1,,1.0\n",
         "epoch,loss\n1,0.1\n",  # columns missing
         "epoch,loss,val_loss,seconds\n1,0.1\n",  # row cut short
+        "epoch,loss,val_loss,seconds\n1,1e308,,1.0\n",  # breaks the loss figure's axis
+        "epoch,loss,val_loss,seconds\n1,0.1,-1e308,1.0\n",
+        "epoch,loss,val_loss,seconds\n1,nan,,1.0\n",
+        "epoch,loss,val_loss,seconds\n1,0.1,,inf\n",
     ],
 )
 def test_corrupt_history_is_run_error(tmp_path, content):

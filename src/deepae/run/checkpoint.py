@@ -334,7 +334,7 @@ def _like(theirs: Any, ours: Any, where: str) -> None:
     if isinstance(ours, bool) or ours is None or isinstance(ours, str):
         ok = type(theirs) is type(ours) and theirs == ours
     elif isinstance(ours, int | float):
-        ok = _is_number(theirs) and math.isfinite(theirs)
+        ok = _is_number(theirs)
     elif isinstance(ours, list | tuple):
         ok = isinstance(theirs, list) and len(theirs) == len(ours)
         for i, (a, b) in enumerate(zip(theirs, ours, strict=False) if ok else ()):
@@ -369,7 +369,14 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite int or float; JSON's ints are unbounded, and one past float's range (10**400)
+    is no number a trainer can use."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _short(v: Any) -> str:

@@ -158,6 +158,15 @@ def write_history(folder: str | Path, history: Sequence[EpochRecord]) -> None:
     fsio.write_text(Path(folder) / HISTORY_FILE, buf.getvalue())
 
 
+def _plausible(text: str) -> float:
+    """A loss or a time of history.csv: finite and below 1e30 (deepae writes losses of
+    images in [0, 1] and seconds; 1e308 would only break the loss figure's axis)."""
+    value = float(text)
+    if not abs(value) < 1e30:  # NaN too
+        raise ValueError(f"{text!r} is no loss or time deepae writes")
+    return value
+
+
 def read_history(folder: str | Path) -> list[EpochRecord]:
     """The epochs of history.csv ([] without one), as the EpochRecords that wrote it
     (train_seconds is not stored: it reads as `seconds`)."""
@@ -172,10 +181,10 @@ def read_history(folder: str | Path) -> list[EpochRecord]:
         return [
             EpochRecord(
                 epoch=int(r["epoch"]),
-                loss=float(r["loss"]),
-                val_loss=float(r["val_loss"]) if r["val_loss"] else None,
-                seconds=float(r["seconds"]),
-                train_seconds=float(r["seconds"]),
+                loss=_plausible(r["loss"]),
+                val_loss=_plausible(r["val_loss"]) if r["val_loss"] else None,
+                seconds=_plausible(r["seconds"]),
+                train_seconds=_plausible(r["seconds"]),
             )
             for r in rows
         ]
