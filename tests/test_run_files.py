@@ -1,6 +1,7 @@
 """deepae.run.files: each file of a run folder round-trips through its writer and reader,
 and a damaged file is a RunError that says what to do."""
 
+import dataclasses
 import json
 import re
 import time
@@ -192,6 +193,20 @@ def test_read_evaluation_of_a_json_list_is_run_error(tmp_path):
         {"status": 3, "epochs_done": 1, "epochs": 2, "data": None},
         {"status": "finished", "epochs_done": 1, "epochs": 2, "data": None},
         {"status": "interrupted", "epochs_done": 1, "epochs": 2, "data": "mnist"},
+        *(
+            {"status": "interrupted", "epochs_done": 1, "epochs": 2, "data": {key: value}}
+            for key, value in [
+                ("data_dir", 5),
+                ("dataset", ["a"]),
+                ("dataset", {"a": 1}),
+                ("val_fraction", "x"),
+                ("val_fraction", 1.5),
+                ("seed", 0.5),
+                ("image_size", [28]),
+                ("n_train", True),
+                ("sha256", 7),
+            ]
+        ),
     ],
 )
 def test_a_damaged_status_record_is_a_run_error(tmp_path, record):
@@ -199,6 +214,18 @@ def test_a_damaged_status_record_is_a_run_error(tmp_path, record):
     (tmp_path / "run.json").write_text(json.dumps(record))
     with pytest.raises(RunError, match="restore it, or start a new run"):
         files.read_status(tmp_path)
+
+
+def test_the_data_records_deepae_writes_are_read(tmp_path, mnist_small):
+    from deepae.run.pipeline import data_record
+
+    for data in (mnist_small, dataclasses.replace(mnist_small, load_args={
+            "dataset": "d.npz", "image_size": [14, 14], "val_fraction": 0.2, "seed": 3,
+            "data_dir": None})):  # fmt: skip
+        record = {"status": "complete", "epochs_done": 1, "epochs": 1,
+                  "data": data_record(data)}  # fmt: skip
+        (tmp_path / "run.json").write_text(json.dumps(record))
+        assert files.read_status(tmp_path)["data"] == record["data"]
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +119,32 @@ def read_status(folder: str | Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("status") not in STATUSES:
         raise RunError(f"{path} is not a deepae run status file (no status of "
                        f"{', '.join(STATUSES)}); restore it, or start a new run")  # fmt: skip
-    if not isinstance(record.get("data"), dict | None):
-        raise RunError(f"{path}: its data record is damaged, so the run's data is unknown; "
-                       "restore it, or start a new run")  # fmt: skip
+    data = record.get("data")
+    bad = (["the record itself"] if not isinstance(data, dict | None) else
+           [k for k, ok in _DATA_FIELDS.items() if data and data.get(k) is not None
+            and not ok(data[k])])  # fmt: skip
+    if bad:
+        raise RunError(f"{path}: its data record is damaged ({bad[0]}), so the run's data is "
+                       "unknown; restore it, or start a new run")  # fmt: skip
     return record
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+# What each value of run.json's data record may be (None: not recorded), as
+# deepae.run.pipeline.data_record writes it and deepae.run.loading.load_data reads it.
+_DATA_FIELDS: dict[str, Callable[[Any], bool]] = {
+    **dict.fromkeys(
+        ("name", "source", "path", "dataset", "data_dir", "sha256"), lambda v: isinstance(v, str)
+    ),  # fmt: skip
+    **dict.fromkeys(("n_train", "n_test", "seed"), _whole),
+    "val_fraction": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1,
+    "image_size": lambda v: (
+        _whole(v) or (isinstance(v, list) and len(v) == 2 and all(_whole(d) for d in v))
+    ),  # fmt: skip
+}
 
 
 def require_complete(folder: str | Path) -> None:
