@@ -235,7 +235,7 @@ def test_without_overwrite_an_existing_run_is_refused(done, tiny):
 
 def test_the_lock_is_exclusive_and_released(tmp_path):
     with files.locked(tmp_path / "r"):  # noqa: SIM117 (the inner lock must be tried inside)
-        with pytest.raises(RunError, match="another deepae process is training"):
+        with pytest.raises(RunError, match="another deepae process is training or reading"):
             with files.locked(tmp_path / "r"):
                 pass
     with files.locked(tmp_path / "r"):  # released when the first one ended
@@ -263,6 +263,100 @@ def test_a_second_training_with_the_same_name_gets_one_line_and_exit_2(tmp_path)
     finally:
         first.kill()
         first.wait(timeout=60)
+
+
+def test_a_run_refused_the_lock_leaves_the_holders_folder_alone(tmp_path, tiny, monkeypatch):
+    # Two runs of one name: B finds no folder, then A makes it and takes its lock just
+    # before B tries. B, refused, used to tidy "its" empty folder: A's lock and folder.
+    import contextlib
+
+    from deepae.run import pipeline
+
+    rival, real = contextlib.ExitStack(), pipeline.locked
+
+    def a_wins_the_race(folder, **options):
+        rival.enter_context(files.locked(folder))
+        return real(folder, **options)
+
+    monkeypatch.setattr(pipeline, "locked", a_wins_the_race)
+    with rival:
+        with pytest.raises(RunError, match="another deepae process"):
+            start(tmp_path, "same", tiny)
+        assert (tmp_path / "same" / files.LOCK_FILE).exists()
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, tiny, monkeypatch):
+    from deepae.run import pipeline
+
+    monkeypatch.setattr(
+        pipeline.time, "strftime", lambda fmt: fmt.replace("%Y%m%d-%H%M%S", "20261130-103358")
+    )
+    with files.locked(tmp_path / "article-20261130-103358"):  # a run of that second, training
+        result = start(tmp_path, None, tiny, epochs=1, stop=lambda: True)
+    assert result.folder == tmp_path / "article-20261130-103358-2"
+    assert status(result.folder)["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("kind", ["other files", "a link to a run"])
+def test_overwrite_empties_only_a_run_folder_never_through_a_link(done, tmp_path, tiny, kind):
+    if kind == "other files":
+        target = tmp_path / "thesis"
+        target.mkdir()
+        (target / "thesis.tex").write_text("three years of work")
+        name, message = "thesis", "holds files but no deepae run"
+    else:
+        target, name, message = done, "link", "is a link"
+        (tmp_path / "link").symlink_to(done)
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match=message):
+        start(tmp_path, name, tiny, overwrite=True)
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_followed_nowhere(done, tmp_path, tiny):
+    (done / files.LOCK_FILE).unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (done / files.LOCK_FILE).symlink_to(outside / "created-by-deepae")
+    before = snapshot(done)
+    with pytest.raises(RunError, match="is not a regular file"):
+        run.resume(done, tiny, epochs=3, log=lambda _: None, progress=False)
+    assert not (outside / "created-by-deepae").exists() and snapshot(done) == before
+
+
+def test_evaluate_and_plot_wait_for_a_training_of_the_run(done, tiny):
+    with files.locked(done):  # a training of the run (an extension) holds its lock
+        with pytest.raises(RunError, match="another deepae process is training in"):
+            run.evaluate_run(done)
+        with pytest.raises(RunError, match="another deepae process is training in"):
+            run.redraw(done)
+    with files.reading(done):  # readers run beside each other, but not beside a training
+        assert run.redraw(done)
+        with pytest.raises(RunError, match="another deepae process is training or reading"):
+            run.resume(done, tiny, epochs=3, log=lambda _: None, progress=False)
+
+
+def test_an_extension_whose_config_write_fails_reads_as_unfinished(done, tiny, monkeypatch):
+    # run.json, holding the new target, comes before config.json: a full disk at the
+    # config leaves a run that says it is unfinished, not a complete 2-epoch run whose
+    # config.json says 4.
+    from deepae.errors import DeepAEError
+    from deepae.run import pipeline
+
+    def full_disk(*args, **kwargs):
+        raise DeepAEError("cannot write config.json: No space left on device")
+
+    monkeypatch.setattr(pipeline.storage, "save_config", full_disk)
+    with pytest.raises(DeepAEError, match="No space left"):
+        run.resume(done, tiny, epochs=4, log=lambda _: None, progress=False, evaluate=False)
+    monkeypatch.undo()
+    assert (status(done)["status"], status(done)["epochs"]) == ("training", 4)
+    assert json.loads((done / "config.json").read_text())["train"]["epochs"] == 2
+    with pytest.raises(RunError, match="incomplete"):
+        files.require_complete(done)
+    run.resume(done, tiny, log=lambda _: None, progress=False, evaluate=False)
+    assert (status(done)["status"], status(done)["epochs_done"]) == ("complete", 4)
+    assert json.loads((done / "config.json").read_text())["train"]["epochs"] == 4
 
 
 # -- 6. leftovers of a kill -9 are cleaned up on resume --------------------------------------

@@ -354,8 +354,9 @@ def cmd_explore(args) -> int:
     from deepae.explorer import write_explorer
 
     out = run.output_path(args.out, args.run, "explorer.html", (".html",))
-    ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
-    path = write_explorer(args.run, ae, loaded, out=out, points=args.points)
+    with run.reading(args.run):  # not beside a training that changes the model
+        ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
+        path = write_explorer(args.run, ae, loaded, out=out, points=args.points)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if args.open and not webbrowser.open(path.resolve().as_uri()):
         _info(f"no browser could be opened; open {path.resolve()} in one")

@@ -23,6 +23,7 @@ from deepae.run.files import (
     read_history,
     read_metrics,
     read_status,
+    reading,
     require_complete,
     write_evaluation,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "read_history",
     "read_metrics",
     "read_status",
+    "reading",
     "reconstruction_figure",
     "redraw",
     "require_complete",

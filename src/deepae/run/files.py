@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -270,17 +272,24 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def locked(folder: str | Path) -> Iterator[Path]:
+def locked(folder: str | Path, *, tidy: bool = False) -> Iterator[Path]:
     """Hold the run folder's lock while the block runs (creating the folder if needed), so
     two processes never train into the same folder: the second gets a RunError at once.
+    `tidy`: when the block fails, remove the folder if it holds nothing but the lock (a
+    new run refused before it wrote anything), while the lock is still held: a process
+    refused the lock never touches another's folder.
 
     An advisory `flock` on folder/.lock: the kernel drops it when the process ends, however
-    it ends (kill -9 included), so a crashed run never leaves a stale lock behind."""
+    it ends (kill -9 included), so a crashed run never leaves a stale lock behind. Readers
+    that write into a finished run (evaluate, plot, explore) hold it shared (`reading`)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(folder)
     except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EINVAL):
+            raise RunError(f"{folder / LOCK_FILE} is not a regular file (a link?); deepae "
+                           "follows no links in a run folder: remove it") from None  # fmt: skip
         raise RunError(
             f"cannot write {folder}/: {e.strerror or e}; choose a writable runs folder "
             "(nothing already saved was changed)"
@@ -290,13 +299,55 @@ def locked(folder: str | Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise RunError(
-                f"another deepae process is training in {folder}; wait for it to finish, or "
-                "choose another name",
+                f"another deepae process is training or reading {folder}; wait for it to "
+                "finish, or choose another name",
                 field="name",
             ) from None
-        yield folder
+        try:
+            yield folder
+        except BaseException:
+            if tidy:
+                remove_if_unused(folder)
+            raise
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def reading(folder: str | Path) -> Iterator[Path]:
+    """The run's lock, shared, for a command that reads a finished run and writes results
+    into it (evaluation.json, figures, pages): readers run together, but not beside a
+    training of the run, which would change the model under them (and a resume removes
+    temporary files a reader is writing). Every run deepae trains has its lock file; a
+    folder without one (a model saved by Autoencoder.save) is read without it, and gets
+    none."""
+    folder = Path(folder)
+    try:
+        fd = _open_lock(folder, create=False)
+    except OSError:
+        yield folder
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise RunError(f"another deepae process is training in {folder}; wait for it to "
+                           "finish") from None  # fmt: skip
+        yield folder
+    finally:
+        os.close(fd)
+
+
+def _open_lock(folder: Path, *, create: bool = True) -> int:
+    """folder/.lock opened (`create`: made if missing), never through a link (a crafted
+    run folder could make deepae create a file elsewhere): OSError unless it is a regular
+    file."""
+    flags = (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | os.O_NOFOLLOW
+    fd = os.open(folder / LOCK_FILE, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{LOCK_FILE} is not a regular file")
+    return fd
 
 
 def remove_if_unused(folder: str | Path) -> None:

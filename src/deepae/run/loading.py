@@ -71,7 +71,13 @@ def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = N
     """Evaluate a finished run on a split of its data beside PCA (deepae.evaluate) and save
     the result in the run folder: evaluation[-SPLIT].json for the data it was trained on
     (what the report shows), evaluation-DATASET[-SPLIT].json for other data, so that an
-    evaluation elsewhere never replaces the run's own. Returns (result, path written)."""
+    evaluation elsewhere never replaces the run's own. Returns (result, path written).
+    The run's lock is held shared (files.reading): a training of the run waits its turn."""
+    with files.reading(folder):
+        return _evaluate_run(folder, split, log, data_options)
+
+
+def _evaluate_run(folder, split: str, log: Log | None, data_options: dict[str, Any]):
     ae, data = load_run_data(folder, log=log, **data_options)
     result = evaluation.evaluate_run(ae, data, split=split, progress=True)  # terminal only
     # Without --dataset the data is the run's own, reloaded from its record; with one, it

@@ -30,6 +30,7 @@ from deepae.errors import (
     DataError,
     DistributedError,
     MissingExtraError,
+    RunError,
     TrainingDiverged,
 )
 from deepae.run import checkpoint, figures, files, report
@@ -90,22 +91,27 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     evaluate = evaluate and _can_evaluate(log)
     ae, trainer, record = _model(folder, model_config, train_config, data, resume=resume,
                                  log=log, progress=progress)  # fmt: skip
-    if resume:
-        done = ae.train_state
-        log(f"resuming {folder} after epoch {done.epoch} (+{done.step} steps)")
-        fsio.remove_temporaries(folder)  # what a kill -9 mid-write left behind
-        files.write_history(folder, done.history)  # the checkpoint's history is the truth
-    elif clear:
-        files.empty_folder(folder)  # the run it replaces goes only now
-    if save_config or not resume:  # first: any crash after this is resumable
-        storage.save_config(folder, model_config, train_config)
 
     def set_status(state_name: str, message: str | None = None) -> None:
         s = ae.train_state
         files.write_status(folder, state_name, epochs_done=s.epoch, epochs=train_config.epochs,
                            step=s.step, data=record, message=message, preset=preset)  # fmt: skip
 
-    set_status("training")
+    if resume:
+        done = ae.train_state
+        log(f"resuming {folder} after epoch {done.epoch} (+{done.step} steps)")
+        fsio.remove_temporaries(folder)  # what a kill -9 mid-write left behind
+        files.write_history(folder, done.history)  # the checkpoint's history is the truth
+        # run.json before config.json: it holds the new target, so if config.json cannot
+        # be written the run reads as unfinished, not as complete with a config ahead of it.
+        set_status("training")
+        if save_config:
+            storage.save_config(folder, model_config, train_config)
+    else:
+        if clear:
+            files.empty_folder(folder)  # the run it replaces goes only now
+        storage.save_config(folder, model_config, train_config)  # first: then resumable
+        set_status("training")
 
     def on_epoch_end(rec: train.EpochRecord, state: train.TrainState) -> None:
         # The checkpoint first: it holds the history too, so if a later write fails (a full
@@ -192,11 +198,11 @@ def _follow(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     return RunResult(folder, {}, interrupted=ae.train_state.interrupted)
 
 
-def locked(folder: str | Path) -> contextlib.AbstractContextManager[Path]:
+def locked(folder: str | Path, *, tidy: bool = False) -> contextlib.AbstractContextManager[Path]:
     """The run folder's lock (files.locked), taken by rank 0 alone in a data-parallel run
     (deepae.distributed): the other ranks write nothing into the folder."""
     if distributed.world().is_main:
-        return files.locked(folder)
+        return files.locked(folder, tidy=tidy)
     return contextlib.nullcontext(Path(folder))
 
 
@@ -282,29 +288,53 @@ def start(runs_dir: str | Path = "runs", name: str | None = None, *, preset: str
     h, w = data.x_train.shape[1:]
     model_config = replace(model_config, input_size=h * w, image_shape=(h, w))
     indices = figures.check_indices(run_options.pop("indices", None), len(data.x_train))
-    main = distributed.world().is_main  # rank 0 names the folder (the default holds the time)
-    folder = new_run_folder(runs_dir, name, preset=preset, overwrite=overwrite) if main else None
-    folder = Path(distributed.world().share_text(str(folder) if main else None))
     _check_fits(model_config, data)
-    made = main and not folder.exists()
-    try:
-        with locked(folder):
-            if main:  # checked again under the lock: another process may have started
-                new_run_folder(runs_dir, folder.name, overwrite=overwrite)
-            # An overwrite empties the folder once everything is checked (_train).
-            return _train(folder, model_config, train_config, data, log=log, preset=preset,
-                          indices=indices, resume=False, clear=main, **run_options)  # fmt: skip
-    except BaseException:
-        if made:  # refused before a file was written: leave no empty run folder behind
-            files.remove_if_unused(folder)
-        raise
+    main = distributed.world().is_main  # rank 0 names the folder (the default holds the time)
+    made = False
+    if main and name is None:  # claimed at once: two runs started in one second differ
+        folder, made = _claim_default_folder(runs_dir, preset), True
+    elif main:
+        folder = new_run_folder(runs_dir, name, overwrite=overwrite)
+        made = not folder.exists()
+    folder = Path(distributed.world().share_text(str(folder) if main else None))
+    # `tidy`: a run refused before a file was written leaves no empty folder behind; only
+    # the process that holds the lock tidies, never one refused it.
+    with locked(folder, tidy=made):
+        if main:  # checked again under the lock: another process may have started
+            new_run_folder(runs_dir, folder.name, overwrite=overwrite)
+        # An overwrite empties the folder once everything is checked (_train).
+        return _train(folder, model_config, train_config, data, log=log, preset=preset,
+                      indices=indices, resume=False, clear=main, **run_options)  # fmt: skip
+
+
+def _claim_default_folder(runs_dir: str | Path, preset: str | None) -> Path:
+    """runs_dir/<preset>-<date>-<time>, made now (mkdir is atomic), or with -2, -3, ...
+    after it when another run took that second's name."""
+    first = new_run_folder(runs_dir, None, preset=preset)
+    for n in range(1, 1000):
+        folder = first if n == 1 else first.with_name(f"{first.name}-{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunError(f"cannot write {folder}/: {e.strerror or e}; choose a writable runs "
+                           "folder (nothing already saved was changed)") from None  # fmt: skip
+    raise RunError(f"no free run folder named {first.name}-N in {runs_dir}; give --name")
 
 
 def redraw(folder: str | Path, *, indices: Sequence[int] | None = None,
            pairs: Sequence[Sequence[int]] | None = None, log: Log | None = None,
            **data_options: Any) -> list[Path]:  # fmt: skip
     """Draw the figures, explorer and report of a finished run again (from its saved model,
-    history and data); returns the paths written."""
+    history and data), holding the run's lock shared (files.reading); returns the paths
+    written."""
+    with files.reading(folder):
+        return _redraw(folder, indices, pairs, log, data_options)
+
+
+def _redraw(folder, indices, pairs, log: Log | None, data_options: dict[str, Any]) -> list[Path]:
     ae, data = load_run_data(folder, log=log, **data_options)
     # Every file the pages read, read first: a damaged one stops the redraw before it
     # has replaced any figure.
@@ -331,11 +361,22 @@ def new_run_folder(runs_dir: str | Path, name: str | None = None, *, preset: str
     folder = Path(runs_dir) / name
     if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
         raise ConfigError(f"{folder} exists and is not a folder; choose another name", field="name")
-    if not overwrite and _has_run_files(folder):
+    if not _has_run_files(folder):
+        return folder
+    if not overwrite:
         raise ConfigError(
             f"run folder {folder} already exists; choose another name or overwrite it",
             field="name",
         )
+    # An overwrite empties the folder: only a deepae run's, never one reached by a link
+    # (it would empty the folder the link points to) or one of other files.
+    if folder.is_symlink():
+        raise ConfigError(f"{folder} is a link; --overwrite empties no folder through a link: "
+                          "remove the link or choose another name", field="name")  # fmt: skip
+    if not any((folder / f).exists() for f in (files.STATUS_FILE, storage.CONFIG_FILE)):
+        raise ConfigError(f"{folder} holds files but no deepae run (no {files.STATUS_FILE} or "
+                          f"{storage.CONFIG_FILE}); --overwrite empties run folders only: "
+                          "choose another name", field="name")  # fmt: skip
     return folder
 
 
