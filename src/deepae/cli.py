@@ -122,13 +122,16 @@ def _commands() -> dict:
     """name -> (help, function, arguments, config options): the whole command line."""
     presets = ", ".join(config.PRESETS)
     train = [
-        (("--name",), {"help": "run name (default: <preset>-<date>-<time>)"}),
+        (("--name",), {"help": "run name (default: <preset>-<date>-<time>, then -2, -3 "
+                                "... when taken)"}),
         (("--preset",), {"metavar": "NAME", "type": lower,
                          "help": f"a named config ({presets}; default: article, the article's "
                          "model and recipe); options given on the command line override it"}),
         (("--no-evaluate",), {"action": "store_true", "help": "skip the final evaluation.json"}),
         (("--runs-dir",), {"help": "folder of run folders (default: runs)"}),
-        (("--overwrite",), {"action": "store_true", "help": "replace an existing run folder"}),
+        (("--overwrite",), {"action": "store_true",
+                            "help": "replace an existing run (a folder holding a deepae run, "
+                                    "not a link)"}),
         (("--resume",), {"metavar": "RUN", "help": "continue a stopped run from its checkpoint"}),
         (("--nproc",), {"type": int, "metavar": "N", "help": "train data-parallel in N processes "
                         "on this machine, through torchrun (default: 1; docs/scale.md)"}),
