@@ -9,6 +9,9 @@ BASE_STAMP := $(VENV)/.installed-base
 DEV_STAMP  := $(VENV)/.installed-dev
 UMAP_STAMP := $(VENV)/.installed-umap
 
+# A recipe that fails removes its half-made target (a stamp, the venv's python).
+.DELETE_ON_ERROR:
+
 .PHONY: demo test lint reproduce bench bench-step bench-explorer bench-datasets bench-memory bench-scale quality clean help
 
 help:
@@ -23,9 +26,14 @@ help:
 	@echo "make bench-scale     images/s with 1 and 2 processes (torchrun, gloo; NCCL with 2+ GPUs)"
 	@echo "make quality    article x5 seeds, best2d x3, umap2d x3, umap-learn, PCA: quality table (~30 min)"
 
+# All or nothing: Debian's venv leaves .venv/bin/python behind when ensurepip is missing
+# (the python3-venv package), and make would then skip this rule for good.
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "make: '$(PYTHON) -m venv' failed; on Debian or Ubuntu: sudo apt-get install python3-venv" >&2; \
+		exit 1; }
+	$(BIN)/pip install --quiet --upgrade pip || { rm -rf $(VENV); exit 1; }
 
 # torch is installed on its own, pinned, first: it is the one large dependency, and the
 # pin keeps pip from choosing a multi-GB CUDA build on machines without a GPU.
