@@ -324,12 +324,18 @@ def test_a_lock_file_that_is_a_link_is_refused_and_followed_nowhere(done, tmp_pa
     assert not (outside / "created-by-deepae").exists() and snapshot(done) == before
 
 
-def test_evaluate_and_plot_wait_for_a_training_of_the_run(done, tiny):
+def test_evaluate_and_plot_wait_for_a_training_of_the_run(done, tiny, capsys):
     with files.locked(done):  # a training of the run (an extension) holds its lock
         with pytest.raises(RunError, match="another deepae process is training in"):
             run.evaluate_run(done)
         with pytest.raises(RunError, match="another deepae process is training in"):
             run.redraw(done)
+    from deepae.cli import main
+
+    with files.locked(done):  # the command line's readers that write into the run, too
+        for command in ("encode", "reconstruct", "explore"):
+            assert main([command, str(done)]) == 2
+            assert "another deepae process is training in" in capsys.readouterr().err
     with files.reading(done):  # readers run beside each other, but not beside a training
         assert run.redraw(done)
         with pytest.raises(RunError, match="another deepae process is training or reading"):

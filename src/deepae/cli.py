@@ -309,10 +309,11 @@ def cmd_encode(args) -> int:
     from deepae import run
 
     out = run.output_path(args.out, args.run, f"codes-{args.split}.csv", (".csv", ".npy"))
-    ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
-    x, y = loaded.split(args.split)
-    codes = ae.encode(x)  # (N, latent)
-    run.write_codes(out, codes, y)
+    with run.reading(args.run):  # not beside a training that changes the model
+        ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
+        x, y = loaded.split(args.split)
+        codes = ae.encode(x)  # (N, latent)
+        run.write_codes(out, codes, y)
     print(f"wrote {len(codes)} codes of shape {codes.shape[1:]} to {out}")
     return 0
 
@@ -332,10 +333,12 @@ def cmd_reconstruct(args) -> int:
     from deepae import run
 
     out = run.output_path(args.out, args.run, f"reconstructions-{args.split}.png", (".png",))
-    ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
-    x, y = loaded.split(args.split)
-    fig = run.reconstruction_figure(ae, x, y, loaded.class_names, _indices(args), args.split)
-    run.save_figure(fig, out)
+    with run.reading(args.run):
+        ae, loaded = run.load_run_data(args.run, log=_info, **_data_options(args))
+        x, y = loaded.split(args.split)
+        fig = run.reconstruction_figure(ae, x, y, loaded.class_names, _indices(args),
+                                        args.split)  # fmt: skip
+        run.save_figure(fig, out)
     print(f"wrote {out}")
     return 0
 
