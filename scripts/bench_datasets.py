@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from deepae import load_dataset, load_mnist
+from deepae.cli_values import positive_int
 from deepae.data.folders import load_image_folder
 
 BUDGET_S = 30.0  # the target for 60,000 28 x 28 PNGs, uncached
@@ -32,6 +33,11 @@ BUDGET_S = 30.0  # the issue's target for 60,000 28 x 28 PNGs, uncached
 
 def write_pngs(folder: Path, x: np.ndarray, y: np.ndarray) -> float:
     start = time.perf_counter()
+    # A --folder used before holds the PNGs of that run, maybe more of them than this one
+    # writes: empty the class folders, so the loader reads this run's images only.
+    for label in range(10):
+        for old in (folder / str(label)).glob("*.png"):
+            old.unlink()
     for label in np.unique(y):
         (folder / str(label)).mkdir(parents=True, exist_ok=True)
     for i, (image, label) in enumerate(zip(x, y, strict=True)):
@@ -50,14 +56,17 @@ def check(folder: Path, cache: Path, x: np.ndarray, y: np.ndarray) -> None:
     found = load_image_folder(folder, cache_dir=cache)
     order = np.lexsort((np.arange(len(y)), y))  # by label, then by index
     assert found.cached and np.array_equal(found.images, x[order]), "pixels differ"
-    assert found.class_names == tuple(str(c) for c in range(10))
-    assert np.array_equal(found.labels, y[order]), "labels differ"
+    # A few images may not hold every digit: the classes are the digits written.
+    digits = np.unique(y)
+    assert found.class_names == tuple(str(c) for c in digits), found.class_names
+    assert np.array_equal(found.labels, np.searchsorted(digits, y[order])), "labels differ"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--count", type=int, default=60_000, help="images (default: 60000)")
-    p.add_argument("--repeats", type=int, default=3, help="loads of each kind (default: 3)")
+    p.add_argument("--count", type=positive_int, default=60_000, help="images (default: 60000)")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="loads of each kind (default: 3)")  # fmt: skip
     p.add_argument("--folder", type=Path, help="where to write the PNGs (default: a temp dir)")
     args = p.parse_args()
 
@@ -84,11 +93,12 @@ def main() -> None:
     print(f"\n{len(x):,} 28 x 28 PNGs, {machine}, --repeats {args.repeats}; checked\n")
     print("| load | median | min | max | budget |")
     print("|---|---|---|---|---|")
+    budget_s = BUDGET_S * len(x) / 60_000  # the budget scaled to the images loaded
     for name, times in rows:
-        budget = f"< {BUDGET_S * len(x) / 60_000:.0f} s" if "uncached" in name else ""
+        budget = f"< {budget_s:.2g} s" if "uncached" in name else ""
         print(f"| {name} | {statistics.median(times):.2f} s | {min(times):.2f} s | "
               f"{max(times):.2f} s | {budget} |")  # fmt: skip
-    if statistics.median(uncached) > BUDGET_S * len(x) / 60_000:
+    if statistics.median(uncached) > budget_s:
         raise SystemExit("over budget")
 
 

@@ -22,6 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from deepae.cli_values import positive_int
+from deepae.errors import DeepAEError
+
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
@@ -48,10 +51,15 @@ PAINT_JS = """() => {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="run folder (default: train one epoch)")
-    parser.add_argument("--repeats", type=int, default=5, help="page loads (default: 5)")
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="page loads (default: 5)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="deepae-bench-") as tmp:
-        page = write_page(Path(args.run) if args.run else None, Path(tmp))
+        try:
+            page = write_page(Path(args.run) if args.run else None, Path(tmp))
+        except DeepAEError as e:  # a RUN that is not a run folder, a damaged one: one line
+            print(f"{parser.prog}: error: {e}", file=sys.stderr)
+            return 2
         rows = measure(page, args.repeats)
     size = rows.pop("bytes")
     print(f"explorer.html: {size:,} bytes ({size / 1e6:.2f} MB; budget {BUDGET['bytes']:,})")
@@ -68,8 +76,8 @@ def write_page(run: Path | None, tmp: Path) -> Path:
     from deepae.api import Autoencoder
     from deepae.data import load_idx_dataset
 
-    data = load_idx_dataset("mnist")
     if run is None:
+        data = load_idx_dataset("mnist")
         ae = Autoencoder(latent_activation="linear", epochs=1)
         ae.fit(data.x_train, verbose=0)
         run = tmp / "run"

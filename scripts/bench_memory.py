@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from deepae.cli_values import positive_int
+
 SAMPLE_S = 0.02  # RssAnon sampling period
 TARGET_MB = 600  # the issue's budget for the memory-mapped path at 600,000 images
 TARGET_RATIO = 1.5  # ... and its throughput: within 1.5x of the in-memory path
@@ -84,9 +86,10 @@ def rss_anon_mb(pid: int) -> float | None:
 
 def measure(path: Path, name: str, runs: Path, args: argparse.Namespace) -> dict:
     """One `deepae train` on `path` in a fresh process: peak RssAnon, max RSS, speed."""
+    # --overwrite: a --folder given again holds this run from last time.
     cmd = [sys.executable, "-m", "deepae.cli", "train", "--dataset", str(path), "--runs-dir",
-           str(runs), "--name", name, "--epochs", str(args.epochs), "--no-progress",
-           "--device", args.device]  # fmt: skip
+           str(runs), "--name", name, "--overwrite", "--epochs", str(args.epochs),
+           "--no-progress", "--device", args.device]  # fmt: skip
     log = runs / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     start, peak = time.perf_counter(), 0.0
@@ -105,17 +108,33 @@ def measure(path: Path, name: str, runs: Path, args: argparse.Namespace) -> dict
             "train_s": seconds, "images_per_s": n_train * args.epochs / seconds}  # fmt: skip
 
 
+PATHS = ("mapped", "memory")  # the two ways deepae reads the data (see the docstring)
+
+
+def path_names(text: str) -> list[str]:
+    """An argparse type: 'mapped', 'memory', 'both' or a comma-separated list of them."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = [p for n in names for p in (PATHS if n == "both" else [n])]
+    unknown = sorted(set(names) - set(PATHS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown path(s) {', '.join(unknown) or repr(text)}; "
+                                         "give mapped, memory or both")  # fmt: skip
+    return list(dict.fromkeys(names))  # each once, in the order given
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--count", type=int, default=600_000, help="images (default: 600000)")
-    p.add_argument("--epochs", type=int, default=1, help="epochs per run (default: 1)")
+    p.add_argument("--count", type=positive_int, default=600_000,
+                   help="images (default: 600000)")  # fmt: skip
+    p.add_argument("--epochs", type=positive_int, default=1,
+                   help="epochs per run (default: 1)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="deepae train --device (default: cpu)")
-    p.add_argument("--paths", default="mapped,memory",
-                   help="mapped, memory or both (default: mapped,memory)")  # fmt: skip
+    p.add_argument("--paths", type=path_names, default="both",
+                   help="mapped, memory or both (default: both)")  # fmt: skip
     p.add_argument("--folder", type=Path, help="where to write the data and runs (default: "
                    "a temporary folder, removed afterwards)")  # fmt: skip
     args = p.parse_args()
-    paths = args.paths.split(",")
+    paths = args.paths
     with tempfile.TemporaryDirectory(prefix="deepae-bench-memory-") as tmp:
         folder = args.folder or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -23,18 +23,26 @@ import sys
 import tempfile
 from pathlib import Path
 
+from deepae.cli_values import positive_int
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "mnist-small.npz"
 RUN_TIMEOUT = 3600  # seconds one training run may take
 
 
+def positive_ints(text: str) -> list[int]:
+    """An argparse type: '1,2,4' -> [1, 2, 4], each a whole number >= 1."""
+    return [positive_int(v.strip()) for v in text.split(",")]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="mnist", help="what deepae train --dataset takes")
-    p.add_argument("--procs", default="1,2", help="process counts, e.g. 1,2,4 (default: 1,2)")
-    p.add_argument("--batch-sizes", default="32,512",
+    p.add_argument("--procs", type=positive_ints, default="1,2",
+                   help="process counts, e.g. 1,2,4 (default: 1,2)")  # fmt: skip
+    p.add_argument("--batch-sizes", type=positive_ints, default="32,512",
                    help="global batch sizes (default: 32,512: article, best2d)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=3, help="epochs per run (default: 3)")
+    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per run (default: 3)")
     p.add_argument("--quick", action="store_true",
                    help="the test fixture's 2,000 digits, 1 epoch, batch 64: smoke")  # fmt: skip
     return p.parse_args(argv)
@@ -84,9 +92,7 @@ def table(device: str, dataset: str, procs: list[int], batches: list[int], epoch
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    dataset, epochs = args.dataset, args.epochs
-    procs = [int(p) for p in args.procs.split(",")]
-    batches = [int(b) for b in args.batch_sizes.split(",")]
+    dataset, epochs, procs, batches = args.dataset, args.epochs, args.procs, args.batch_sizes
     if args.quick:
         dataset, epochs, batches = str(FIXTURE), 1, [64]
     cores = len(os.sched_getaffinity(0))

@@ -16,9 +16,10 @@ sees), then prints:
    value and gradient on one batch's float32 logits), for: the Python step with the BCE
    as PyTorch computes it (`torch`: binary_cross_entropy_with_logits, then sigmoid(l) - x
    for the gradient, what the engine did before deepae.losses), the Python step with
-   `deepae`'s (deepae.losses.bce_sum_and_grad), and the `native` step (where it applies:
-   float32, BCE; best2d's bfloat16 steps are Python's); median [min-max] over `--rounds`
-   rounds, and each row's ratio per round to the row before it.
+   `deepae`'s (deepae.losses.bce_sum_and_grad), and the `native` step (deepae.native's
+   compiled one, where it builds: BCE with float32 or mixed bfloat16 products, so best2d's
+   bfloat16 step too); median [min-max] over `--rounds` rounds, and each row's ratio per
+   round to the row before it.
 
 A preset with a graph loss (umap2d) gets its step on the autograd engine and on the fused
 engine's step on edges instead, alternating, on a random graph of its size (a step's cost
@@ -43,6 +44,7 @@ import torch
 from torch import nn
 
 from deepae import data, engine, losses, model, native, neighbours, threads
+from deepae.cli_values import positive_int
 from deepae.config import resolve
 from deepae.errors import ConfigError
 from deepae.train import Trainer
@@ -214,10 +216,10 @@ def main(argv=None) -> int:
                         help="presets (article,best2d; umap2d: both engines' steps)")  # fmt: skip
     parser.add_argument("--trained-epochs", type=int, default=2,
                         help="epochs trained before measuring (2)")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds (9)")
+    parser.add_argument("--rounds", type=positive_int, default=9, help="alternating rounds (9)")
     parser.add_argument("--seconds", type=float, default=0.5,
                         help="about this long per round and loss (0.5)")  # fmt: skip
-    parser.add_argument("--profile-steps", type=int, default=100,
+    parser.add_argument("--profile-steps", type=positive_int, default=100,
                         help="steps under the profiler (100)")  # fmt: skip
     args = parser.parse_args(argv)
     presets = [p.strip() for p in args.models.split(",") if p.strip()]

@@ -40,8 +40,10 @@ import subprocess
 import sys
 import time
 
+from deepae.cli_values import positive_int
+
 # deepae.threads and deepae.config import no torch: this parent process stays light.
-from deepae.config import resolve
+from deepae.config import PRESETS, resolve
 from deepae.errors import ConfigError
 
 try:
@@ -355,10 +357,26 @@ def _listed(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def env_pair(text: str) -> tuple[str, str]:
+    """An argparse type: KEY=VALUE -> (KEY, VALUE)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def timed_presets() -> list[str]:
+    """The presets this benchmark can time: those without a neighbour loss (umap2d's trains
+    on the edges of a graph, which the workers do not build)."""
+    # (getattr: a --source checkout from before the neighbour loss has none)
+    return [p for p in PRESETS if getattr(resolve(p)[1], "neighbour_weight", 0) == 0]
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     listed = _listed
-    parser.add_argument("--rounds", type=int, help="repeats of every measurement (2)")
+    timed = timed_presets()
+    parser.add_argument("--rounds", type=positive_int, help="repeats of every measurement (2)")
     parser.add_argument("--warmup", type=float, help="seconds before measuring (2)")
     parser.add_argument("--window", type=float, help="seconds measured (6)")
     parser.add_argument(
@@ -375,8 +393,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--models",
         type=listed,
-        default=["article", "best2d"],
-        help="deepae presets to train (article,best2d)",
+        default=timed,
+        help=f"deepae presets to train: {', '.join(timed)} (default: all)",
     )
     parser.add_argument(
         "--threads",
@@ -404,7 +422,7 @@ def parse_args(argv=None):
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        type=lambda kv: tuple(kv.split("=", 1)),
+        type=env_pair,
         help="more environment for deepae, e.g. GOMP_SPINCOUNT=10000",
     )
     parser.add_argument(
@@ -415,7 +433,8 @@ def parse_args(argv=None):
         "(default: deepae as installed)",
     )
     parser.add_argument("--no-plain", action="store_true", help="leave out the plain loop")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="cpu or cuda (cpu)")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--background", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -435,13 +454,30 @@ def parse_args(argv=None):
     try:
         for value in args.threads if threads is not None else ():  # (None: an old worker)
             threads.parse_threads(value)
-        for preset in args.models:
-            resolve(preset)
+        _check_models(parser, args.models, timed)
         for value in set(args.precision) - {"preset"}:
             resolve(precision=value)
     except ConfigError as e:
         parser.error(str(e))
+    if args.device == "cuda" and args.worker is None:  # (workers: the parent checked)
+        _check_cuda(parser)
     return args
+
+
+def _check_models(parser: argparse.ArgumentParser, models: list[str], timed: list[str]) -> None:
+    for preset in models:
+        resolve(preset)  # an unknown preset: ConfigError
+        if preset not in timed:
+            parser.error(f"--models {preset}: its neighbour loss needs a graph, which this "
+                         f"benchmark does not build; models timed here: {', '.join(timed)} "
+                         f"(scripts/bench_step.py --models {preset} times its step)")  # fmt: skip
+
+
+def _check_cuda(parser: argparse.ArgumentParser) -> None:
+    import torch  # only here: the parent process stays free of PyTorch otherwise
+
+    if not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU here; use --device cpu")
 
 
 def main() -> int:
@@ -469,6 +505,13 @@ def main() -> int:
     rows = {key: rows[key] for key in plan}  # the table in plan order
     report(rows, args)
     print(f"({time.monotonic() - start:.0f} s in all)")
+    # A measurement that failed shows in the table; the exit code says so too.
+    results = [r for rs in rows.values() for r in rs]
+    failed = sum(1 for r in results if not r.get("s_per_epoch"))
+    if failed:
+        print(f"bench_train.py: {failed} of {len(results)} measurement(s) failed (the round "
+              "lines above say why)", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

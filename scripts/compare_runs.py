@@ -109,6 +109,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("after", type=Path)
     parser.add_argument("--drop", action="append", default=[], metavar="KEY")
     args = parser.parse_args(argv)
+    # A missing folder is a mistake in the command, not a difference (exit 1): exit 2.
+    for folder in (args.before, args.after):
+        if not folder.is_dir():
+            parser.error(f"{folder} is not a folder; give two run folders (deepae train's)")
     DROPPED.update(args.drop)
     lines = compare(args.before, args.after)
     print("\n".join(lines))

@@ -35,6 +35,7 @@ import numpy as np
 from deepae import config, evaluate, tables
 from deepae.api import Autoencoder
 from deepae.data import flatten_images, load_idx_dataset
+from deepae.errors import DeepAEError
 
 INVERSE_CODES = 1000  # umap-learn's inverse_transform is slow: scored on this many codes
 
@@ -156,15 +157,35 @@ def main(argv: list[str] | None = None) -> int:
                         type=_setting, help="a config field for every preset trained, e.g. "
                         "precision=float32 (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
-
-    data = load_idx_dataset(args.dataset, args.data_dir)
+    overrides = dict(args.set)
+    if "seed" in overrides:
+        parser.error(
+            "--set seed: the seeds are this script's (0, 1, ... for each preset); "
+            "choose how many with --article-seeds, --best2d-seeds and --umap2d-seeds"
+        )
     plan = [("article", s) for s in range(args.article_seeds)]
     plan += [("best2d", s) for s in range(args.best2d_seeds)]
     plan += [("umap2d", s) for s in range(args.umap2d_seeds)]
+    # Every preset of the plan with the --set fields, checked before the half hour begins.
+    for preset in dict.fromkeys(p for p, _ in plan):
+        try:
+            config.resolve(preset, seed=0, **overrides)
+        except DeepAEError as e:
+            parser.error(f"--set: {e}")
+    try:
+        return run_plan(plan, overrides, args)
+    except DeepAEError as e:  # data that cannot be read, a device that is not there, ...
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_plan(plan: list[tuple[str, int]], overrides: dict, args: argparse.Namespace) -> int:
+    """Train and evaluate every (preset, seed) of `plan`, then umap-learn; print the table."""
+    data = load_idx_dataset(args.dataset, args.data_dir)
     results = []
     start = time.perf_counter()
     for preset, seed in plan:
-        results.append(run_preset(preset, seed, data, dict(args.set)))
+        results.append(run_preset(preset, seed, data, overrides))
         report(results[-1], args.out, results)
     if not args.no_umap:
         results.append(run_umap_learn(data))

@@ -13,7 +13,9 @@ import argparse
 import sys
 
 from deepae import Autoencoder, load_mnist
+from deepae.errors import DeepAEError
 from deepae.evaluate import zero_fractions
+from deepae.train import resolve_device
 
 ARTICLE = {1: (0.2133, 0.2098), 10: (0.1983, 0.1985)}  # epoch -> (loss, val_loss)
 
@@ -23,9 +25,18 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed (0)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto)")
     args = parser.parse_args()
+    try:
+        return reproduce(args.seed, args.device)
+    except DeepAEError as e:  # a bad seed or device, MNIST that cannot be read: one line
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
 
+
+def reproduce(seed: int, device: str) -> int:
+    """Train the article's model with `seed` on `device`; print its epochs beside the article's."""
+    ae = Autoencoder(seed=seed, device=device)
+    resolve_device(device)  # 'cuda' without a GPU: refused before loading MNIST
     (x_train, _), (x_test, _) = load_mnist()
-    ae = Autoencoder(seed=args.seed, device=args.device)
     ae.summary()
     history = ae.fit(x_train, validation_data=x_test)
     print(f"\n{'epoch':>5}  {'article loss':>12}  {'ours':>7}  {'article val':>11}  {'ours':>7}")

@@ -8,6 +8,18 @@ import argparse
 from deepae.errors import ConfigError
 
 
+def positive_int(text: str) -> int:
+    """An argparse type (the scripts' counts): a whole number >= 1, refused in one line
+    before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def parse_point(text: str, size: int) -> list[float]:
     """'0,5' -> [0.0, 5.0], checked against the latent size."""
     try:

@@ -1,0 +1,152 @@
+"""The developer scripts under scripts/ answer bad arguments with one clear line on stderr
+and exit code 2, never a traceback, and before any slow work (loading data, training,
+launching a browser); plus the few fixes that are not about arguments: gpu_check's
+per-engine report, bench_train's exit code when a row failed, bench_datasets reusing its
+folder."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "mnist-small.npz"
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+
+def script(name: str, *args, timeout: int = 120) -> subprocess.CompletedProcess:
+    """`python scripts/NAME.py ARGS` from the repository root, one thread, bounded in time."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "agg"}
+    return subprocess.run([sys.executable, f"scripts/{name}.py", *map(str, args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module, without running its main."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+WHOLE = "is not a whole number >= 1"  # the scripts' positive-count type, in argparse's line
+QUICK = "--quick --conditions idle --no-plain"  # bench_train: one short measurement a model
+STEP = "--models article --trained-epochs 0 --seconds 0.01"  # bench_step: no training
+
+BAD_ARGUMENTS = [  # (script, its arguments, a phrase of the error line)
+    ("gpu_check", "--eager-epochs 0", f"--eager-epochs: '0' {WHOLE}"),
+    ("gpu_check", "--full-epochs 0", f"--full-epochs: '0' {WHOLE}"),
+    ("make_test_fixture", "--bogus", "unrecognized arguments: --bogus"),
+    ("bench_train", "--rounds 0", f"--rounds: '0' {WHOLE}"),
+    ("bench_train", "--rounds -1", f"--rounds: '-1' {WHOLE}"),
+    ("bench_train", "--conditions idle --env FOO", "expected KEY=VALUE, got 'FOO'"),
+    # (the arguments after the bad one bound what the scripts did before they checked it)
+    ("bench_train", f"--models umap2d {QUICK}", "models timed here: article, best2d"),
+    ("bench_train", f"--device bogus {QUICK} --models article", "invalid choice: 'bogus'"),
+    pytest.param(
+        "bench_train",
+        f"--device cuda {QUICK} --models article",
+        "--device cuda: no CUDA GPU",
+        marks=NO_GPU,
+    ),
+    ("bench_step", f"--rounds 0 {STEP} --profile-steps 1", f"--rounds: '0' {WHOLE}"),
+    ("bench_step", f"--profile-steps 0 {STEP} --rounds 1", f"--profile-steps: '0' {WHOLE}"),
+    ("bench_memory", "--paths nosuch --count 10", "unknown path(s) nosuch"),
+    ("bench_scale", "--procs x", f"--procs: 'x' {WHOLE}"),
+    ("bench_scale", "--procs 0", f"--procs: '0' {WHOLE}"),
+    ("bench_scale", "--batch-sizes 32,0", f"--batch-sizes: '0' {WHOLE}"),
+    ("bench_datasets", "--repeats 0 --count 20", f"--repeats: '0' {WHOLE}"),
+    ("bench_datasets", "--count 0", f"--count: '0' {WHOLE}"),
+    ("bench_explorer", "--repeats 0", f"--repeats: '0' {WHOLE}"),
+    ("bench_explorer", "/nonexistent/run", "bench_explorer.py: error: no run folder at"),
+    ("quality", "--set nosuch=1", "unknown config field(s) nosuch"),
+    ("quality", "--set epochs=0", "epochs must"),
+    ("quality", "--set seed=3", "--set seed: the seeds are this script's"),
+    ("quality", "--data-dir /nonexistent", "quality.py: error: data dir /nonexistent"),
+    ("reproduce", "--device bogus", "reproduce.py: error: device must be one of"),
+    ("reproduce", "--seed -1", "reproduce.py: error: seed must lie in"),
+    pytest.param(
+        "reproduce", "--device cuda", "reproduce.py: error: device 'cuda' was asked", marks=NO_GPU
+    ),
+    ("compare_runs", "/nonexistent/a /nonexistent/b", "/nonexistent/a is not a folder"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "phrase"), BAD_ARGUMENTS)
+def test_bad_arguments_are_one_line_and_exit_2(name, args, phrase):
+    done = script(name, *args.split())
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    # One line: the script's own, or argparse's error line after its usage lines.
+    *usage, line = done.stderr.strip().splitlines()
+    assert line.startswith(f"{name}.py: error: ") and phrase in line, done.stderr
+    assert not usage or usage[0].startswith("usage: "), done.stderr
+
+
+def test_make_test_fixture_help_writes_nothing():
+    before = FIXTURE.stat().st_mtime_ns, FIXTURE.read_bytes()
+    done = script("make_test_fixture", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "mnist-small.npz" in done.stdout
+    assert (FIXTURE.stat().st_mtime_ns, FIXTURE.read_bytes()) == before
+
+
+def test_gpu_check_reports_each_engine_on_its_own(monkeypatch, capsys):
+    """The autograd line is autograd's largest difference, not the largest of both."""
+    gpu_check = load_script("gpu_check")
+    grads = {  # (engine, device) -> gradients: fused differs by 0.5, autograd by 0.01
+        ("fused", "cpu"): [torch.tensor([2.0]), torch.tensor([1.0])],
+        ("fused", "cuda"): [torch.tensor([2.0]), torch.tensor([1.5])],
+        ("autograd", "cpu"): [torch.tensor([1.0]), torch.tensor([4.0])],
+        ("autograd", "cuda"): [torch.tensor([1.01]), torch.tensor([4.0])],
+    }
+    monkeypatch.setattr(gpu_check, "engine_gradients", lambda x, engine, dev: grads[engine, dev])
+    worst = gpu_check.gradient_parity(torch.zeros(32, 784))
+    lines = capsys.readouterr().out.splitlines()
+    assert worst == pytest.approx(0.5)
+    assert lines[0].split()[0] == "fused" and lines[0].endswith("5.00e-01")
+    assert lines[1].split()[0] == "autograd" and lines[1].endswith("1.00e-02")
+
+
+def test_bench_memory_paths():
+    bench_memory = load_script("bench_memory")
+    assert bench_memory.path_names("both") == ["mapped", "memory"]
+    assert bench_memory.path_names("memory") == ["memory"]
+    assert bench_memory.path_names("mapped,memory") == ["mapped", "memory"]
+
+
+def test_bench_train_exits_1_when_a_row_failed(tmp_path):
+    """A worker that cannot even import deepae: its row says so, and the script fails."""
+    (tmp_path / "deepae").mkdir()
+    (tmp_path / "deepae" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    done = script("bench_train", "--source", tmp_path, "--models", "article", "--no-plain",
+                  "--conditions", "idle", "--quick")  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "failed: ImportError: broken on purpose" in done.stdout
+    assert "1 of 1 measurement(s) failed" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bench_datasets_reuses_its_folder(tmp_path):
+    """A second run with fewer images into the same folder checks its own images, not the
+    first run's left behind; and the budget of a few images is not '< 0 s'."""
+    for count in (40, 20):
+        done = script("bench_datasets", "--count", count, "--repeats", "1", "--folder", tmp_path)
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == 0 or "over budget" in done.stderr, done.stderr
+        assert f"\n{count} 28 x 28 PNGs" in done.stdout and "; checked" in done.stdout
+    assert sorted(int(p.stem) for p in tmp_path.glob("*/*.png")) == list(range(20))
+    assert "| < 0.01 s |" in done.stdout  # 30 s for 60,000 images: 0.01 s for 20
+
+
+def test_bench_memory_reuses_its_folder(tmp_path):
+    """A --folder given again holds last time's run: the new one replaces it."""
+    for _ in range(2):
+        done = script("bench_memory", "--count", 300, "--paths", "mapped", "--folder", tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "| mapped | 270 |" in done.stdout  # 300 images, 10% of them for validation
