@@ -93,6 +93,9 @@ KEYS = {
     "image, row and column": lambda y: (-2, 5, 9),
     "slice and row": lambda y: (slice(2, 9), 3),
     "list, all rows, column": lambda y: ([1, 2], slice(None), 4),
+    "0-d index": lambda y: np.array(3),
+    "2-D indices": lambda y: np.array([[0, 1], [2, 3]]),
+    "2-D indices and row": lambda y: (np.array([[0, 1], [2, 3]]), 1),
 }
 
 
@@ -108,10 +111,15 @@ def test_image_rows_take_numpys_other_indexes(digits, key):
         np.testing.assert_array_equal(np.asarray(rows.select(index)), want[index])
 
 
-@pytest.mark.parametrize("key", [np.ones(3, bool), np.array([1.0, 2.0]), np.ones((2, 2), int)])
+@pytest.mark.parametrize(
+    "key",
+    [np.ones(3, bool), np.array([1.0, 2.0]), ([0, 1], [2, 3]), (Ellipsis, 0), (0, [1, 2])],
+)
 def test_image_rows_refuse_indexes_they_would_misread(digits, key):
+    # ([0, 1], [2, 3]) is NumPy's (image 0, row 2) and (image 1, row 3): arrays after the
+    # first combine with it, which only the whole array can do; refused, never misread.
     rows = ImageRows(digits[0][:50])
-    with pytest.raises(IndexError, match="boolean index of shape|indexed by"):
+    with pytest.raises(IndexError, match="boolean index of shape|indexed by|ints and slices"):
         rows[key]
 
 

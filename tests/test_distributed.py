@@ -362,6 +362,11 @@ def test_batches_must_split_over_the_ranks():
     with pytest.raises(ConfigError, match="holds 1 of the 1025 .*--nproc 1"):
         world.check_fits(64, 1025, cpu)
     world.check_fits(64, 1025, cpu, edges=True)  # a neighbour loss's steps: 64 edges each
+    # 33 % 32 = 1 image, and batch norm needs 2: no number of processes fits, none named
+    with pytest.raises(
+        ConfigError, match="holds 1 of the 33 images, fewer than 8 for 4 processes; give a"
+    ):
+        world.check_fits(32, 33, cpu, batch_norm=True)
     distributed.World().check_fits(63, 1000, cpu)  # alone, anything goes
 
 

@@ -134,7 +134,7 @@ def test_resume_to_the_epochs_done_of_a_run_stopped_mid_epoch_is_refused(tmp_pat
     assert snapshot(folder) == before
 
 
-@pytest.mark.parametrize("record", [None, {}, {"name": "mnist"}])
+@pytest.mark.parametrize("record", [None, {}, {"source": "npz file"}])
 def test_resume_without_a_data_record_is_refused_not_run_on_mnist(done, record):
     # Without the data's SHA-256 or counts, a resume would load the default, MNIST, with
     # nothing to check it against.
@@ -147,6 +147,24 @@ def test_resume_without_a_data_record_is_refused_not_run_on_mnist(done, record):
     assert proc.returncode == 2, proc.stderr
     assert "does not say what data the run trained on" in proc.stderr
     assert "Traceback" not in proc.stderr and snapshot(done) == before
+
+
+def test_a_run_of_an_earlier_version_resumes_on_the_data_its_record_names(tmp_path):
+    # deepae before the SHA-256 and the counts recorded the data by name and load
+    # arguments only: such a run resumes on the data they name.
+    fixture = "tests/fixtures/mnist-small.npz"
+    args = ["--dataset", fixture, "--epochs", "1", "--runs-dir", str(tmp_path), "--name", "a"]
+    common = ["--no-evaluate", "--no-progress", "--latent-activation", "linear"]
+    assert subprocess.run([*CLI, "train", *args, *common], capture_output=True,
+                          timeout=300).returncode == 0  # fmt: skip
+    raw = status(tmp_path / "a")
+    for key in ("sha256", "n_train", "n_test"):
+        del raw["data"][key]
+    (tmp_path / "a" / "run.json").write_text(json.dumps(raw))
+    proc = subprocess.run([*CLI, "train", "--resume", str(tmp_path / "a"), "--epochs", "2",
+                           *common[:2]], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert status(tmp_path / "a")["epochs_done"] == 2
 
 
 # -- 3. resume with other data is refused ----------------------------------------------------
@@ -291,7 +309,9 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, tiny
     monkeypatch.setattr(
         pipeline.time, "strftime", lambda fmt: fmt.replace("%Y%m%d-%H%M%S", "20261130-103358")
     )
-    with files.locked(tmp_path / "article-20261130-103358"):  # a run of that second, training
+    taken = tmp_path / "article-20261130-103358"
+    with files.locked(taken):  # a run of that second, training: its files written already
+        (taken / "config.json").write_text("{}")
         result = start(tmp_path, None, tiny, epochs=1, stop=lambda: True)
     assert result.folder == tmp_path / "article-20261130-103358-2"
     assert status(result.folder)["status"] == "interrupted"
@@ -311,6 +331,20 @@ def test_overwrite_empties_only_a_run_folder_never_through_a_link(done, tmp_path
     with pytest.raises(ConfigError, match=message):
         start(tmp_path, name, tiny, overwrite=True)
     assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+
+
+def test_a_lock_file_that_is_a_fifo_blocks_no_command(done, tmp_path, tiny):
+    # Opening a FIFO waits for a writer: a planted one would hang every reader (in a
+    # process of its own, so that a hang is a failed test, not a stuck suite).
+    import os
+
+    (done / files.LOCK_FILE).unlink()
+    os.mkfifo(done / files.LOCK_FILE)
+    proc = subprocess.run([*CLI, "encode", str(done), "--out", str(tmp_path / "codes.npy")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(RunError, match="is not a regular file"):
+        run.resume(done, tiny, epochs=3, log=lambda _: None, progress=False)
 
 
 def test_a_lock_file_that_is_a_link_is_refused_and_followed_nowhere(done, tmp_path, tiny):

@@ -114,6 +114,7 @@ def test_more_threads_than_cores_is_a_warning(two_cores):
     assert "3 threads on 2 usable core(s)" in threads.oversubscribed(3)
     assert threads.oversubscribed(1, processes=2) is None
     assert "2 threads in each of 2 processes on 2 usable core(s)" in threads.oversubscribed(2, 2)
+    assert threads.oversubscribed(1, processes=4) is None  # too many processes: said apart
 
 
 def test_nproc_with_too_many_threads_is_warned_once_by_the_launcher(two_cores, monkeypatch,

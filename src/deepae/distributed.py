@@ -113,12 +113,13 @@ class World:
         last = n_images % batch_size or batch_size
         need = 2 if batch_norm else 1
         if last // self.size < need:
-            fits = max(p for p in range(1, self.size) if batch_size % p == 0 and last // p >= need)
+            fits = max((p for p in range(1, self.size) if batch_size % p == 0
+                        and last // p >= need), default=None)  # fmt: skip
+            fewer = f"train in {fits} process(es) (--nproc {fits}), or " if fits else ""
             raise ConfigError(
                 f"the last batch of each epoch holds {last} of the {n_images} images, fewer "
-                f"than {need * self.size} for {self.size} processes; train in {fits} "
-                f"process(es) (--nproc {fits}), or give a batch_size that divides {n_images} "
-                "or leaves a larger remainder",
+                f"than {need * self.size} for {self.size} processes; {fewer}give a batch_size "
+                f"that divides {n_images} or leaves a larger remainder",
                 field="batch_size",
             )
 

@@ -130,8 +130,8 @@ def oversubscribed(threads: int, processes: int = 1) -> str | None:
     """A warning when `threads` in each of `processes` processes (a data-parallel run's)
     exceed the cores this process may run on, else None."""
     cores = affinity_cores()
-    if threads * processes <= cores:
-        return None
+    if threads * processes <= cores or threads == 1:  # 1: more processes than cores, said
+        return None  # by deepae.distributed.check_nproc; fewer threads there are not
     if processes == 1:
         return (f"{threads} threads on {cores} usable core(s): threads will wait for each "
                 "other at every step; give --threads at most the core count")  # fmt: skip

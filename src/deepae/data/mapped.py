@@ -58,14 +58,37 @@ class ImageRows:
             return ImageRows(self._images, self._index[key])
         if isinstance(key, int | np.integer):
             return self.take(np.array([range(len(self))[key]]))[0]  # range: IndexError
-        if isinstance(key, tuple):  # x[i, ...]: the images first, then NumPy's indexing
-            if not key:
-                return self
-            images = self[key[0]]
-            if isinstance(key[0], int | np.integer):
-                return images[key[1:]]
-            return np.asarray(images)[(slice(None), *key[1:])]
-        return self.take(self._positions(key))
+        if isinstance(key, tuple):  # x[i, j]: the images first, then NumPy's indexing
+            return self._in_images(key)
+        positions = np.asarray(key)
+        if positions.dtype.kind in "iu" and positions.ndim != 1:  # 0-d, or (a, b) of indices
+            if positions.ndim == 0:
+                return self[int(positions)]
+            images = self.take(positions.reshape(-1))
+            return images.reshape(*positions.shape, *images.shape[1:])
+        return self.take(self._positions(positions))
+
+    def _in_images(self, key: tuple):
+        """x[first, *rest] where `rest` indexes within the images with ints and slices (NumPy's
+        basic indexing, the same after the images are read); array indices within them, or
+        an Ellipsis, combine with the first in ways only NumPy's whole array gives."""
+        if not key:
+            return self
+        first, rest = key[0], key[1:]
+        if any(k is Ellipsis or not isinstance(k, int | np.integer | slice) for k in rest) or (
+            first is Ellipsis
+        ):
+            raise IndexError("images take ints and slices after the image index; read them "
+                             "first for more (np.asarray(x[i])[...])")  # fmt: skip
+        images = self[first]
+        if isinstance(images, ImageRows):
+            images = np.asarray(images)
+        lead = (
+            ()
+            if np.ndim(images) == len(self.shape) - 1
+            else (slice(None),) * (np.ndim(images) - len(self.shape) + 1)
+        )
+        return images[(*lead, *rest)]
 
     def select(self, idx: np.ndarray) -> ImageRows:
         """The images at positions idx (M,), or where a boolean mask (N,) is true, as

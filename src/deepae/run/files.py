@@ -342,7 +342,8 @@ def _open_lock(folder: Path, *, create: bool = True) -> int:
     """folder/.lock opened (`create`: made if missing), never through a link (a crafted
     run folder could make deepae create a file elsewhere): OSError unless it is a regular
     file."""
-    flags = (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | os.O_NOFOLLOW
+    # O_NONBLOCK: a FIFO planted as .lock would block the open until a writer came.
+    flags = (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK
     fd = os.open(folder / LOCK_FILE, flags, 0o644)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)

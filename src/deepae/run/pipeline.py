@@ -310,13 +310,13 @@ def start(runs_dir: str | Path = "runs", name: str | None = None, *, preset: str
 def _claim_default_folder(runs_dir: str | Path, preset: str | None) -> Path:
     """runs_dir/<preset>-<date>-<time>, made now (mkdir is atomic), or with -2, -3, ...
     after it when another run took that second's name."""
-    first = new_run_folder(runs_dir, None, preset=preset)
+    first = Path(runs_dir) / _default_name(preset)  # taken or not: tried below
     for n in range(1, 1000):
         folder = first if n == 1 else first.with_name(f"{first.name}-{n}")
         try:
             folder.mkdir(parents=True)
             return folder
-        except FileExistsError:
+        except FileExistsError:  # another run's folder (or any file of that name)
             continue
         except OSError as e:
             raise RunError(f"cannot write {folder}/: {e.strerror or e}; choose a writable runs "
@@ -350,7 +350,7 @@ def new_run_folder(runs_dir: str | Path, name: str | None = None, *, preset: str
     """The folder of a new run: runs_dir/name (default: <preset>-<date>-<time>). An existing
     non-empty folder is a ConfigError unless `overwrite` (then `start` empties it, under the
     run's lock, once everything else is checked). Creates nothing."""
-    name = time.strftime(f"{preset or 'article'}-%Y%m%d-%H%M%S") if name is None else name
+    name = _default_name(preset) if name is None else name
     if name.strip() in ("", ".", "..") or "/" in name or "\0" in name or name != name.strip():
         raise ConfigError(
             f"name {name!r} is not a folder name: give one name (no '/', not '.' or '..', no "
@@ -378,6 +378,10 @@ def new_run_folder(runs_dir: str | Path, name: str | None = None, *, preset: str
                           f"{storage.CONFIG_FILE}); --overwrite empties run folders only: "
                           "choose another name", field="name")  # fmt: skip
     return folder
+
+
+def _default_name(preset: str | None) -> str:
+    return time.strftime(f"{preset or 'article'}-%Y%m%d-%H%M%S")
 
 
 def _has_run_files(folder: Path) -> bool:

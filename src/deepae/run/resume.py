@@ -97,11 +97,12 @@ def _preset(record: dict[str, Any]) -> str | None:
 
 
 def _check_data_recorded(folder: Path, recorded: Any) -> None:
-    """run.json must say which data the run trained on (its SHA-256, or for runs recorded
-    before the hash the image counts): without it a resume would load the default data,
-    MNIST, and have nothing to check it against."""
+    """run.json must say which data the run trained on (its SHA-256, its image counts, or,
+    for runs of earlier deepae versions that recorded neither, the data's name): without
+    any of them a resume would load the default data, MNIST, and have nothing to check it
+    against."""
     rec = recorded if isinstance(recorded, dict) else {}
-    if not any(rec.get(k) is not None for k in ("sha256", "n_train", "n_test")):
+    if not any(rec.get(k) for k in ("sha256", "n_train", "n_test", "dataset", "name")):
         raise RunError(f"{folder}/{files.STATUS_FILE} does not say what data the run trained "
                        "on (its data record is damaged); restore it, or start a new "
                        "run")  # fmt: skip
