@@ -20,7 +20,8 @@ torch.optim.Adam, PyTorch's default threads: what a user gets) and deepae on bes
 (batch 512, one-cycle). Options to compare, for the deepae processes only: `--threads`
 (DEEPAE_THREADS: auto is deepae.threads' policy), `--wait-policy` (OMP_WAIT_POLICY before
 PyTorch loads: cli is what `deepae train` sets, unset leaves OpenMP's default),
-`--interop` (torch.set_num_interop_threads), `--precision` (TrainConfig.precision),
+`--interop` (torch.set_num_interop_threads; default leaves PyTorch's), `--precision`
+(TrainConfig.precision),
 `--env KEY=VALUE`, and `--source` (deepae's code itself: the `src` folders of two
 checkouts, to measure a change against the commit before it in one run).
 """
@@ -156,8 +157,8 @@ def worker(args) -> dict:
 
     from deepae.train import resolve_device
 
-    if args.interop:
-        torch.set_num_interop_threads(args.interop)  # before any parallel work
+    if args.interop[0] != "default":
+        torch.set_num_interop_threads(int(args.interop[0]))  # before any parallel work
     cuda = resolve_device(args.device).type == "cuda"
     window = Window(args.warmup, args.window, torch.cuda.synchronize if cuda else lambda: None)
     if args.worker == "plain":
@@ -170,7 +171,8 @@ def worker(args) -> dict:
     import deepae
 
     return {**result, "s_per_epoch": per_epoch, "steps": window.steps, "peak_mb": peak_mb,
-            "wait_policy": _waiting(os.environ), "deepae": deepae.__file__}  # fmt: skip
+            "wait_policy": _waiting(os.environ), "deepae": deepae.__file__,
+            "interop": torch.get_num_interop_threads()}  # fmt: skip
 
 
 # -- the parent: who runs when, and the table ----------------------------------------------
@@ -191,6 +193,7 @@ class Contender:
     wait: str  # cli, unset, or an OMP_WAIT_POLICY value; "-" for the plain loop
     precision: str = "preset"  # TrainConfig.precision for deepae; "preset": the preset's
     source: str = ""  # a `src` folder to import deepae from (PYTHONPATH); "": as installed
+    interop: str = "default"  # torch.set_num_interop_threads for deepae; default: PyTorch's
 
     def env(self, extra: dict[str, str]) -> dict[str, str]:
         """The worker's environment: this one, with the contender's settings (deepae)."""
@@ -245,7 +248,7 @@ def measure(children: Children, contender: Contender, condition: str, args) -> l
     """Run `contender` under `condition`; one result per measured process."""
     cmd = [sys.executable, __file__, "--worker", contender.kind, "--device", args.device,
            "--warmup", str(args.warmup), "--window", str(args.window)]  # fmt: skip
-    cmd += ["--interop", str(args.interop)] if args.interop and contender.kind != "plain" else []
+    cmd += ["--interop", contender.interop] if contender.kind != "plain" else []
     cmd += ["--precision", contender.precision] if contender.kind != "plain" else []
     limit = args.warmup + args.window + 120  # start-up and data loading included, generously
     background = None
@@ -285,10 +288,12 @@ def _from_source(result: dict, source: str) -> dict:
 def contenders(args) -> list[Contender]:
     found = []
     for preset in args.models:
-        for source, count, wait, precision in itertools.product(
-            args.source, args.threads, args.wait_policy, args.precision
+        for source, count, wait, precision, interop in itertools.product(
+            args.source, args.threads, args.wait_policy, args.precision, args.interop
         ):
-            found.append(Contender(f"deepae {preset}", preset, count, wait, precision, source))
+            found.append(
+                Contender(f"deepae {preset}", preset, count, wait, precision, source, interop)
+            )
         if preset == "article" and not args.no_plain:
             found.append(Contender("plain article", "plain", "-", "-"))
     return found
@@ -307,6 +312,7 @@ def report(rows: dict[tuple[str, Contender], list[dict]], args) -> None:
               f"(PARALLEL_WORK {threads.PARALLEL_WORK / 1e6:g}M)")  # fmt: skip
     print(f"\n{'condition':<20}{'trainer':<16}{'threads':>12}{'wait policy':>13}"
           f"{'precision':>16}{'s/epoch':>22}{'vs plain':>10}{'peak MB':>9}"
+          + (f"{'interop':>14}" if args.interop != ["default"] else "")
           + ("  source" if _sources(args) else ""))  # fmt: skip
     for condition in args.conditions:
         plain = _median([r for (c, k), rs in rows.items() if c == condition
@@ -314,7 +320,7 @@ def report(rows: dict[tuple[str, Contender], list[dict]], args) -> None:
         for (c, contender), results in rows.items():
             if c != condition:
                 continue
-            print(_row(CONDITIONS[condition], contender, results, plain))
+            print(_row(CONDITIONS[condition], contender, results, plain, args))
     if "best2d" in args.models:
         epochs = resolve("best2d")[1].epochs
         print(f"\nbest2d trains {epochs} epochs: its training takes ~{epochs} x its s/epoch.")
@@ -325,7 +331,8 @@ def _median(results: list[dict]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _row(condition: str, contender: Contender, results: list[dict], plain: float | None) -> str:
+def _row(condition: str, contender: Contender, results: list[dict], plain: float | None,
+         args) -> str:  # fmt: skip
     """One line of the table: the median over processes, [min-max] when there are several."""
     head = f"{condition:<20}{contender.trainer:<16}"
     good = [r for r in results if r.get("s_per_epoch")]
@@ -342,7 +349,13 @@ def _row(condition: str, contender: Contender, results: list[dict], plain: float
     peak = max(r["peak_mb"] for r in good)
     precision = good[0]["precision"]
     source = f"  {contender.source}" if contender.source else ""
-    return f"{head}{count:>12}{wait:>13}{precision:>16}{seconds:>22}{ratio:>10}{peak:>9.0f}{source}"
+    interop = ""
+    if args.interop != ["default"]:  # the count each worker had: PyTorch's own, or the set one
+        used = "/".join(str(n) for n in sorted({r.get("interop", "?") for r in good}))
+        interop = f"{used} ({'-' if contender.kind == 'plain' else contender.interop})"
+        interop = f"{interop:>14}"
+    line = f"{head}{count:>12}{wait:>13}{precision:>16}{seconds:>22}{ratio:>10}{peak:>9.0f}"
+    return f"{line}{interop}{source}"
 
 
 def _sources(args) -> bool:
@@ -363,6 +376,15 @@ def env_pair(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def interop_counts(text: str) -> list[str]:
+    """An argparse type: "default,1" -> ["default", "1"]; each a positive count or default."""
+    values = _listed(text)
+    for value in values:
+        if value != "default" and not (value.isascii() and value.isdigit() and int(value) > 0):
+            raise argparse.ArgumentTypeError(f"{value!r}: expected default or a positive count")
+    return values
 
 
 def timed_presets() -> list[str]:
@@ -409,7 +431,13 @@ def parse_args(argv=None):
         help="OMP_WAIT_POLICY for deepae: cli (what deepae train sets), "
         "unset, PASSIVE, ACTIVE; e.g. cli,unset (cli)",
     )
-    parser.add_argument("--interop", type=int, help="torch.set_num_interop_threads for deepae")
+    parser.add_argument(
+        "--interop",
+        type=interop_counts,
+        default=["default"],
+        help="torch.set_num_interop_threads for deepae: default (PyTorch's own) or a count; "
+        "e.g. default,1 (default)",
+    )
     parser.add_argument(
         "--precision",
         type=listed,

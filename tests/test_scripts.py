@@ -45,6 +45,7 @@ BAD_ARGUMENTS = [  # (script, its arguments, a phrase of the error line)
     ("bench_train", "--rounds 0", f"--rounds: '0' {WHOLE}"),
     ("bench_train", "--rounds -1", f"--rounds: '-1' {WHOLE}"),
     ("bench_train", "--conditions idle --env FOO", "expected KEY=VALUE, got 'FOO'"),
+    ("bench_train", "--interop default,0", "--interop: '0': expected default or a positive"),
     # (the arguments after the bad one bound what the scripts did before they checked it)
     ("bench_train", f"--models umap2d {QUICK}", "models timed here: article, best2d"),
     ("bench_train", f"--device bogus {QUICK} --models article", "invalid choice: 'bogus'"),
