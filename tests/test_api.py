@@ -165,3 +165,12 @@ def test_a_fit_that_diverges_gives_the_model_back_as_before_its_epoch(
         m.fit(x, epochs=1, verbose=0)
     for a, b in zip(models[0].get_weights(), models[1].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_bad_values_and_bad_images_are_value_errors_as_in_scikit_learn():
+    # scikit-learn's estimators raise ValueError for bad parameters and data
+    # (its check_estimators_nan_inf expects one): deepae's errors for them are ValueErrors.
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        Autoencoder(lr=-1)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        Autoencoder(epochs=1).fit(np.full((4, 784), np.nan, dtype=np.float32))

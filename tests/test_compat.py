@@ -139,3 +139,40 @@ def test_repr_shows_what_differs_from_the_defaults():
     assert repr(Autoencoder()) == "Autoencoder()"
     assert repr(Autoencoder(epochs=3, latent_activation="linear")) == (
         "Autoencoder(latent_activation='linear', epochs=3)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"x": np.zeros((5, 10, 10), np.uint8)},  # not the model's images
+     {"validation_split": 1.0},  # refused by Autoencoder.fit
+     {"callbacks": "not a list"}],
+)  # fmt: skip
+def test_a_refit_that_fails_leaves_the_fitted_map_as_it_was(x, bad):
+    # umap-learn checks x before it changes anything; here a refit starts from scratch,
+    # so it must not drop the fitted map before it knows that it can train a new one.
+    # The oracle: the map's own embedding_ and weights from before the failed call.
+    from sklearn.utils.validation import check_is_fitted
+
+    reducer = UMAP(**SMALL).fit(x)
+    weights, embedding = reducer.get_weights(), reducer.embedding_
+    with pytest.raises(ConfigError):
+        reducer.fit(**{"x": x, **bad})
+    check_is_fitted(reducer)
+    assert reducer.train_state.epoch == 1 and reducer.embedding_ is embedding
+    for w, b in zip(reducer.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(w, b)
+    np.testing.assert_array_equal(reducer.transform(x), embedding)
+
+
+def test_an_unfitted_map_refuses_transform_as_umap_learns_does(x):
+    # umap-learn's unfitted UMAP raises an AttributeError in transform and
+    # inverse_transform; scikit-learn's NotFittedError is one, with a message.
+    from sklearn.exceptions import NotFittedError
+
+    reducer = UMAP(**SMALL)
+    for verb, data in ((reducer.transform, x[:3]), (reducer.inverse_transform, [[0.0, 1.0]])):
+        with pytest.raises(AttributeError, match="UMAP is not fitted yet") as e:
+            verb(data)
+        assert isinstance(e.value, NotFittedError)
+    reducer.fit(x)
+    assert reducer.inverse_transform(reducer.transform(x[:3])).shape == (3, 28, 28)

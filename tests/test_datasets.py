@@ -500,6 +500,17 @@ def test_object_arrays_are_refused_and_never_unpickled(tmp_path, cache):
     assert marker.exists()
 
 
+def test_an_object_array_inside_an_npz_is_named_as_such_not_as_a_corrupt_entry(tmp_path, cache):
+    # DataError is a ValueError too, and zip entries catch ValueError as damage: the
+    # entry's own reason must come through.
+    images = np.empty(4, dtype=object)
+    np.savez(tmp_path / "odd.npz", x_train=images, allow_pickle=True)
+    with pytest.raises(DataError, match="object arrays would need pickle") as err:
+        load(tmp_path / "odd.npz", cache)
+    assert "corrupt zip entry" not in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
 def npy_bytes(shape, dtype="<u1", data=b"") -> bytes:
     header = {"descr": dtype, "fortran_order": False, "shape": shape}
     import io

@@ -282,6 +282,53 @@ def test_fit_refuses_what_an_autoencoder_cannot_do(mnist_small, kwargs, field):
     assert e.value.field == field and "\n" not in str(e.value)
 
 
+def test_a_refused_fit_leaves_the_model_as_it_was(mnist_small):
+    # A fresh model given Keras' initial_epoch, and a callback that refuses the fit
+    # before it trains: the model must stay untrained (scikit-learn's check_is_fitted is
+    # the oracle), and the next fit start at epoch 0.
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    x = mnist_small.x_train[:64]
+    ae = Autoencoder(epochs=2)
+    for bad in ([EarlyStopping()], "not a list"):  # no val_loss to monitor; not a list
+        with pytest.raises(ConfigError):
+            ae.fit(x, epochs=5, initial_epoch=3, callbacks=bad, verbose=0)
+    assert ae.train_state.epoch == 0 and ae.history is None
+    with pytest.raises(NotFittedError):
+        check_is_fitted(ae)
+    assert ae.fit(x, epochs=1, verbose=0).epoch == [0]
+
+
+@pytest.mark.parametrize("split", [None, 0.0])
+def test_validation_split_none_means_no_split_as_in_keras(mnist_small, split):
+    # Keras' fit splits only `if validation_split` (keras/src/trainers: None and 0 alike).
+    h = Autoencoder(epochs=1).fit(mnist_small.x_train[:64], validation_split=split, verbose=0)
+    assert h.params["steps"] == 2 and "val_loss" not in h.history  # all 64 images trained
+
+
+@pytest.mark.parametrize("split", ["0.2", True, [0.2]])
+def test_validation_split_of_the_wrong_kind_is_one_clear_error(mnist_small, split):
+    with pytest.raises(ConfigError, match="validation_split must be a number") as e:
+        Autoencoder(epochs=1).fit(mnist_small.x_train[:64], validation_split=split, verbose=0)
+    assert e.value.field == "validation_split"
+
+
+@pytest.mark.parametrize("shape", [(64, 1), (64, 3)])
+def test_a_column_of_labels_or_a_later_steps_targets_are_not_used(mnist_small, shape):
+    # scikit-learn's Pipeline passes y to every step, and a transformer ignores it: a
+    # column of labels (n, 1) or multi-output targets (n, k) of a later regressor. The
+    # oracle: the same model fit without y.
+    x = mnist_small.x_train[:64]
+    y = np.arange(np.prod(shape), dtype=float).reshape(shape)
+    with_y, alone = Autoencoder(epochs=1), Autoencoder(epochs=1)
+    assert with_y.fit(x, y, verbose=0).history == alone.fit(x, verbose=0).history
+    with pytest.raises(ConfigError, match="the target must be the images"):
+        Autoencoder(epochs=1).fit(x, x[::-1].reshape(64, 784), verbose=0)  # other images
+    with pytest.raises(ConfigError, match="the target must be the images"):
+        Autoencoder(epochs=1).fit(x, (x[::-1] / 255.0).tolist(), verbose=0)  # as lists too
+
+
 def test_y_equal_to_x_is_accepted(mnist_small):
     x = mnist_small.x_train[:64]
     h = Autoencoder(epochs=1).fit(x, x.copy(), validation_data=(x, x), verbose=0)
@@ -303,16 +350,20 @@ class FakeModel:
 
 
 def drive(callback, values, key="val_loss"):
-    """Feed `values` to a callback as Keras would; returns the epochs it ran."""
+    """Feed `values` to a callback as Keras would, on_train_end included; returns the
+    epochs it ran."""
     model = FakeModel()
     callback.set_model(model)
     callback.on_train_begin({})
+    ran = len(values)
     for epoch, v in enumerate(values):
         model.w = [np.array([float(epoch)])]  # the weights "after" this epoch
         callback.on_epoch_end(epoch, {key: v})
         if model.stop_training:
-            return epoch + 1, model
-    return len(values), model
+            ran = epoch + 1
+            break
+    callback.on_train_end({key: values[ran - 1]})
+    return ran, model
 
 
 def test_early_stopping_counts_patience_as_keras_does():
@@ -328,6 +379,40 @@ def test_early_stopping_counts_patience_as_keras_does():
     cb = EarlyStopping(patience=1, restore_best_weights=True)
     ran, model = drive(cb, [1.0, 0.8, 0.9, 0.7])
     assert ran == 3 and model.w[0][0] == 1.0  # epoch 1's weights put back
+
+
+def test_early_stopping_restores_the_best_weights_when_fit_ends_without_stopping():
+    # Keras 3's EarlyStopping puts the best epoch's weights back in on_train_end, whether
+    # or not it stopped (keras/src/callbacks/early_stopping.py): best at epoch 1, then
+    # worse at 2 and 3, and the epochs run out before patience 3 does.
+    cb = EarlyStopping(patience=3, restore_best_weights=True)
+    ran, model = drive(cb, [1.0, 0.8, 0.9, 0.95])
+    assert (ran, cb.stopped_epoch, cb.best_epoch) == (4, 0, 1)
+    assert model.w[0][0] == 1.0  # epoch 1's weights, not the last epoch's (3)
+    ran, model = drive(EarlyStopping(patience=3), [1.0, 0.8, 0.9, 0.95])
+    assert model.w[0][0] == 3.0  # without restore_best_weights: the last epoch's
+
+
+def test_early_stopping_restores_the_best_weights_of_a_real_fit(mnist_small):
+    # The oracle: the weights after the fit's best epoch, as a callback placed before
+    # EarlyStopping saw them. 3 epochs and patience 3: it never stops, yet restores.
+    class Snapshots:
+        def __init__(self):
+            self.weights = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.weights.append(self.model.get_weights())
+
+    ae = Autoencoder(epochs=3, lr=0.2, latent_activation="linear")  # lr: val_loss jumps
+    x, v = mnist_small.x_train[:256], mnist_small.x_test[:64]
+    snaps, stop = Snapshots(), EarlyStopping(patience=3, restore_best_weights=True)
+    h = ae.fit(x, validation_data=v, callbacks=[snaps, stop], verbose=0)
+    best = int(np.argmin(h.history["val_loss"]))
+    assert best < 2, "the last epoch must not be the best, or nothing is restored"
+    assert stop.stopped_epoch == 0 and stop.best_epoch == best
+    for w, b in zip(ae.get_weights(), snaps.weights[best], strict=True):
+        np.testing.assert_array_equal(w, b)
+    assert ae.evaluate(v) == pytest.approx(h.history["val_loss"][best], rel=1e-5)
 
 
 def test_early_stopping_ends_fit_on_a_plateau(mnist_small):
@@ -373,6 +458,24 @@ def test_csv_logger_has_val_loss_when_the_first_epoch_does_not_validate(mnist_sm
     assert rows[0] == ["epoch", "loss", "val_loss"]
     assert [r[2] for r in rows[1:]] == ["", repr(h.history["val_loss"][0]),
                                         repr(h.history["val_loss"][1])]  # fmt: skip
+
+
+def test_csv_logger_appending_keeps_every_row_under_the_files_columns(mnist_small, tmp_path):
+    # Appending to a log that has rows: no second header, and the columns stay the same in
+    # every row, the val_loss cell empty where an epoch did not validate (as Keras' does).
+    path = tmp_path / "log.csv"
+    ae = Autoencoder(epochs=2, latent_activation="linear")
+    x, v = mnist_small.x_train[:128], mnist_small.x_test[:32]
+    h1 = ae.fit(x, validation_data=v, callbacks=[CSVLogger(path)], verbose=0)
+    h2 = ae.fit(x, validation_data=v, validation_freq=2, verbose=0,
+                callbacks=[CSVLogger(path, append=True)])  # fmt: skip
+    assert h2.epoch == [2, 3] and len(h2.history["val_loss"]) == 1  # epoch 3 of 4 does not
+    rows = list(csv.reader(path.read_text().splitlines()))
+    loss = h1.history["loss"] + h2.history["loss"]
+    val = h1.history["val_loss"] + h2.history["val_loss"]
+    assert rows == [["epoch", "loss", "val_loss"], ["0", repr(loss[0]), repr(val[0])],
+                    ["1", repr(loss[1]), repr(val[1])], ["2", repr(loss[2]), ""],
+                    ["3", repr(loss[3]), repr(val[2])]]  # fmt: skip
 
 
 def test_a_plain_object_with_hooks_is_a_callback(mnist_small):
@@ -533,6 +636,23 @@ def test_odd_arguments_are_config_errors(fitted, mnist_small, call, field):
     with pytest.raises(ConfigError) as e:
         call(fitted, mnist_small.x_test, mnist_small.y_test)
     assert e.value.field == field
+
+
+def test_transform_before_fit_is_scikit_learns_not_fitted_error(mnist_small, tmp_path):
+    # The oracle: scikit-learn's own estimator check, on a model of 1x2 "images" (its data).
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.estimator_checks import check_transformers_unfitted
+
+    small = {"input_size": 2, "image_shape": (1, 2), "hidden_sizes": (3,)}
+    check_transformers_unfitted("Autoencoder", Autoencoder(**small))
+    ae, x = Autoencoder(epochs=1), mnist_small.x_test[:5]
+    for verb, data in ((ae.transform, x), (ae.inverse_transform, [[0.0, 1.0]])):
+        with pytest.raises(NotFittedError, match="not fitted yet: call fit") as e:
+            verb(data)
+        assert "\n" not in str(e.value)
+    assert ae.encode(x).shape == (5, 2)  # Keras' verbs take an untrained network
+    ae.save(tmp_path / "m")
+    assert Autoencoder.load(tmp_path / "m").transform(x).shape == (5, 2)  # loaded: fitted
 
 
 def test_a_scikit_learn_pipeline_takes_the_model_as_a_transformer(mnist_small):

@@ -111,15 +111,15 @@ class Autoencoder:
         Returns a `History` of this call's epochs (also kept as `self.history`)."""
         x_train, x_val = fit_args.fit_data(self._as_source, x, y, validation_data,
                                            validation_split)  # fmt: skip
-        self.threads = thread_policy.for_training(  # a bad count is refused before training
+        n_threads = thread_policy.for_training(  # a bad count is refused before training
             self.model_config, batch_size or self.train_config.batch_size, threads)  # fmt: skip
         done = self.train_state.epoch
         begun = self.trainer.cfg if self.trainer is not None and done else None
         first, target = fit_args.epoch_span(done, self.train_config.epochs, epochs,
                                             initial_epoch, begun)  # fmt: skip
         history = History(self, {"verbose": verbose, "epochs": target, "initial_epoch": first})
-        self.history, self._fit_images = history, x
         if target <= first:  # Keras trains nothing when initial_epoch >= epochs
+            self.history, self._fit_images, self.threads = history, x, n_threads
             return history
         # This call's settings; `epochs` is the total trained, which shapes a schedule.
         run_config = cfg.replace(self.train_config, epochs=target, batch_size=batch_size,
@@ -127,7 +127,6 @@ class Autoencoder:
         show_bar = verbose == 1 if progress is None else progress
         trainer = self.trainer_for(x_train, config=run_config, log=print if verbose else None,
                                    progress=show_bar)  # fmt: skip
-        self.train_state.epoch = first  # a fresh model given initial_epoch starts there
         history.params.update(steps=trainer.steps_per_epoch,
                               validation_freq=run_config.validation_freq,
                               do_validation=x_val is not None and run_config.validate)  # fmt: skip
@@ -142,9 +141,13 @@ class Autoencoder:
                 on_epoch_end(record, state)
             hooks.call("on_epoch_end", record.epoch - 1, logs)
 
-        hooks.call("on_train_begin", {})
+        hooks.call("on_train_begin", {})  # may refuse (EarlyStopping without its metric)
+        # A fit refused above leaves the model's weights, epoch count, history and images as
+        # they were; from here on it trains. A fresh model given initial_epoch starts there.
+        self.history, self._fit_images, self.threads = history, x, n_threads
+        self.train_state.epoch = first
         stop = trainer.world.agreed_stop(stop)  # data-parallel ranks stop after the same step
-        with thread_policy.using(self.threads):
+        with thread_policy.using(n_threads):
             self.train_state = train.fit(
                 trainer, x_train, x_val, state=self.train_state, on_epoch_end=report,
                 progress=show_bar,
@@ -268,12 +271,32 @@ class Autoencoder:
         return self.train_state.epoch > 0 or self._loaded
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """scikit-learn's transform: `encode` (images -> codes (N, latent))."""
+        """scikit-learn's transform: `encode` (images -> codes (N, latent)) of a fitted (or
+        loaded) model; before that scikit-learn's NotFittedError."""
+        self._check_fitted("transform")
         return self.encode(x)
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
-        """scikit-learn's inverse_transform: `decode` (codes -> images (N, H, W))."""
+        """scikit-learn's inverse_transform: `decode` (codes -> images (N, H, W)) of a
+        fitted (or loaded) model; before that scikit-learn's NotFittedError."""
+        self._check_fitted("inverse_transform")
         return self.decode(z)
+
+    def _check_fitted(self, verb: str) -> None:
+        # scikit-learn's transformers refuse to transform before fit (check_is_fitted; its
+        # estimator check check_transformers_unfitted), and so does umap-learn's UMAP: the
+        # codes of an untrained network mean nothing. Keras' verbs (encode, predict) do not.
+        if self.__sklearn_is_fitted__():
+            return
+        message = (
+            f"this {type(self).__name__} is not fitted yet: call fit (or load a saved model) "
+            f"before {verb}; encode and decode take an untrained network"
+        )
+        try:
+            from sklearn.exceptions import NotFittedError  # a ValueError and AttributeError
+        except ImportError:  # scikit-learn is optional
+            raise ConfigError(message) from None
+        raise NotFittedError(message)
 
     def __repr__(self) -> str:
         """The settings that differ from the class's defaults, as scikit-learn shows them:

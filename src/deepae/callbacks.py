@@ -89,7 +89,8 @@ class Callback:
 class EarlyStopping(Callback):
     """Stop when `monitor` ('val_loss' or 'loss') has not improved by more than
     `min_delta` for `patience` epochs, as keras.callbacks.EarlyStopping does (mode
-    'min'). `restore_best_weights` puts back the weights of the best epoch when it stops.
+    'min'). `restore_best_weights` puts back the weights of the best epoch when training
+    ends, stopped early or not, as Keras 3's does (Keras 2 did only when it stopped).
     `stopped_epoch` and `best_epoch` are 0-based epochs (0: did not stop)."""
 
     def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0,
@@ -139,12 +140,17 @@ class EarlyStopping(Callback):
         elif self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
 
     def on_train_end(self, logs=None) -> None:
         if self.stopped_epoch and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        # Keras 3 restores here, whether or not training stopped early
+        # (keras/src/callbacks/early_stopping.py, EarlyStopping.on_train_end).
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print("Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")  # fmt: skip
+            self.model.set_weights(self.best_weights)
 
 
 class CSVLogger(Callback):
@@ -154,25 +160,29 @@ class CSVLogger(Callback):
 
     def __init__(self, filename: str | Path, separator: str = ",", append: bool = False):
         self.filename, self.separator, self.append = Path(filename), separator, append
-        self._file = self._writer = None
+        self._file = self._writer = self._keys = None
+        self._header = True
 
     def on_train_begin(self, logs=None) -> None:
         has_rows = self.append and self.filename.is_file() and self.filename.stat().st_size
         self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
-        self._writer = None if not has_rows else csv.writer(self._file, delimiter=self.separator)
+        # Each fit chooses its columns afresh; appended rows go under the file's header.
+        self._writer, self._keys, self._header = None, None, not has_rows
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
         if self._file is None:  # called outside fit: open as fit would
             self.on_train_begin()
-        if self._writer is None:
-            self._writer = csv.writer(self._file, delimiter=self.separator)
+        if self._keys is None:
             # A fit that validates every few epochs has no val_loss in the first: the
-            # column is there all the same, as in Keras' CSVLogger.
+            # column is there all the same, as in Keras' CSVLogger (appending too).
             validates = getattr(self, "params", {}).get("do_validation", False)
             self._keys = sorted({*logs, *(["val_loss"] if validates else [])})
-            self._writer.writerow(["epoch", *self._keys])
-        keys = getattr(self, "_keys", sorted(logs))
+        if self._writer is None:
+            self._writer = csv.writer(self._file, delimiter=self.separator)
+            if self._header:
+                self._writer.writerow(["epoch", *self._keys])
+        keys = self._keys
         self._writer.writerow([epoch, *(repr(logs[k]) if k in logs else "" for k in keys)])
         self._file.flush()
 

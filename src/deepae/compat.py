@@ -82,14 +82,20 @@ class UMAP(Autoencoder):
         n_components); returns self. As umap-learn's `fit`, each call trains a new map from
         scratch (a loaded map too). Labels `y` are accepted, as scikit-learn's pipelines
         pass them, but not used, with a warning: the map is unsupervised, where umap-learn
-        would make a supervised one. `fit_options` are `Autoencoder.fit`'s."""
+        would make a supervised one. `fit_options` are `Autoencoder.fit`'s. A fit that
+        fails (bad images or options, a diverged loss) leaves a fitted map as it was."""
         if y is not None:
             warnings.warn("UMAP.fit ignores y: deepae's map is unsupervised (umap-learn's "
                           "fit(x, y) makes a supervised map)", stacklevel=2)  # fmt: skip
+        before = dict(vars(self))  # a fit that fails gives the map back as it was
         if self.train_state.epoch or self._loaded:
-            self._untrained()
+            self._untrained()  # replaces the network, trainer and state: `before` keeps them
         fit_options.setdefault("verbose", int(bool(self.verbose)))
-        Autoencoder.fit(self, x, **fit_options)
+        try:
+            Autoencoder.fit(self, x, **fit_options)
+        except Exception:
+            vars(self).update(before)  # umap-learn checks x before it changes anything
+            raise
         self.embedding_ = self.encode(x)
         self._input_ndim = min(np.ndim(x), 3)
         return self
@@ -100,7 +106,9 @@ class UMAP(Autoencoder):
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """Codes (N, n_components) -> images shaped as the fit's input was: (N, H, W), or
-        (N, D) for flat vectors, as umap-learn gives back its input's shape."""
+        (N, D) for flat vectors, as umap-learn gives back its input's shape. Before a fit
+        (or load), scikit-learn's NotFittedError."""
+        self._check_fitted("inverse_transform")
         images = self.decode(z)
         return images.reshape(len(images), -1) if self._input_ndim == 2 else images
 

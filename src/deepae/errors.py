@@ -20,16 +20,18 @@ class DeepAEError(Exception):
         self.field = field
 
 
-class DataError(DeepAEError):
-    """A dataset file is missing, corrupt, or not what it claims to be."""
+class DataError(DeepAEError, ValueError):
+    """A dataset file is missing, corrupt, or not what it claims to be; or images given to
+    the library are not what it takes. A ValueError too, as NumPy and scikit-learn raise
+    for bad values, so `except ValueError` and scikit-learn's checks catch it."""
 
 
 class RunError(DeepAEError):
     """A run folder or a saved model is missing, incomplete or corrupt."""
 
 
-class ConfigError(DeepAEError):
-    """A configuration value or an argument is invalid."""
+class ConfigError(DeepAEError, ValueError):
+    """A configuration value or an argument is invalid (a ValueError too, as DataError)."""
 
 
 class CheckpointMismatch(RunError):

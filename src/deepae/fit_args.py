@@ -10,6 +10,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from deepae import batches
@@ -21,8 +22,9 @@ from deepae.errors import ConfigError, DataError
 AsInput = Callable[[Any, str], torch.Tensor | batches.MappedImages]
 
 
-def fit_data(as_input: AsInput, x: Any, y: Any, validation_data: Any,
-             validation_split: float) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+def fit_data(
+    as_input: AsInput, x: Any, y: Any, validation_data: Any, validation_split: float | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(x_train (N, D), x_val (M, D) or None): `validation_data` (x_val or Keras' (x_val,
     x_val)) wins over `validation_split`, as in Keras, which takes the last part of x."""
     x_train = not_empty(as_input(x, "x"), "x")
@@ -37,9 +39,12 @@ def fit_data(as_input: AsInput, x: Any, y: Any, validation_data: Any,
         x_val = not_empty(as_input(validation_data[0], "validation_data"), "validation_data")
         check_target(as_input, validation_data[0], validation_data[1], x_val, "validation_data")
         return x_train, x_val
-    if not 0 <= validation_split < 1:
-        raise ConfigError(f"validation_split must lie in [0, 1), got {validation_split!r}",
-                          field="validation_split")  # fmt: skip
+    if validation_split is None:  # Keras' fit takes None for no split too (a falsy value)
+        return x_train, None
+    number = isinstance(validation_split, numbers.Real) and not isinstance(validation_split, bool)
+    if not number or not 0 <= validation_split < 1:
+        raise ConfigError(f"validation_split must be a number in [0, 1), got "
+                          f"{validation_split!r}", field="validation_split")  # fmt: skip
     if not validation_split:
         return x_train, None
     split_at = math.floor(len(x_train) * (1 - validation_split))
@@ -110,12 +115,18 @@ def epoch_span(done: int, default: int, epochs: int | None, initial_epoch: int,
 
 
 def _labels(y: Any, n: int, width: int) -> bool:
-    """Whether y is n labels: a flat sequence of n numbers or names (not images of width
-    values each, nor one flat image, which must then be x itself)."""
+    """Whether y is labels (or another step's targets), one row per image: a flat sequence
+    of n numbers or names, or n rows of k values with k not an image's `width` (a column
+    of labels (n, 1), as scikit-learn's pipelines pass y, or (n, k) multi-output targets).
+    Not images of width values each, nor one flat image: those must be x itself."""
+    if isinstance(y, str | bytes):
+        return False
     shape = getattr(y, "shape", None)
     if shape is None:
         try:
-            shape = (len(y),) if not isinstance(y, str | bytes) else None
-        except TypeError:
+            shape = np.shape(y)  # nested lists: rows of images are not labels
+        except (ValueError, TypeError):  # ragged rows: not labels; refused as images
             return False
-    return shape == (n,) and not (n == width == 1)
+    shape = tuple(shape)
+    flat = shape == (n,) and not (n == width == 1)
+    return flat or (len(shape) == 2 and shape[0] == n and shape[1] != width)

@@ -95,6 +95,8 @@ class NpzFile:
         try:
             with self._zf.open(info) as f:
                 return _read_array(f, info.file_size, where, max_bytes)
+        except DataError:  # the entry read, but is not an array deepae takes: said already
+            raise
         # What zipfile raises on damaged entries: bad CRC, cut-off deflate stream, an
         # encrypted or unknown compression method, a bad local header.
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
