@@ -106,6 +106,27 @@ def test_pca_plane_for_a_3d_latent_space(small_run):
     assert meta["points"]["labels"] is None and meta["classes"] == []
 
 
+def test_string_labels_are_numbered_in_sorted_order(small_run):
+    """As latent.png numbers them (deepae.plots): classes sorted, each named by itself."""
+    data = small_run.data
+    words = np.array(["odd", "even"])[(data.y_train[:600] % 2 == 0).astype(int)]  # (600,)
+    html = explorer.build_explorer(small_run.ae, data.x_train[:600], words, points=200)
+    meta, _ = page_data(html)
+    assert meta["classes"] == ["even", "odd"]
+    assert meta["palette"] == ["#1f77b4", "#ff7f0e"]  # tab10's first two
+    index = np.frombuffer(base64.b64decode(meta["points"]["index"]), "<u4")
+    labels = np.frombuffer(base64.b64decode(meta["points"]["labels"]), np.uint8)
+    np.testing.assert_array_equal(labels, data.y_train[index] % 2)  # even 0, odd 1
+    # Class numbers as floats, with names as a NumPy array: the names stay.
+    names = np.array([f"digit {c}" for c in range(10)])
+    html = explorer.build_explorer(
+        small_run.ae, data.x_train[:600], data.y_train[:600].astype(float), points=200,
+        class_names=names,
+    )  # fmt: skip
+    meta, _ = page_data(html)
+    assert meta["classes"] == list(names)
+
+
 def test_bad_point_count_is_an_error(small_run):
     with pytest.raises(ConfigError, match="points must be at least 1"):
         explorer.build_explorer(small_run.ae, small_run.data.x_train, None, points=0)

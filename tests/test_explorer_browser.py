@@ -87,6 +87,17 @@ def overlay_box(page):
     return page.locator("#overlay").bounding_box()
 
 
+def after_two_frames(page):
+    """Wait until the page has drawn two more frames (a redraw happens in the next one),
+    at most TIMEOUT_MS even if the page's script never returns (evaluate has no timeout)."""
+    page.wait_for_function(
+        """() => { if (window.__frames === undefined) { window.__frames = 0;
+             requestAnimationFrame(() => requestAnimationFrame(() => { window.__frames = 2; })); }
+           if (window.__frames !== 2) return false;
+           delete window.__frames; return true; }"""
+    )
+
+
 def test_page_opens_offline_without_errors_and_is_saved_as_a_screenshot(page, article):
     p = page.page
     info = p.evaluate("window.deepae.data")
@@ -265,6 +276,70 @@ def test_typed_coordinates_are_decoded(page, article):
     p.press("#coords", "Enter")
     assert "Type two numbers" in p.locator("#coord-error").inner_text()
     assert p.evaluate("window.deepae.current.u") == 500
+    assert page.problems == []
+
+
+def test_a_point_typed_far_away_is_shown_without_hanging_the_page(page, article):
+    """A point 2^51 view widths out: float64 still tells the view's edges apart there, but
+    cannot count its axis ticks one by one (tick number k + 1 == k). The page must answer;
+    every action below times out (TIMEOUT_MS) if its script never returns."""
+    p = page.page
+    view = p.evaluate("window.deepae.view")
+    u, v = 2.0**51 * (view["x1"] - view["x0"]), -(2.0**51) * (view["y1"] - view["y0"])
+    p.fill("#coords", f"{u!r}, {v!r}")
+    p.press("#coords", "Enter")
+    p.wait_for_function(
+        "([u, v]) => window.deepae.current.u === u && window.deepae.current.v === v", arg=[u, v]
+    )
+    after_two_frames(p)
+    view = p.evaluate("window.deepae.view")
+    assert view["x0"] < u < view["x1"] and view["y0"] < v < view["y1"]
+    expected = article.ae.decode([[u, v]])
+    np.testing.assert_allclose(
+        p.evaluate("Array.from(window.deepae.current.pixels)"), expected.ravel(), atol=1e-5
+    )
+    # The view shows the point: the mouse over it decodes it, to a pixel.
+    x, y = p.evaluate("uv => window.deepae.toPixel(...uv)", [u, v])
+    box = overlay_box(p)
+    p.mouse.move(box["x"] + x, box["y"] + y)
+    rect, view = p.evaluate("[window.deepae.plotRect(), window.deepae.view]")
+    du, dv = (view["x1"] - view["x0"]) / rect["width"], (view["y1"] - view["y0"]) / rect["height"]
+    p.wait_for_function(
+        "([u, v, du, dv]) => Math.abs(window.deepae.current.u - u) <= du"
+        " && Math.abs(window.deepae.current.v - v) <= dv",
+        arg=[u, v, du, dv],
+    )
+    assert page.problems == []
+
+
+def test_zooming_in_a_hundred_times_keeps_the_page_working(page, article):
+    """Zooming in without end (a trackpad fling) must neither hang the page nor shrink the
+    view past what float64 can tell apart: the point under the pointer stays put, and the
+    pixels beside it still decode points of their own."""
+    p = page.page
+    box = overlay_box(p)
+    x, y = round(box["x"] + 400), round(box["y"] + 300)  # page pixel: events round to one
+    px, py = x - box["x"], y - box["y"]  # canvas pixel
+    plane = "xy => window.deepae.toPlane(...xy)"
+    home, under = p.evaluate("window.deepae.view"), p.evaluate(plane, [px, py])
+    p.evaluate(
+        """([x, y]) => { const o = document.getElementById("overlay");
+             for (let i = 0; i < 100; i++) o.dispatchEvent(new WheelEvent("wheel",
+               { deltaY: -1000, clientX: x, clientY: y, bubbles: true, cancelable: true })); }""",
+        [x, y],
+    )  # each asks to zoom in 4.5x: 1e65x in all
+    after_two_frames(p)
+    np.testing.assert_allclose(p.evaluate(plane, [px, py]), under, rtol=1e-9)
+    view = p.evaluate("window.deepae.view")
+    assert view["x1"] - view["x0"] < 1e-6 * (home["x1"] - home["x0"])  # zoomed in, far
+    here, right, below = (p.evaluate(plane, xy) for xy in ([px, py], [px + 1, py], [px, py + 1]))
+    assert right[0] > here[0] and right[1] == here[1]
+    assert below[1] < here[1] and below[0] == here[0]
+    p.mouse.move(x + 1, y)
+    p.wait_for_function(  # the page still answers the mouse
+        "([u, du]) => Math.abs(window.deepae.current.u - u) < du / 2",
+        arg=[right[0], right[0] - here[0]],
+    )
     assert page.problems == []
 
 

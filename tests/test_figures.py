@@ -101,3 +101,30 @@ def test_literal_round_trips_through_matplotlib():
         escaped = plots.literal(name)
         assert not cbook.is_math_text(escaped)
         assert escaped.replace("\\$", "$") == name  # what Text draws for non-math text
+
+
+# -- labels that are not class numbers ------------------------------------------------------
+
+
+def legend_and_colours(fig):
+    """The legend's texts and each point's colour as '#rrggbb', in data order."""
+    from matplotlib.colors import to_hex
+
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    return texts, [to_hex(c) for c in ax.collections[0].get_facecolors()]
+
+
+def test_latent_scatter_takes_string_and_float_labels():
+    codes = np.random.default_rng(0).random((5, 2))
+    blue, orange, green = "#1f77b4", "#ff7f0e", "#2ca02c"  # tab10's first three
+    # Strings: classes in sorted order (cat 0, dog 1, emu 2), each named by itself.
+    fig = plots.plot_latent(codes, np.array(["dog", "cat", "dog", "emu", "cat"]))
+    assert legend_and_colours(fig) == (["cat", "dog", "emu"], [orange, blue, orange, green, blue])
+    fig = plots.plot_latent(codes[:3], ["b", "a", "b"])  # a plain list too
+    assert legend_and_colours(fig) == (["a", "b"], [orange, blue, orange])
+    # Class numbers stored as floats (labels read from a CSV) keep their class names.
+    fig = plots.plot_latent(codes[:3], np.array([1.0, 0.0, 1.0]), class_names=("zero", "one"))
+    assert legend_and_colours(fig) == (["zero", "one"], [orange, blue, orange])
+    fig = plots.plot_latent(codes[:3], np.array([2, 0, 2]), class_names=np.array(["x", "y", "z"]))
+    assert legend_and_colours(fig) == (["x", "z"], [green, blue, green])

@@ -136,6 +136,16 @@ def test_pca_plane_is_orthonormal_and_lift_inverts_project():
     np.testing.assert_allclose(plane.project(plane.lift(uv)), uv, atol=1e-5)
 
 
+def test_pca_plane_of_one_code_still_has_two_axes():
+    code = np.array([[0.5, -2.0, 3.0]])  # one image's code, latent size 3
+    plane = latent.fit_plane(code)
+    assert plane.axes.shape == (2, 3)
+    np.testing.assert_allclose(plane.axes @ plane.axes.T, np.eye(2), atol=1e-12)
+    # The one code is the plane's origin; a code one unit along the first axis is (1, 0).
+    np.testing.assert_allclose(plane.project(code), [[0.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(plane.project(code + plane.axes[0]), [[1.0, 0.0]], atol=1e-6)
+
+
 def test_latent_size_3_figures_say_pca_and_do_not_crash(small_run, tmp_path):
     ae = Autoencoder(latent_size=3, latent_activation="linear")  # untrained: shapes only
     d = small_run.data

@@ -63,7 +63,9 @@ def fit_plane(codes: np.ndarray) -> Plane:
         return Plane(np.zeros(1), np.array([[1.0], [0.0]]), ("z[0]", "(none)"), "")
     mean = codes.mean(0, dtype=np.float64)
     centred = codes[:PCA_FIT_POINTS] - mean
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # vt: (latent, latent)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # vt: (min(N, latent), latent)
+    if len(vt) < 2:  # one code: it is the mean, so any two orthonormal axes show it
+        vt = np.eye(latent)
     note = f" (first two principal components of the {latent}-D codes)"
     return Plane(mean, vt[:2].copy(), ("PC1", "PC2"), note)
 

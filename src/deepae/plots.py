@@ -45,7 +45,25 @@ def class_count(labels: np.ndarray, class_names: Sequence[str] | None = None) ->
     lacks some classes still colours each class as the whole dataset does."""
     labels = np.asarray(labels)
     top = int(labels.max()) + 1 if labels.size else 0
-    return max(top, len(class_names or ()))
+    return max(top, 0 if class_names is None else len(class_names))
+
+
+def class_numbers(
+    labels: Sequence | np.ndarray, class_names: Sequence[str] | None = None
+) -> tuple[np.ndarray, Sequence[str] | None]:
+    """Labels (N,) as class numbers 0..K-1, with the names of those classes. Class numbers
+    (non-negative integers, also as floats such as 3.0) stay as they are and keep
+    `class_names`; any other labels (strings, -1, 0.5) are numbered in sorted order and
+    name themselves."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iu" and (not labels.size or labels.min() >= 0):
+        return labels, class_names
+    if labels.dtype.kind == "f" and np.all(
+        np.isfinite(labels) & (labels >= 0) & (labels == np.round(labels))
+    ):
+        return labels.astype(np.int64), class_names
+    names, numbers = np.unique(labels, return_inverse=True)
+    return numbers.reshape(-1), [str(n) for n in names]
 
 
 def plot_latent(
@@ -66,9 +84,7 @@ def plot_latent(
     if labels is None:
         ax.scatter(codes[:, 0], codes[:, 1], s=4, color=palette(1)[0], linewidths=0)
     else:
-        labels = np.asarray(labels)
-        if labels.dtype.kind not in "iu":  # strings: classes in sorted order
-            class_names, labels = np.unique(labels, return_inverse=True)
+        labels, class_names = class_numbers(labels, class_names)
         colors = np.array(palette(class_count(labels, class_names)))
         # One scatter in data order (not one per class): no class is drawn over all others.
         ax.scatter(codes[:, 0], codes[:, 1], s=4, c=colors[labels], linewidths=0)

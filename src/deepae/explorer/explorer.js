@@ -252,14 +252,23 @@
   }
 
   // -- drawing ---------------------------------------------------------------------------
+  // Ticks at round numbers over [lo, hi]: about `target` of them, never more than 100. The
+  // count is fixed before the loop: far from 0, k + 1 can equal k in float64, and a loop on
+  // k * step <= hi would then never end (a point typed at 2e15 would hang the page).
   function niceTicks(lo, hi, target) {
     const raw = (hi - lo) / target;
+    if (!(raw > 0 && Number.isFinite(raw))) return [];
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
     const norm = raw / mag;
     const step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
+    const first = Math.ceil(lo / step);
+    const count = Math.min(100, Math.floor(hi / step + 1e-9) - first + 1);
     const ticks = [];
-    for (let k = Math.ceil(lo / step); k * step <= hi + step * 1e-9; k++) ticks.push(k * step);
-    const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+    for (let i = 0; i < count; i++) {
+      const t = (first + i) * step;
+      if (!ticks.length || t > ticks[ticks.length - 1]) ticks.push(t);
+    }
+    const decimals = Math.min(100, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
     return ticks.map((t) => [t, t.toFixed(decimals)]);
   }
 
@@ -641,8 +650,19 @@
     { passive: false },
   );
 
-  function zoomAt(px, py, factor) {
+  // The narrowest view around coordinate c on an axis whose home view is `home` wide:
+  // 1e-9 of that, or of |c| far from 0. Float32 codes resolve ~1e-7 of their size, and a
+  // narrower view would run out of float64 digits: pixels, and ticks, would merge.
+  function narrowest(c, home) {
+    return 1e-9 * Math.max(Math.abs(c), home);
+  }
+  function zoomAt(px, py, requested) {
     const [u, v] = toPlane(px, py);
+    const factor = Math.max(
+      requested,
+      narrowest(u, homeView.x1 - homeView.x0) / (view.x1 - view.x0),
+      narrowest(v, homeView.y1 - homeView.y0) / (view.y1 - view.y0),
+    );
     view = {
       x0: u + (view.x0 - u) * factor,
       x1: u + (view.x1 - u) * factor,
@@ -695,8 +715,8 @@
     }
     typed = [u, v];
     if (u < view.x0 || u > view.x1 || v < view.y0 || v > view.y1) {
-      const w = (view.x1 - view.x0) / 2;
-      const h = (view.y1 - view.y0) / 2;
+      const w = Math.max(view.x1 - view.x0, narrowest(u, homeView.x1 - homeView.x0)) / 2;
+      const h = Math.max(view.y1 - view.y0, narrowest(v, homeView.y1 - homeView.y0)) / 2;
       view = { x0: u - w, x1: u + w, y0: v - h, y1: v + h };
       redrawSoon();
     }

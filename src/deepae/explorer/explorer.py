@@ -62,12 +62,12 @@ def decoder_layers(net: nn.Module) -> tuple[list[dict[str, Any]], np.ndarray]:
             dense.append({"w": w, "b": b, "activation": "linear", "params": {}})
         elif isinstance(module, nn.BatchNorm1d):
             layer = dense[-1]
-            s = module.weight.detach().double().numpy() / np.sqrt(
-                module.running_var.double().numpy() + module.eps
+            s = module.weight.detach().double().cpu().numpy() / np.sqrt(
+                module.running_var.double().cpu().numpy() + module.eps
             )
             layer["w"] = layer["w"] * s[:, None]
-            layer["b"] = s * (layer["b"] - module.running_mean.double().numpy())
-            layer["b"] = layer["b"] + module.bias.detach().double().numpy()
+            layer["b"] = s * (layer["b"] - module.running_mean.double().cpu().numpy())
+            layer["b"] = layer["b"] + module.bias.detach().double().cpu().numpy()
         elif type(module) in _ACTIVATION_NAMES:
             dense[-1]["activation"] = _ACTIVATION_NAMES[type(module)]
             dense[-1]["params"] = _activation_params(module)
@@ -107,12 +107,15 @@ def build_explorer(
 
     ae: a trained `deepae.Autoencoder`; x_train: images (N, H, W) uint8 (an array, or
     deepae.data.ImageRows, of which only the sampled images are read); y_train: labels
-    (N,) or None; codes: ae.encode(x_train) (N, latent) if already computed. The scatter
-    shows `points` training codes, a sample stratified by label (seeded); their images
-    are embedded too, as many as fit in `max_bytes` (a stratified prefix)."""
+    (N,) or None, class numbers or any others (strings: see plots.class_numbers); codes:
+    ae.encode(x_train) (N, latent) if already computed. The scatter shows `points`
+    training codes, a sample stratified by label (seeded); their images are embedded too,
+    as many as fit in `max_bytes` (a stratified prefix)."""
     if points < 1:
         raise ConfigError(f"points must be at least 1, got {points}", field="points")
     codes = ae.encode(x_train) if codes is None else codes  # (N, latent)
+    if y_train is not None:  # strings and the like: numbered and named as latent.png does
+        y_train, class_names = plots.class_numbers(y_train, class_names)
     view = latent.fit_plane(codes)
     order = latent.stratified_order(y_train, len(codes), seed=seed)[:points]  # (P,)
     xy = view.project(codes[order])  # (P, 2)
@@ -160,7 +163,7 @@ def _page_meta(ae, view, xy, order, y_train, class_names, title) -> dict[str, An
     layers, weights = decoder_layers(ae.net)
     labels = None if y_train is None else np.asarray(y_train)[order]
     n_classes = 0 if labels is None else int(labels.max()) + 1
-    names = list(class_names or [])[:n_classes]
+    names = [str(name) for name in ([] if class_names is None else class_names)][:n_classes]
     names += [str(c) for c in range(len(names), n_classes)]
     # The figures' colours (deepae.plots.palette), sized for every class of the dataset,
     # not only those in the sample, so that class c looks the same here and in latent.png.
