@@ -235,3 +235,50 @@ def test_plot_with_a_damaged_metrics_file_changes_no_figure(cli_run_copy, capsys
     err = capsys.readouterr().err
     assert "metrics.json" in err and "delete it" in err and "deepae plot" not in err
     assert {p.name: p.read_bytes() for p in cli_run_copy.iterdir() if p.suffix == ".png"} == before
+
+
+def test_decode_reads_a_negative_coordinate_in_every_form_float_reads(cli_run, tmp_path):
+    # argparse took "-1E-3,2" (capital E), "-1e+2,0" (explicit +) and "-1.,2" (trailing dot)
+    # for unknown options; Python's float() reads each.
+    points = ["-1E-3,2", "-1e+2,0", "-1.,2", "-.5,-3"]
+    out = tmp_path / "d.npy"
+    assert main(["decode", str(cli_run), *points, "--out", str(out)]) == 0
+    from deepae import Autoencoder
+
+    want = [[float(v) for v in p.split(",")] for p in points]  # the oracle: Python's float()
+    assert want == [[-0.001, 2.0], [-100.0, 0.0], [-1.0, 2.0], [-0.5, -3.0]]
+    np.testing.assert_array_equal(np.load(out), Autoencoder.load(cli_run).decode(want))
+
+
+def test_a_coordinate_beyond_float32_is_one_line(cli_run, tmp_path):
+    # 1e39 is a finite Python float but infinity as the model's float32: refused up front,
+    # not as a NumPy overflow warning and an error about the codes' shape.
+    code, out, err = run_cli("decode", cli_run, "1e39,0", "--out", tmp_path / "d.npy")
+    assert code == 2 and not (tmp_path / "d.npy").exists()
+    assert err.startswith("deepae: error: coordinate '1e39,0' is not 2 comma-separated finite")
+    assert len(err.strip().splitlines()) == 1, err
+    assert float(np.finfo(np.float32).max) == pytest.approx(3.4028234663852886e38, rel=1e-15)
+    assert main(["decode", str(cli_run), "3.4e38,0", "--out", str(tmp_path / "d.npy")]) == 0
+
+
+@pytest.mark.parametrize(
+    "option", [["--latent-size", "0"], ["--hidden-activation", ""], ["--preset", ""]]
+)
+def test_summary_of_a_run_refuses_every_model_option_given(cli_run, capsys, option):
+    # As --latent-size 3 is refused: a value that happens to be falsy is given all the same.
+    assert main(["summary", str(cli_run), "--latent-size", "3"]) == 2
+    assert "--latent-size cannot change a saved model" in capsys.readouterr().err
+    assert main(["summary", str(cli_run), *option]) == 2
+    out, err = capsys.readouterr()
+    assert f"{option[0]} cannot change a saved model" in err and "Total params" not in out
+
+
+def test_summary_of_an_empty_preset_name_is_refused(capsys):
+    assert main(["summary", "--preset", ""]) == 2
+    assert "unknown preset ''; known presets: article" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--name", ""], ["--runs-dir", ""]])
+def test_resume_refuses_an_empty_name_or_runs_dir(cli_run, capsys, option):
+    assert main(["train", "--resume", str(cli_run), *option, "--no-progress"]) == 2
+    assert f"leave out {option[0]}" in capsys.readouterr().err

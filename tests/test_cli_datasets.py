@@ -306,3 +306,31 @@ def test_the_runs_own_dataset_by_a_relative_path_keeps_its_recorded_split(tmp_pa
         assert main(["encode", "runs/r", "--split", "test", "--out", str(out), *given]) == 0
         counts[spelling] = len(np.load(out))
     assert set(counts.values()) == {180}, counts  # the run's 30%, however the path is written
+
+
+RUN_COMMANDS = ["train", "encode", "reconstruct", "plot", "explore", "evaluate"]
+
+
+def help_text(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
+
+
+def test_help_says_a_runs_own_val_fraction_is_the_default(env, tmp_path, capsys):
+    # The oracle: a run trained with --val-fraction 0.25 is evaluated on its own 25%
+    # without the option, so 0.1 is the default only where no run is read.
+    shapes = str(env / "shapes")  # 48 images
+    args = ["train", "--dataset", shapes, "--image-size", "16", "--runs-dir", str(tmp_path),
+            "--name", "q", "--val-fraction", "0.25", "--no-evaluate", *FAST]  # fmt: skip
+    assert main(args) == 0
+    assert main(["evaluate", str(tmp_path / "q")]) == 0
+    assert json.loads((tmp_path / "q" / "evaluation.json").read_text())["n"] == 12  # 48 / 4
+    capsys.readouterr()
+    for command in RUN_COMMANDS:
+        text = help_text(command, capsys)
+        assert "split (default: 0.1; or the run's)" in text, command
+        assert "(default: 28x28 for image folders, else the data's own size; or the run's)" in text
+    text = help_text("data", capsys)  # reads no run
+    assert "split (default: 0.1)" in text and "the run's" not in text

@@ -78,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Let "-1.5,2" be a coordinate, not an unknown option (argparse only knows "-1.5").
-        # No option of deepae starts with a digit, so nothing else changes meaning.
-        self._negative_number_matcher = re.compile(r"^-\d*\.?\d+(e-?\d+)?(,-?\d*\.?\d+(e-?\d+)?)*$")
+        # Let "-1.5,2" be a coordinate, not an unknown option (argparse only knows "-1.5"),
+        # in any form float() reads ("-1E-3,2", "-1e+2,0", "-1.,2"): whatever starts with
+        # "-" and a digit (as Python 3.13's argparse has it). No option of deepae starts with
+        # a digit, so nothing else changes meaning; parse_point checks the value.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     # argparse prints the whole usage before its error; one line is easier to read.
     def error(self, message: str):
@@ -96,21 +98,26 @@ _PAIRS = (("--pairs",), {
     "help": "test-image index pairs for interpolation.png (default: a few pairs of different "
     "labels, e.g. the first 0 and the first 1)",
 })  # fmt: skip
-_DATA = [
-    (("--dataset",), {"metavar": "mnist|fashion-mnist|PATH",
-                      "help": "mnist, fashion-mnist, a folder of images (one subfolder per "
-                      "class, or none), or a .npz/.npy file (default: mnist, or the run's)"}),
-    (("--data-dir",), {"help": "folder with the IDX files or mnist.npz (skips downloads)"}),
-    (("--image-size",), {"metavar": "HxW",
-                         "help": "resize images to HxW, e.g. 32x32, or one number for squares "
-                         "(default: 28x28 for image folders, else the data's own size; or "
-                         "the run's)"}),
-    (("--val-fraction",), {"type": float, "metavar": "F",
-                           "help": "share held out for validation from data without a test "
-                           "split (default: 0.1)"}),
-    (("--strict",), {"action": "store_true", "help": "stop at the first unreadable file of an "
-                     "image folder (default: skip it, warn)"}),
-]  # fmt: skip
+
+
+def _data_args(runs: str = "; or the run's") -> list:
+    """The data options; `runs` ends each default that a run's own record replaces (the
+    commands that read a run, and train --resume), "" for `data`, which reads none."""
+    return [
+        (("--dataset",), {"metavar": "mnist|fashion-mnist|PATH",
+                          "help": "mnist, fashion-mnist, a folder of images (one subfolder per "
+                          f"class, or none), or a .npz/.npy file (default: mnist{runs})"}),
+        (("--data-dir",), {"help": "folder with the IDX files or mnist.npz (skips downloads)"}),
+        (("--image-size",), {"metavar": "HxW",
+                             "help": "resize images to HxW, e.g. 32x32, or one number for "
+                             "squares (default: 28x28 for image folders, else the data's own "
+                             f"size{runs})"}),
+        (("--val-fraction",), {"type": float, "metavar": "F",
+                               "help": "share held out for validation from data without a test "
+                               f"split (default: 0.1{runs})"}),
+        (("--strict",), {"action": "store_true", "help": "stop at the first unreadable file of "
+                         "an image folder (default: skip it, warn)"}),
+    ]  # fmt: skip
 
 
 def _split(default: str):
@@ -138,7 +145,7 @@ def _commands() -> dict:
         _INDICES, (("--no-progress",), {"action": "store_true", "help": "no progress bar"}),
         (("--threads",), {"metavar": "N", "help": "CPU threads while training, or auto (default: "
                           "$DEEPAE_THREADS, else auto: 1 for small steps, all cores for big)"}),
-        _PAIRS, *_DATA,
+        _PAIRS, *_data_args(),
     ]  # fmt: skip
     return {
         "train": ("train a model and write a run folder", cmd_train, train,
@@ -150,7 +157,7 @@ def _commands() -> dict:
         ], MODEL_OPTIONS),
         "encode": ("write the latent codes of a dataset split", cmd_encode, [
             _RUN, (("--out",), {"help": "output .csv or .npy (default: RUN/codes-SPLIT.csv)"}),
-            _split("train"), *_DATA,
+            _split("train"), *_data_args(),
         ], []),
         "decode": ("turn latent points into images", cmd_decode, [
             _RUN, (("points",), {"nargs": "+", "metavar": "X,Y",
@@ -161,27 +168,27 @@ def _commands() -> dict:
         "reconstruct": ("originals vs reconstructions figure", cmd_reconstruct, [
             _RUN, _INDICES, _split("train"),
             (("--out",), {"help": "output .png (default: RUN/reconstructions-SPLIT.png)"}),
-            *_DATA,
+            *_data_args(),
         ], []),
         "plot": ("redraw the figures, explorer and report of a run", cmd_plot,
-                 [_RUN, _INDICES, _PAIRS, *_DATA], []),
+                 [_RUN, _INDICES, _PAIRS, *_data_args()], []),
         "explore": ("write the interactive latent-space explorer", cmd_explore, [
             _RUN, (("--out",), {"help": "output .html (default: RUN/explorer.html)"}),
             (("--points",), {"type": int, "default": 10000,
                              "help": "training codes in the scatter, at most all of them "
                                      "(default: 10000)"}),
             (("--open",), {"action": "store_true", "help": "open the page in your browser"}),
-            *_DATA,
+            *_data_args(),
         ], []),
         "evaluate": ("metrics of a run beside PCA: evaluation.json", cmd_evaluate,
-                     [_RUN, _split("test"), *_DATA], []),
+                     [_RUN, _split("test"), *_data_args()], []),
         "data": ("fetch, inspect or pack datasets", cmd_data, [
             (("action",), {"choices": ("fetch", "info", "pack"), "type": lower,
                            "help": "fetch into the cache, describe it, or pack SOURCE into "
                            "OUT.npy (uint8, memory-mapped by training; labels beside it)"}),
             (("operands",), {"nargs": "*", "metavar": "SOURCE OUT.npy",
                              "help": "pack: what to pack (as --dataset takes it) and where"}),
-            *_DATA,
+            *_data_args(""),
         ], []),
     }  # fmt: skip
 
@@ -236,8 +243,9 @@ def _add_config_options(p: argparse.ArgumentParser, options) -> None:
 def cmd_train(args) -> int:
     from deepae import native, run
 
+    # not in (None, False): --name "" is given too, and cannot be honoured either.
     given = [f"--{k.replace('_', '-')}" for k in ("preset", "name", "runs_dir", "overwrite")
-             if getattr(args, k)]  # fmt: skip
+             if getattr(args, k) not in (None, False)]  # fmt: skip
     if args.resume and given:
         raise ConfigError(f"--resume continues the saved run in its folder; leave out {given[0]}")
     asked = threads.requested(args.threads)  # --threads, else DEEPAE_THREADS: checked first
@@ -291,15 +299,17 @@ def _report_run(result, stopper, args) -> int:
 def cmd_summary(args) -> int:
     from deepae import model, run
 
-    given = [f"--{f.replace('_', '-')}" for f, v in _fields(args, MODEL_OPTIONS).items() if v]
-    if args.run and (given or args.preset):
+    # Given is not None: --latent-size 0 or --preset "" is given too, and cannot be honoured.
+    given = [f"--{f.replace('_', '-')}" for f, v in _fields(args, MODEL_OPTIONS).items()
+             if v is not None]  # fmt: skip
+    if args.run and (given or args.preset is not None):
         raise ConfigError(f"{', '.join(given) or '--preset'} cannot change a saved model; leave "
                      "it out, or leave out RUN to see another configuration")  # fmt: skip
     if args.run:
         net = run.load_run(args.run).net
     else:
-        model_config, _ = config.resolve(args.preset or config.DEFAULT_PRESET,
-                                         **_fields(args, MODEL_OPTIONS))  # fmt: skip
+        preset = config.DEFAULT_PRESET if args.preset is None else args.preset
+        model_config, _ = config.resolve(preset, **_fields(args, MODEL_OPTIONS))
         net = model.AutoencoderNet(model_config)
     print(model.summary(net))
     return 0

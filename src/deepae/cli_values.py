@@ -7,6 +7,10 @@ import argparse
 
 from deepae.errors import ConfigError
 
+# The largest float32 (numpy.finfo(numpy.float32).max): the model decodes float32 codes,
+# and a larger coordinate would become infinity there.
+FLOAT32_MAX = 3.4028234663852886e38
+
 
 def positive_int(text: str) -> int:
     """An argparse type (the scripts' counts): a whole number >= 1, refused in one line
@@ -21,15 +25,16 @@ def positive_int(text: str) -> int:
 
 
 def parse_point(text: str, size: int) -> list[float]:
-    """'0,5' -> [0.0, 5.0], checked against the latent size."""
+    """'0,5' -> [0.0, 5.0], checked against the latent size and float32's range."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != size or not all(abs(v) < float("inf") for v in values):
+    if len(values) != size or not all(abs(v) <= FLOAT32_MAX for v in values):  # NaN too
         example = ",".join(["0.5"] * size)
         raise ConfigError(
-            f"coordinate {text!r} is not {size} comma-separated finite numbers (e.g. {example})"
+            f"coordinate {text!r} is not {size} comma-separated finite numbers (e.g. {example}; "
+            f"at most {FLOAT32_MAX:.3g} in size, float32's range)"
         )
     return values
 
