@@ -95,6 +95,34 @@ def test_deeply_nested_json_is_one_line(run, capsys, name, command, depth):
     assert path.read_text() == deep
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["decode", "{}", "0,1"],
+        ["evaluate", "{}"],
+        ["summary", "{}"],
+        ["plot", "{}"],
+        ["explore", "{}"],
+        ["encode", "{}"],
+        ["reconstruct", "{}"],
+    ],  # fmt: skip
+)
+def test_a_file_given_as_the_run_is_named_as_such(tmp_path, capsys, command):
+    # Not "RUN/run.json cannot be read (Not a directory); delete it": that advice is wrong.
+    given = tmp_path / "notes.txt"
+    given.write_text("not a run")
+    code, err = cli(capsys, *[a.format(given) for a in command])
+    assert_one_line(code, err, f"{given} is a file, not a run folder")
+    assert given.read_text() == "not a run"
+
+
+def test_an_empty_preset_is_refused_not_taken_for_the_article(tmp_path, capsys):
+    # `deepae train --preset "$PRESET"` with PRESET unset must not train the article's model.
+    code, err = cli(capsys, "train", "--preset", "", "--runs-dir", tmp_path, *TINY)
+    assert_one_line(code, err, "unknown preset ''")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_seed_past_torchs_range_is_refused_before_the_run_folder(tmp_path, capsys):
     # It used to overflow torch's seed at the first epoch, leaving a stuck "training" run.
     code, err = cli(capsys, "train", *TINY, "--runs-dir", tmp_path, "--name", "s",

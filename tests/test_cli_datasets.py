@@ -180,6 +180,15 @@ TRAIN = ["train", "--runs-dir", "{runs}", "--name", "r", "--overwrite", *FAST,
         (TRAIN + ["--dataset", "{bad}/a-file"], "a-file: not a folder, .npz or .npy"),
         (TRAIN + ["--image-size", "0"], "image size '0'"),
         (TRAIN + ["--val-fraction", "1.5"], "val_fraction"),
+        # Options a named dataset cannot honour (it has its own test split, and no folder).
+        (
+            TRAIN + ["--dataset", "mnist", "--val-fraction", "0.2"],
+            "val_fraction is for data without a test split; mnist has its own",
+        ),
+        (
+            ["evaluate", "{run}", "--dataset", "fashion-mnist", "--strict"],
+            "strict is for image folders; fashion-mnist is not one",
+        ),
         (TRAIN + ["--indices", "47"], "indices [47] out of range"),
         (["plot", "{run}", "--dataset", "{bad}/other.npz"], "12x12 images but the model"),
         (["plot", "{run}", "--dataset", "{bad}/missing"], "missing: neither"),

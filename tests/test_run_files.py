@@ -233,12 +233,20 @@ def test_the_data_records_deepae_writes_are_read(tmp_path, mnist_small):
     [
         ("test", None, "evaluation.json"),
         ("train", None, "evaluation-train.json"),
-        ("test", "fashion-mnist", "evaluation-fashion-mnist.json"),
+        ("test", "fashion-mnist", "evaluation-fashion-mnist-test.json"),
         ("train", "my pets/2", "evaluation-my_pets_2-train.json"),
     ],  # fmt: skip
 )
 def test_evaluation_files_say_split_and_other_data(split, dataset, name):
     assert files.evaluation_file(split, dataset) == name
+
+
+def test_no_two_evaluations_share_a_file():
+    # A file train.npz is the dataset "train": its test split must not take the name of
+    # the run's own train split, nor "X-train" the name of X's train split.
+    datasets = [None, "train", "test", "X", "X-train", "X-test", "X-train-test", "data"]
+    names = {files.evaluation_file(s, d) for d in datasets for s in ("test", "train")}
+    assert len(names) == 2 * len(datasets)
 
 
 @pytest.mark.parametrize("text", ["garbage\n", "", "epoch,loss\n1,0.2\n"])

@@ -432,5 +432,6 @@ def test_evaluating_on_other_data_keeps_the_runs_own_evaluation(tmp_path, mnist_
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r" / "evaluation.json").read_bytes() == own
-    written = json.loads((tmp_path / "r" / "evaluation-other.json").read_text())
-    assert written["dataset"] == "other" and proc.stdout.rstrip().endswith("evaluation-other.json")
+    written = json.loads((tmp_path / "r" / "evaluation-other-test.json").read_text())
+    assert written["dataset"] == "other"
+    assert proc.stdout.rstrip().endswith("evaluation-other-test.json")

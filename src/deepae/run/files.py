@@ -114,6 +114,9 @@ def write_status(folder: str | Path, status: str, *, epochs_done: int, epochs: i
 
 def read_status(folder: str | Path) -> dict[str, Any] | None:
     """The run's status record, or None for a folder without one."""
+    if Path(folder).exists() and not Path(folder).is_dir():  # not "run.json is unreadable"
+        raise RunError(f"{folder} is a file, not a run folder; give the path of a folder "
+                       "`deepae train` wrote")  # fmt: skip
     path = Path(folder) / STATUS_FILE
     record = fsio.read_json(path, fix="delete it if the run finished", within=folder)
     if record is None:
@@ -238,14 +241,14 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
 
 def evaluation_file(split: str, dataset: str | None = None) -> str:
     """evaluation.json for the test split of the run's own data, evaluation-SPLIT.json
-    for another split; evaluation-DATASET[-SPLIT].json for other data (its name made safe
-    for a file name)."""
-    parts = ["evaluation"]
-    if dataset is not None:
-        parts.append(re.sub(r"[^A-Za-z0-9._-]+", "_", dataset).strip("._") or "data")
-    if split != "test":
-        parts.append(split)
-    return "-".join(parts) + ".json"
+    for another split; evaluation-DATASET-SPLIT.json for other data (its name made safe
+    for a file name). Other data always names its split: without it, a dataset called
+    `train` (a file train.npz) on its test split would overwrite the run's own
+    evaluation-train.json, and `X-train` would take the name of X's train split."""
+    if dataset is None:
+        return "evaluation.json" if split == "test" else f"evaluation-{split}.json"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset).strip("._") or "data"
+    return f"evaluation-{name}-{split}.json"
 
 
 def write_evaluation(folder: str | Path, result: dict[str, Any],

@@ -12,7 +12,7 @@ import numpy as np
 from deepae import evaluate as evaluation
 from deepae import fsio
 from deepae.api import Autoencoder
-from deepae.data import DEFAULT_VAL_FRACTION, LoadedData, load_dataset
+from deepae.data import DATASETS, DEFAULT_VAL_FRACTION, LoadedData, load_dataset
 from deepae.errors import ConfigError, DataError
 from deepae.run import files
 
@@ -54,6 +54,13 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
     rec = recorded if isinstance(recorded, dict) else {}
     named = rec.get("dataset") or rec.get("name")
     dataset = dataset or named or "mnist"
+    # A named dataset comes with its test split and is not a folder: these would do nothing.
+    if dataset in DATASETS and val_fraction is not None:
+        raise ConfigError(f"val_fraction is for data without a test split; {dataset} has its "
+                          "own: leave it out", field="val_fraction")  # fmt: skip
+    if dataset in DATASETS and strict:
+        raise ConfigError(f"strict is for image folders; {dataset} is not one: leave it out",
+                          field="strict")  # fmt: skip
     # The record describes its own dataset only (a path however it is spelled).
     mine = rec if rec and _same_dataset(dataset, named) else {}
     if data_dir is None and mine.get("data_dir") and Path(mine["data_dir"]).exists():
@@ -70,7 +77,7 @@ def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = N
                  **data_options: Any) -> tuple[dict[str, Any], Path]:  # fmt: skip
     """Evaluate a finished run on a split of its data beside PCA (deepae.evaluate) and save
     the result in the run folder: evaluation[-SPLIT].json for the data it was trained on
-    (what the report shows), evaluation-DATASET[-SPLIT].json for other data, so that an
+    (what the report shows), evaluation-DATASET-SPLIT.json for other data, so that an
     evaluation elsewhere never replaces the run's own. Returns (result, path written).
     The run's lock is held shared (files.reading): a training of the run waits its turn."""
     with files.reading(folder):

@@ -278,7 +278,7 @@ def start(runs_dir: str | Path = "runs", name: str | None = None, *, preset: str
     is checked before the folder is touched; `overwrite` replaces an existing run."""
     from deepae.config import DEFAULT_PRESET, MODEL_FIELDS, TRAIN_FIELDS, resolve
 
-    preset = preset or DEFAULT_PRESET
+    preset = DEFAULT_PRESET if preset is None else preset  # "" (an unset $PRESET): refused
     fields = {k: v for k, v in options.items() if k in MODEL_FIELDS | TRAIN_FIELDS}
     run_options = {k: v for k, v in options.items() if k not in fields}
     model_config, train_config = resolve(preset, **fields)
