@@ -116,6 +116,17 @@ def test_a_file_given_as_the_run_is_named_as_such(tmp_path, capsys, command):
     assert given.read_text() == "not a run"
 
 
+def test_a_bad_or_taken_name_is_refused_before_the_data_is_loaded(tmp_path, capsys):
+    # The oracle: a dataset that cannot load. Checked first, the name is what is reported.
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "config.json").write_text("{}")
+    missing = tmp_path / "no-such-data"
+    for name, phrase in (("../x", "is not a folder name"), ("taken", "already exists")):
+        code, err = cli(capsys, "train", "--name", name, "--runs-dir", tmp_path,
+                        "--dataset", missing, "--epochs", "1", "--no-progress")  # fmt: skip
+        assert_one_line(code, err, phrase)
+
+
 def test_an_empty_preset_is_refused_not_taken_for_the_article(tmp_path, capsys):
     # `deepae train --preset "$PRESET"` with PRESET unset must not train the article's model.
     code, err = cli(capsys, "train", "--preset", "", "--runs-dir", tmp_path, *TINY)

@@ -282,6 +282,8 @@ def start(runs_dir: str | Path = "runs", name: str | None = None, *, preset: str
     fields = {k: v for k, v in options.items() if k in MODEL_FIELDS | TRAIN_FIELDS}
     run_options = {k: v for k, v in options.items() if k not in fields}
     model_config, train_config = resolve(preset, **fields)
+    if name is not None and distributed.world().is_main:  # a bad or taken name: before the data
+        new_run_folder(runs_dir, name, overwrite=overwrite)
     if data is None:
         data = load_data(None, log=log, **(data_options or {}))
         log(f"data: {data.name} from {data.source} ({data.path})")
