@@ -280,15 +280,41 @@ def test_published_rows_are_the_papers_tables():
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (14, 14)])
-def test_published_numbers_only_beside_28x28_maps_of_the_whole_test_set(mnist_small, shape):
+def test_published_numbers_only_beside_28x28_maps_of_the_whole_test_set(mnist_small, mnist,
+                                                                        shape):  # fmt: skip
     stride = 28 // shape[0]
-    images = mnist_small.x_test[:, ::stride, ::stride]  # (500, H, W)
     data = dataclasses.replace(
         mnist_small, x_train=mnist_small.x_train[:, ::stride, ::stride],
-        x_test=np.tile(images, (20, 1, 1)), y_test=np.tile(mnist_small.y_test, 20),
+        x_test=mnist.x_test[:, ::stride, ::stride], y_test=mnist.y_test,
     )  # fmt: skip
     assert data.name == "mnist" and len(data.x_test) == 10_000
     ae = Autoencoder(input_size=shape[0] * shape[1], image_shape=shape, latent_activation="linear")
     result = ev.evaluate_run(ae, data, trust_samples=50)
     want = tables.PUBLISHED["mnist"] if shape == (28, 28) else None
     assert result["published"] == want
+
+
+def test_a_file_called_mnist_holding_other_digits_gets_no_published_numbers(
+    mnist_small, mnist, tmp_path
+):
+    # 10,000 28 x 28 test digits in a file named mnist.npz load as dataset "mnist"; only
+    # MNIST's own test set (images and labels) is what the paper measured.
+    from deepae.data import load_dataset
+
+    train = {"x_train": mnist_small.x_train, "y_train": mnist_small.y_train}
+    others = np.tile(mnist_small.x_test, (20, 1, 1)), np.tile(mnist_small.y_test, 20)
+    relabelled = mnist.x_test, np.roll(mnist.y_test, 1)  # the right images, wrong labels
+    real = mnist.x_test, mnist.y_test
+    ae = Autoencoder(latent_activation="linear")
+    cases = [(others, None), (relabelled, None), (real, tables.PUBLISHED["mnist"])]
+    for i, ((x_test, y_test), want) in enumerate(cases):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        np.savez(folder / "mnist.npz", x_test=x_test, y_test=y_test, **train)
+        data = load_dataset(folder / "mnist.npz")
+        assert (data.name, data.x_test.shape) == ("mnist", (10_000, 28, 28))
+        assert ev.evaluate_run(ae, data, trust_samples=50)["published"] == want
+    # The same check decides for both of the paper's datasets, and the name must agree.
+    assert ev.is_published_test_set(mnist)
+    assert not ev.is_published_test_set(dataclasses.replace(mnist, name="fashion-mnist"))
+    assert not ev.is_published_test_set(dataclasses.replace(mnist, name="digits"))

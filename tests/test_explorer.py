@@ -127,6 +127,23 @@ def test_string_labels_are_numbered_in_sorted_order(small_run):
     assert meta["classes"] == list(names)
 
 
+def test_up_to_256_classes_embed_exactly_and_more_are_refused():
+    # Labels are one byte a point in the page, as in deepae's datasets (data.MAX_CLASSES):
+    # class 255 is the last that fits; class 256 would wrap to 0, so it is refused.
+    ae = Autoencoder(latent_activation="linear")
+    x = np.random.default_rng(0).integers(0, 256, (257, 28, 28), dtype=np.uint8)
+    words = np.array([f"w{i:03d}" for i in range(257)])  # sorted order = index order
+    meta, _ = page_data(explorer.build_explorer(ae, x[:256], words[:256], points=256))
+    index = np.frombuffer(base64.b64decode(meta["points"]["index"]), "<u4")
+    labels = np.frombuffer(base64.b64decode(meta["points"]["labels"]), np.uint8)
+    np.testing.assert_array_equal(labels, index)  # image i is class i, w{i}
+    assert meta["classes"] == list(words[:256]) and len(meta["palette"]) == 256
+    for y in (words, np.arange(257), np.array([0, 5, 300] * 85 + [0, 5])):
+        with pytest.raises(ConfigError, match=r"at most 256 classes, numbered 0-255") as e:
+            explorer.build_explorer(ae, x, y, points=50)
+        assert e.value.field == "y_train"
+
+
 def test_bad_point_count_is_an_error(small_run):
     with pytest.raises(ConfigError, match="points must be at least 1"):
         explorer.build_explorer(small_run.ae, small_run.data.x_train, None, points=0)

@@ -6,14 +6,18 @@ import pytest
 from matplotlib.image import imread
 
 from deepae import Autoencoder, plots
+from deepae.data import LoadedData
 from deepae.explorer import explorer
-from deepae.run import save_figure
+from deepae.run import figures, save_figure
 from explorer_helpers import page_data
 from test_explorer_browser import open_page
 
 # Matplotlib's tab10, typed in from its documentation (the oracle, not computed here).
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]  # fmt: skip
+# tab20's first eleven, typed in from Matplotlib's documentation too.
+TAB20 = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a",
+         "#d62728", "#ff9896", "#9467bd", "#c5b0d5", "#8c564b"]  # fmt: skip
 NAMES = [f"digit {i}" for i in range(10)]
 
 
@@ -55,6 +59,38 @@ def test_a_sample_missing_classes_keeps_the_datasets_colours():
                             class_names=[str(i) for i in range(15)])  # fmt: skip
     colours = [h.get_color() for h in fig.axes[0].get_legend().legend_handles]
     assert colours == plots.palette(15)[:3] == plots.palette(20)[:3]
+
+
+def test_a_sampled_latent_png_keeps_the_palette_of_all_labels(mnist_small, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    # 11 unnamed classes: 0-9 five images each, 10 a single one. latent.png draws a sample
+    # (20 here, 100,000 in real runs) that misses class 10; it must still colour with
+    # tab20, as the explorer page does for the same data, not with tab10.
+    y = np.array(list(range(10)) * 5 + [10], np.uint8)  # (51,)
+    x = mnist_small.x_train[:51]
+    spots = np.array([[c % 4, c // 4] for c in range(11)], np.float32)  # class c's spot
+    codes = spots[y]  # (51, 2): every image of a class at one spot
+    data = LoadedData(x, y, x[:4], y[:4], "test", None, "eleven", None)
+    ae = Autoencoder(hidden_sizes=(8,), latent_activation="linear")
+    monkeypatch.setattr(figures, "LATENT_POINTS", 20)
+    where, save = {}, figures.save_figure
+
+    def save_and_locate(fig, path, dpi=100):  # latent.png's spots, in its own pixels
+        if path.name == "latent.png":
+            fig.canvas.draw()  # the layout places the axes
+            where["spots"] = fig.axes[0].transData.transform(spots)  # (11, 2), y up
+            dpi = fig.dpi
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(figures, "save_figure", save_and_locate)
+    figures.write_figures(tmp_path, ae, data, codes=codes)
+    pixels = np.rint(imread(tmp_path / "latent.png")[..., :3] * 255).astype(int)  # (H, W, 3)
+    drawn = [pixels[int(pixels.shape[0] - py), int(px)] for px, py in where["spots"]]
+    assert np.abs(drawn[10] - 255).max() <= 3  # the sample misses class 10: white there
+    for c in range(10):
+        assert np.abs(drawn[c] - rgb(TAB20[c])).max() <= 3, (c, drawn[c], TAB20[c])
+    meta, _ = page_data(explorer.build_explorer(ae, x, y, codes=codes, points=20))
+    assert meta["palette"] == TAB20[: len(meta["palette"])] and len(meta["palette"]) >= 10
 
 
 @pytest.fixture(scope="module")

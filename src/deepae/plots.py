@@ -74,18 +74,21 @@ def plot_latent(
     ax: Axes | None = None,
     title: str | None = None,
     axis_labels: tuple[str, str] = ("z[0]", "z[1]"),
+    n_classes: int | None = None,
 ) -> Figure:
     """Scatter of 2-D codes (N, 2) coloured by label (N,) as the article draws it (13 x 10
     inches, point size 4), but with `palette`'s qualitative colours and a legend naming
     the classes (`class_names[label]`, else the label) instead of 'hsv' and a colour bar:
-    neighbouring digits get distinct hues, and the legend says which is which."""
+    neighbouring digits get distinct hues, and the legend says which is which.
+    `n_classes`: the palette's size when the codes are a sample of a larger set, whose
+    classes it may not all hold (default: `class_count` of these labels and names)."""
     fig, ax = _figure_and_axes(ax, (13, 10), layout="constrained")
     codes = np.asarray(codes)
     if labels is None:
         ax.scatter(codes[:, 0], codes[:, 1], s=4, color=palette(1)[0], linewidths=0)
     else:
         labels, class_names = class_numbers(labels, class_names)
-        colors = np.array(palette(class_count(labels, class_names)))
+        colors = np.array(palette(max(class_count(labels, class_names), n_classes or 0)))
         # One scatter in data order (not one per class): no class is drawn over all others.
         ax.scatter(codes[:, 0], codes[:, 1], s=4, c=colors[labels], linewidths=0)
         _legend(ax, np.unique(labels), colors, class_names)

@@ -31,6 +31,7 @@ import numpy as np
 from torch import nn
 
 from deepae import fsio, latent, plots
+from deepae.data import MAX_CLASSES
 from deepae.errors import ConfigError, DeepAEError
 from deepae.evaluate import collapse_note, dead_unit_indices, zero_fractions
 from deepae.model import ACTIVATION_MODULES
@@ -107,15 +108,17 @@ def build_explorer(
 
     ae: a trained `deepae.Autoencoder`; x_train: images (N, H, W) uint8 (an array, or
     deepae.data.ImageRows, of which only the sampled images are read); y_train: labels
-    (N,) or None, class numbers or any others (strings: see plots.class_numbers); codes:
+    (N,) or None, class numbers or any others (strings: see plots.class_numbers), at most
+    MAX_CLASSES (256) classes, numbered 0-255 (more: ConfigError); codes:
     ae.encode(x_train) (N, latent) if already computed. The scatter shows `points`
     training codes, a sample stratified by label (seeded); their images are embedded too,
     as many as fit in `max_bytes` (a stratified prefix)."""
     if points < 1:
         raise ConfigError(f"points must be at least 1, got {points}", field="points")
-    codes = ae.encode(x_train) if codes is None else codes  # (N, latent)
     if y_train is not None:  # strings and the like: numbered and named as latent.png does
         y_train, class_names = plots.class_numbers(y_train, class_names)
+        _check_class_count(y_train)
+    codes = ae.encode(x_train) if codes is None else codes  # (N, latent)
     view = latent.fit_plane(codes)
     order = latent.stratified_order(y_train, len(codes), seed=seed)[:points]  # (P,)
     xy = view.project(codes[order])  # (P, 2)
@@ -202,6 +205,23 @@ def _page_meta(ae, view, xy, order, y_train, class_names, title) -> dict[str, An
             "y1": hi[1] + pad[1],
         },  # fmt: skip
     }
+
+
+def _check_class_count(labels: np.ndarray) -> None:
+    """Refuse class numbers the page's uint8 labels cannot hold (they would wrap: 256 -> 0).
+
+    Refused rather than widened: every deepae dataset has at most MAX_CLASSES classes
+    (labels are uint8 from the loaders on), so one byte a point keeps the common page small
+    and its format as it is; and a legend of hundreds of classes in 'turbo' hues that can
+    no longer be told apart would not show them anyway."""
+    top = int(labels.max()) if labels.size else -1
+    if top >= MAX_CLASSES:
+        raise ConfigError(
+            f"y_train: {len(np.unique(labels))} classes, numbered up to {top}; the explorer "
+            f"shows at most {MAX_CLASSES} classes, numbered 0-{MAX_CLASSES - 1} (as deepae's "
+            "datasets are): renumber or merge the classes, or pass y_train=None",
+            field="y_train",
+        )
 
 
 def _architecture(cfg) -> str:

@@ -92,22 +92,9 @@ def write_figures(
 
     folder = Path(folder)
     codes = ae.encode(data.x_train) if codes is None else codes
-    view = latent.fit_plane(codes)
-    shown = slice(None)  # every code, or (P,) indices of a stratified sample of them
-    if len(codes) > LATENT_POINTS:
-        shown = np.sort(latent.stratified_order(data.y_train, len(codes))[:LATENT_POINTS])
-    xy = view.project(codes[shown])
-    y = None if data.y_train is None else data.y_train[shown]
-    of = f" of {len(codes):,}" if len(xy) < len(codes) else ""
     # Each figure is saved (and closed) before the next is drawn: pyplot holds only one.
     draw = {
-        "latent.png": lambda: plots.plot_latent(
-            xy,
-            y,
-            class_names=data.class_names,
-            axis_labels=view.axis_labels,
-            title=f"{len(xy):,}{of} training codes{view.note}",
-        ),  # fmt: skip
+        "latent.png": lambda: latent_figure(codes, data.y_train, data.class_names),
         "reconstructions.png": lambda: reconstruction_figure(
             ae, data.x_train, data.y_train, data.class_names, indices
         ),  # fmt: skip
@@ -129,6 +116,33 @@ def write_figures(
         if fig is not None:
             paths.append(save_figure(fig, folder / name))
     return paths
+
+
+def latent_figure(codes: np.ndarray, labels: np.ndarray | None, class_names=None, *,
+                  points: int | None = None):  # fmt: skip
+    """latent.png: the training codes (N, latent) on the plane, coloured by their labels
+    (N,) or None; at most `points` of them (default LATENT_POINTS), a stratified sample
+    kept in data order. The palette is sized for the classes of all N labels, as the
+    explorer page sizes it: a sample that misses the highest class (a rare one) must not
+    pick tab10 where the page picks tab20, or a class would have two colours."""
+    from deepae import plots
+
+    view = latent.fit_plane(codes)
+    points = LATENT_POINTS if points is None else points
+    shown = slice(None)  # every code, or (P,) indices of a stratified sample of them
+    if len(codes) > points:
+        shown = np.sort(latent.stratified_order(labels, len(codes))[:points])
+    xy = view.project(codes[shown])  # (P, 2)
+    n_classes = None
+    if labels is not None:
+        labels, class_names = plots.class_numbers(labels, class_names)
+        n_classes = plots.class_count(labels, class_names)
+    of = f" of {len(codes):,}" if len(xy) < len(codes) else ""
+    return plots.plot_latent(
+        xy, None if labels is None else labels[shown], class_names=class_names,
+        n_classes=n_classes, axis_labels=view.axis_labels,
+        title=f"{len(xy):,}{of} training codes{view.note}",
+    )  # fmt: skip
 
 
 def reconstruction_figure(ae, x: np.ndarray, y: np.ndarray | None, class_names=None,
