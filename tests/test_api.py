@@ -174,3 +174,56 @@ def test_bad_values_and_bad_images_are_value_errors_as_in_scikit_learn():
         Autoencoder(lr=-1)
     with pytest.raises(ValueError, match="NaN or infinite"):
         Autoencoder(epochs=1).fit(np.full((4, 784), np.nan, dtype=np.float32))
+
+
+# -- scikit-learn's fitted attributes and shapes -------------------------------------------
+
+
+def test_inverse_transform_gives_back_the_shape_fit_was_given(mnist_small):
+    # scikit-learn's convention, with its PCA as the oracle: inverse_transform gives arrays
+    # shaped as fit's X, so flat (N, 784) in, flat out; images (N, 28, 28) in, images out.
+    from sklearn.decomposition import PCA
+
+    images = mnist_small.x_train[:64]
+    flat = images.reshape(64, 784) / np.float32(255)
+    pca = PCA(2).fit(flat)
+    for x, shape in ((flat, pca.inverse_transform(pca.transform(flat[:5])).shape),
+                     (images, (5, 28, 28))):  # fmt: skip
+        ae = Autoencoder(epochs=1, latent_activation="linear")
+        z = ae.fit_transform(x, verbose=0)
+        back = ae.inverse_transform(z[:5])
+        assert back.shape == shape
+        np.testing.assert_array_equal(back.reshape(5, 784), ae.decode(z[:5]).reshape(5, 784))
+    assert ae.decode(z[:5]).shape == (5, 28, 28)  # decode keeps the image shape
+
+
+def test_n_features_in_and_feature_names_as_scikit_learn_sets_them(mnist_small, tmp_path):
+    # The oracles: scikit-learn's own Pipeline (which asks its first step) and its
+    # ClassNamePrefixFeaturesOutMixin, which names PCA's and umap-learn's columns.
+    from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    class Autoencoder_(ClassNamePrefixFeaturesOutMixin, BaseEstimator):
+        _n_features_out, n_features_in_ = 2, 784
+
+        def fit(self, x=None):
+            return self
+
+    Autoencoder_.__name__ = "Autoencoder"
+    flat = mnist_small.x_train[:64].reshape(64, 784) / np.float32(255)
+    ae = Autoencoder(epochs=1, latent_activation="linear")
+    assert not hasattr(ae, "n_features_in_")  # scikit-learn's: none before fit
+    with pytest.raises(NotFittedError):
+        ae.get_feature_names_out()
+    pipe = make_pipeline(ae, StandardScaler()).fit(flat)
+    assert pipe.n_features_in_ == flat.shape[1] == 784
+    names = pipe.get_feature_names_out()
+    assert list(names) == list(Autoencoder_().get_feature_names_out()) == [
+        "autoencoder0", "autoencoder1"]  # fmt: skip
+    assert ae.get_feature_names_out(input_features=[f"x{i}" for i in range(784)]).dtype == object
+    with pytest.raises(ValueError, match="input_features should have length equal to number"):
+        ae.get_feature_names_out(input_features=["a", "b"])
+    ae.save(tmp_path / "m")
+    assert Autoencoder.load(tmp_path / "m").n_features_in_ == 784  # loaded: fitted

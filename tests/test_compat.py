@@ -131,6 +131,27 @@ def test_inverse_transform_gives_back_the_inputs_shape(x):
     back = reducer.inverse_transform(reducer.embedding_[:4])
     assert back.shape == (4, 784)
     np.testing.assert_array_equal(back, reducer.decode(reducer.embedding_[:4]).reshape(4, 784))
+    # umap-learn's UMAP is a ClassNamePrefixFeaturesOutMixin: its columns are umap0, umap1.
+    assert list(reducer.get_feature_names_out()) == ["umap0", "umap1"]
+    assert reducer.n_features_in_ == flat.shape[1]
+
+
+def test_a_refused_set_params_changes_nothing():
+    # scikit-learn's contract for set_params, which a grid search relies on: a value
+    # refused must not leave the values before it set. The oracle: get_params() before.
+    reducer = UMAP(**SMALL)
+    before = reducer.get_params()
+    for bad in ({"verbose": True, "n_neighbors": 5, "lr": -1},
+                {"verbose": True, "random_state": 3, "metric": "cosine"},
+                {"verbose": True, "neighbours": 3}):  # fmt: skip
+        with pytest.raises(ConfigError):
+            reducer.set_params(**bad)
+        assert reducer.get_params() == before
+    ae = Autoencoder(epochs=1)
+    before, net = ae.get_params(), ae.net
+    with pytest.raises(ConfigError, match="lr must be a positive number"):
+        ae.set_params(hidden_sizes=(8,), lr=-1)
+    assert ae.get_params() == before and ae.net is net
 
 
 def test_repr_shows_what_differs_from_the_defaults():

@@ -329,6 +329,44 @@ def test_a_column_of_labels_or_a_later_steps_targets_are_not_used(mnist_small, s
         Autoencoder(epochs=1).fit(x, (x[::-1] / 255.0).tolist(), verbose=0)  # as lists too
 
 
+def test_validation_data_as_kerass_list_or_one_tuple(mnist_small):
+    # Keras 3 reads a list as a tuple and (x_val,) as x_val alone
+    # (keras/src/trainers/data_adapters/data_adapter_utils.py, unpack_x_y_sample_weight).
+    # The oracle: the same model trained with validation_data=x_val, bit for bit.
+    x, v = mnist_small.x_train[:64], mnist_small.x_test[:16]
+    expected = Autoencoder(epochs=1).fit(x, validation_data=v, verbose=0).history
+    for given in ([v, v], (v,), [v], [v.reshape(16, 784) / np.float32(255)] * 2):
+        h = Autoencoder(epochs=1).fit(x, validation_data=given, verbose=0)
+        assert h.history == expected, type(given)
+    # A plain list of images is images: two (28, 28) images, as np.stack would give them.
+    pair = Autoencoder(epochs=1).fit(x, validation_data=np.stack([v[0], v[1]]), verbose=0)
+    listed = Autoencoder(epochs=1).fit(x, validation_data=[v[0], v[1]], verbose=0)
+    assert listed.history == pair.history
+    with pytest.raises(ConfigError, match="target must be the images") as e:
+        Autoencoder(epochs=1).fit(x, validation_data=[v, v[::-1]], verbose=0)
+    assert e.value.field == "validation_data"
+
+
+def test_verbose_auto_is_kerass_1(mnist_small, monkeypatch):
+    # Keras' fit defaults to verbose="auto", which Keras 3 takes as 1
+    # (keras/src/callbacks/progbar_logger.py, set_params): the epoch lines and the bar.
+    ae = Autoencoder(epochs=1)
+    bars = []
+    real = ae.trainer_for
+    monkeypatch.setattr(
+        ae, "trainer_for", lambda *a, **k: bars.append(k["progress"]) or real(*a, **k)
+    )
+    ae.fit(mnist_small.x_train[:64], verbose="auto")
+    ae.fit(mnist_small.x_train[:64])  # Keras' default
+    assert bars == [True, True]
+    assert ae.history.params["verbose"] == "auto"  # as Keras' History.params holds it
+    for bad in ("loud", 3, None):
+        with pytest.raises(ConfigError, match="verbose must be 'auto', 0, 1 or 2") as e:
+            ae.fit(mnist_small.x_train[:64], verbose=bad)
+        assert e.value.field == "verbose"
+    assert ae.train_state.epoch == 2
+
+
 def test_y_equal_to_x_is_accepted(mnist_small):
     x = mnist_small.x_train[:64]
     h = Autoencoder(epochs=1).fit(x, x.copy(), validation_data=(x, x), verbose=0)
@@ -379,6 +417,54 @@ def test_early_stopping_counts_patience_as_keras_does():
     cb = EarlyStopping(patience=1, restore_best_weights=True)
     ran, model = drive(cb, [1.0, 0.8, 0.9, 0.7])
     assert ran == 3 and model.w[0][0] == 1.0  # epoch 1's weights put back
+
+
+def test_early_stopping_takes_kerass_mode_min_delta_and_whole_numbers():
+    # Hand-traced with Keras 3's rules (keras/src/callbacks/early_stopping.py): an epoch
+    # improves when monitor_op(current - min_delta, best), min_delta = abs(given), negated
+    # for 'min'. 'max': best 2.0 at epoch 1; 1.5 and 1.9 do not beat it: patience 2 is
+    # used up at epoch 3.
+    cb = EarlyStopping(monitor="loss", mode="max", patience=2)
+    ran, _ = drive(cb, [1.0, 2.0, 1.5, 1.9, 3.0], key="loss")
+    assert (ran, cb.stopped_epoch, cb.best_epoch, cb.best) == (4, 3, 1, 2.0)
+    # A negative min_delta counts as its absolute value: 0.995 is not below 1.0 - 0.01.
+    cb = EarlyStopping(min_delta=-0.01, patience=1)
+    assert cb.min_delta == 0.01 and drive(cb, [1.0, 0.995, 0.98])[0] == 2
+    # NumPy's integers (a parameter grid's) are whole numbers: the same as patience=2.
+    cb = EarlyStopping(patience=np.int64(2))
+    assert drive(cb, [1.0, 0.9, 0.95, 0.91, 0.5])[0] == 4 and cb.stopped_epoch == 3
+    for bad, field in (({"mode": "maximum"}, "mode"), ({"min_delta": float("nan")}, "min_delta"),
+                       ({"baseline": "low"}, "baseline"), ({"start_from_epoch": -1},
+                       "start_from_epoch"), ({"patience": 1.5}, "patience")):  # fmt: skip
+        with pytest.raises(ConfigError) as e:
+            EarlyStopping(**bad)
+        assert e.value.field == field
+
+
+def test_early_stopping_baseline_as_keras_does():
+    # Keras restarts the patience only on an improvement that also beats the baseline,
+    # and stops only on an epoch that does not improve. Baseline 0.5, patience 2: epochs
+    # 0 and 1 improve (1.0, 0.9) without beating it, so wait counts 1, 2; epoch 2 (0.95)
+    # does not improve and wait 3 >= 2: stop at 2.
+    values = [1.0, 0.9, 0.95, 0.6, 0.3]
+    cb = EarlyStopping(baseline=0.5, patience=2, restore_best_weights=True)
+    ran, model = drive(cb, values)
+    assert (ran, cb.stopped_epoch, cb.best_epoch) == (3, 2, 1)
+    assert model.w[0][0] == 1.0  # the best epoch of those, though none beat the baseline
+    assert drive(EarlyStopping(patience=2), values)[0] == 5  # without: epoch 2 is wait 1
+    # Baseline 0.95, beaten at epoch 1: from there as without a baseline.
+    assert drive(EarlyStopping(baseline=0.95, patience=2), values)[0] == 5
+
+
+def test_early_stopping_starts_from_the_epoch_keras_says():
+    # start_from_epoch=2: epochs 0 and 1 are not watched (else 0.2 after 0.1 would stop
+    # at epoch 1 with patience 0); epoch 2 is the first best, epoch 3 stops.
+    values = [0.1, 0.2, 1.0, 1.1, 0.5]
+    assert drive(EarlyStopping(patience=0), values)[0] == 2
+    cb = EarlyStopping(patience=0, start_from_epoch=2, restore_best_weights=True)
+    ran, model = drive(cb, values)
+    assert (ran, cb.stopped_epoch, cb.best_epoch) == (4, 3, 2)
+    assert model.w[0][0] == 2.0  # epoch 2's weights: the first watched, and the best
 
 
 def test_early_stopping_restores_the_best_weights_when_fit_ends_without_stopping():
@@ -456,13 +542,15 @@ def test_csv_logger_has_val_loss_when_the_first_epoch_does_not_validate(mnist_sm
                validation_freq=2, callbacks=[CSVLogger(path)], verbose=0)  # fmt: skip
     rows = list(csv.reader(path.read_text().splitlines()))
     assert rows[0] == ["epoch", "loss", "val_loss"]
-    assert [r[2] for r in rows[1:]] == ["", repr(h.history["val_loss"][0]),
+    # Keras writes "NA" for a value an epoch lacks (keras/src/callbacks/csv_logger.py:
+    # logs.get(key, "NA")).
+    assert [r[2] for r in rows[1:]] == ["NA", repr(h.history["val_loss"][0]),
                                         repr(h.history["val_loss"][1])]  # fmt: skip
 
 
 def test_csv_logger_appending_keeps_every_row_under_the_files_columns(mnist_small, tmp_path):
     # Appending to a log that has rows: no second header, and the columns stay the same in
-    # every row, the val_loss cell empty where an epoch did not validate (as Keras' does).
+    # every row, the val_loss cell "NA" where an epoch did not validate (as Keras' does).
     path = tmp_path / "log.csv"
     ae = Autoencoder(epochs=2, latent_activation="linear")
     x, v = mnist_small.x_train[:128], mnist_small.x_test[:32]
@@ -474,8 +562,19 @@ def test_csv_logger_appending_keeps_every_row_under_the_files_columns(mnist_smal
     loss = h1.history["loss"] + h2.history["loss"]
     val = h1.history["val_loss"] + h2.history["val_loss"]
     assert rows == [["epoch", "loss", "val_loss"], ["0", repr(loss[0]), repr(val[0])],
-                    ["1", repr(loss[1]), repr(val[1])], ["2", repr(loss[2]), ""],
+                    ["1", repr(loss[1]), repr(val[1])], ["2", repr(loss[2]), "NA"],
                     ["3", repr(loss[3]), repr(val[2])]]  # fmt: skip
+
+
+def test_a_fit_refused_by_a_callback_leaves_a_csv_log_as_it_was(mnist_small, tmp_path):
+    # EarlyStopping refuses a fit that cannot give val_loss before it trains; a CSVLogger
+    # listed before it must not have truncated its file by then.
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n0,0.5\n")
+    ae = Autoencoder(epochs=1)
+    with pytest.raises(ConfigError, match="validation_data"):
+        ae.fit(mnist_small.x_train[:64], callbacks=[CSVLogger(path), EarlyStopping()], verbose=0)
+    assert path.read_text() == "epoch,loss\n0,0.5\n"
 
 
 def test_a_plain_object_with_hooks_is_a_callback(mnist_small):
@@ -524,6 +623,25 @@ def test_sklearn_and_keras_verbs_are_the_same_verbs(fitted, mnist_small):
     np.testing.assert_array_equal(fitted.predict(x), fitted.reconstruct(x))
     np.testing.assert_array_equal(fitted.encoder.predict(flat), z)
     assert fitted.decoder.predict(z).shape == (20, 784)
+
+
+def test_predict_and_evaluate_take_kerass_batch_size_and_verbose(fitted, mnist_small, capsys):
+    # Keras' Model.predict(x, batch_size=None, verbose="auto") and
+    # evaluate(x, y, batch_size=None, verbose="auto"): `predict(x, verbose=0)` is the
+    # common Keras line. The oracle: the same verbs without those arguments.
+    x = mnist_small.x_test[:20]
+    flat = x.reshape(20, 784) / np.float32(255)
+    z = fitted.encode(x)
+    np.testing.assert_array_equal(fitted.predict(x, batch_size=None, verbose=0), fitted.predict(x))
+    np.testing.assert_array_equal(fitted.encoder.predict(flat, verbose=0), z)
+    np.testing.assert_array_equal(fitted.encoder.predict(flat, batch_size=7), z)
+    np.testing.assert_array_equal(fitted.decoder.predict(z, None, verbose="auto"),
+                                  fitted.decoder.predict(z))  # fmt: skip
+    assert fitted.evaluate(x, x, batch_size=None, verbose=2) == fitted.evaluate(x)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ConfigError) as e:
+        fitted.predict(x, verbose="loud")
+    assert e.value.field == "verbose"
 
 
 def test_evaluate_is_the_mean_bce(fitted, mnist_small):

@@ -2,12 +2,11 @@
 verbs (`fit`, `encode`, `decode`, `reconstruct`) that the plots, the explorer and the
 command line all use, under Keras' names too (`fit` as Keras', `predict`, `evaluate`,
 `compile`, `encoder.predict`) and scikit-learn's (`fit_transform`, `transform`,
-`inverse_transform`, `get_params`, `set_params`).
+`inverse_transform`, `get_params`, `set_params`: deepae.estimator).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
@@ -22,12 +21,16 @@ from deepae import config as cfg
 from deepae import threads as thread_policy
 from deepae.callbacks import CallbackList, History, epoch_logs
 from deepae.errors import ConfigError
+from deepae.estimator import (
+    MODEL_FIELDS,
+    TRAIN_FIELDS,
+    ScikitLearnVerbs,
+    check_options,
+    pick,
+)
 
-_MODEL_FIELDS = {f for f in cfg.ModelConfig.__dataclass_fields__}
-_TRAIN_FIELDS = {f for f in cfg.TrainConfig.__dataclass_fields__}
 
-
-class Autoencoder:
+class Autoencoder(ScikitLearnVerbs):
     """A dense autoencoder; `Autoencoder()` is the article's 784-32-2-32-784 model.
 
     Keyword arguments set fields of `ModelConfig` (architecture) or `TrainConfig`
@@ -44,19 +47,20 @@ class Autoencoder:
         preset: str | None = None,
         **options: Any,
     ):
-        _check_options(options)
+        check_options(options)
         if preset is not None:
             if model_config is not None or train_config is not None:
                 raise ConfigError("give a preset or configs, not both", field="preset")
             model_config, train_config = cfg.resolve(preset)
-        model_opts = _pick(options, _MODEL_FIELDS)
-        train_opts = _pick(options, _TRAIN_FIELDS)
+        model_opts = pick(options, MODEL_FIELDS)
+        train_opts = pick(options, TRAIN_FIELDS)
         self.model_config = cfg.replace(model_config or cfg.ModelConfig(), **model_opts)
         self.train_config = cfg.replace(train_config or cfg.TrainConfig(), **train_opts)
         self.net = model.build(self.model_config, seed=self.train_config.seed)
         self.history: History | None = None  # the last fit's, as Keras' model.history
         self.stop_training = False  # a callback sets it to end fit after an epoch
         self._fit_images: Any = None  # the last fit's x: plot_manifold's default range
+        self._sample_shape: tuple[int, ...] | None = None  # one image of it: inverse_transform's
         self.train_state = train.TrainState()  # every epoch trained: train_state.history
         self.trainer: train.Trainer | None = None
         self.threads: int | None = None  # the CPU threads of the last fit (deepae.threads)
@@ -78,7 +82,7 @@ class Autoencoder:
         validation_data: Any = None,
         validation_split: float = 0.0,
         shuffle: bool | None = None,
-        verbose: int = 1,
+        verbose: int | str = "auto",
         callbacks: Sequence[Any] | None = None,
         initial_epoch: int = 0,
         validation_freq: int | None = None,
@@ -100,8 +104,9 @@ class Autoencoder:
         config (`get_params`) is left as it was. Validation: `validation_data`
         (x_val, or Keras' (x_val, x_val)), else the last `validation_split` of x, as Keras
         takes it, every `validation_freq` epochs (default: the config's, 1 but for umap2d)
-        and after the last. `verbose` 1: Keras' epoch lines and one progress bar over the whole
-        training (`progress` overrides the bar alone); 2: the lines only; 0: silence.
+        and after the last. `verbose` 1 (or Keras' default "auto"): Keras' epoch lines and
+        one progress bar over the whole training (`progress` overrides the bar alone); 2:
+        the lines only; 0: silence.
         `callbacks`: deepae.callbacks (EarlyStopping, CSVLogger, or any object with their
         hooks). For the run pipeline: `on_epoch_end(record, state)` after each epoch, and
         `stop()`, polled before each step (`train_state.interrupted` then says so).
@@ -109,6 +114,7 @@ class Autoencoder:
         count restored after; `self.threads` keeps it): default DEEPAE_THREADS, else 1 for
         small steps and the usable cores for big ones (deepae.threads).
         Returns a `History` of this call's epochs (also kept as `self.history`)."""
+        level = fit_args.verbosity(verbose)  # "auto" -> 1; History.params keeps what was given
         x_train, x_val = fit_args.fit_data(self._as_source, x, y, validation_data,
                                            validation_split)  # fmt: skip
         n_threads = thread_policy.for_training(  # a bad count is refused before training
@@ -119,13 +125,13 @@ class Autoencoder:
                                             initial_epoch, begun)  # fmt: skip
         history = History(self, {"verbose": verbose, "epochs": target, "initial_epoch": first})
         if target <= first:  # Keras trains nothing when initial_epoch >= epochs
-            self.history, self._fit_images, self.threads = history, x, n_threads
+            self._fitted_on(history, x, n_threads)
             return history
         # This call's settings; `epochs` is the total trained, which shapes a schedule.
         run_config = cfg.replace(self.train_config, epochs=target, batch_size=batch_size,
                                  shuffle=shuffle, validation_freq=validation_freq)  # fmt: skip
-        show_bar = verbose == 1 if progress is None else progress
-        trainer = self.trainer_for(x_train, config=run_config, log=print if verbose else None,
+        show_bar = level == 1 if progress is None else progress
+        trainer = self.trainer_for(x_train, config=run_config, log=print if level else None,
                                    progress=show_bar)  # fmt: skip
         history.params.update(steps=trainer.steps_per_epoch,
                               validation_freq=run_config.validation_freq,
@@ -135,7 +141,7 @@ class Autoencoder:
 
         def report(record: train.EpochRecord, state: train.TrainState) -> None:
             logs = history.add(record)
-            if verbose:
+            if level:
                 print(train.format_epoch(record, target), flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(record, state)
@@ -144,7 +150,7 @@ class Autoencoder:
         hooks.call("on_train_begin", {})  # may refuse (EarlyStopping without its metric)
         # A fit refused above leaves the model's weights, epoch count, history and images as
         # they were; from here on it trains. A fresh model given initial_epoch starts there.
-        self.history, self._fit_images, self.threads = history, x, n_threads
+        self._fitted_on(history, x, n_threads)
         self.train_state.epoch = first
         stop = trainer.world.agreed_stop(stop)  # data-parallel ranks stop after the same step
         with thread_policy.using(n_threads):
@@ -157,6 +163,12 @@ class Autoencoder:
             self.train_state.interrupted, self.train_state.partial_losses = False, None
         hooks.call("on_train_end", epoch_logs(history.records[-1]) if history.records else {})
         return history
+
+    def _fitted_on(self, history: History, x: Any, n_threads: int) -> None:
+        # What a fit keeps of its call: its History, the images (plot_manifold's range), the
+        # shape they came in (inverse_transform's, as scikit-learn's) and its threads.
+        self.history, self._fit_images, self.threads = history, x, n_threads
+        self._sample_shape = _sample_shape(self.model_config, np.shape(x))
 
     def trainer_for(
         self, x: Any, *, config: cfg.TrainConfig | None = None,
@@ -231,14 +243,21 @@ class Autoencoder:
 
     # Keras' and scikit-learn's names for the same verbs.
 
-    def predict(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int | None = None,
+                verbose: int | str = "auto") -> np.ndarray:  # fmt: skip
         """Keras' predict: the reconstructions of x, float32 shaped like x ((N, 784) in,
-        (N, 784) out; (N, 28, 28) in, (N, 28, 28) out)."""
-        return self.reconstruct(x, batch_size).reshape(np.shape(x))
+        (N, 784) out; (N, 28, 28) in, (N, 28, 28) out). Keras' `batch_size=None` and
+        `verbose` are taken (verbose checked as fit's; no progress bar is shown)."""
+        fit_args.verbosity(verbose)
+        return self.reconstruct(x, _batch(batch_size)).reshape(np.shape(x))
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 8192) -> float:
+    def evaluate(self, x: np.ndarray, y: np.ndarray | None = None,
+                 batch_size: int | None = None, verbose: int | str = "auto") -> float:  # fmt: skip
         """Keras' evaluate: the mean loss (the config's, BCE by default) of reconstructing
-        x, per pixel and image; `y`, if given, must be x itself."""
+        x, per pixel and image; `y`, if given, must be x itself. `batch_size` and `verbose`
+        as predict's."""
+        fit_args.verbosity(verbose)
+        batch_size = _batch(batch_size)
         flat = fit_args.not_empty(self._as_source(x, "x"), "x")  # (N, D)
         fit_args.check_target(self._as_source, x, y, flat, "y")
         loss_fn = train.loss_function(self.train_config.loss, self.model_config)
@@ -251,89 +270,11 @@ class Autoencoder:
                 total += loss_fn(self.net.logits(xb), xb).double().item() * xb.numel()
         return total / flat.numel()
 
-    def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options):
-        """scikit-learn's fit_transform: `fit(x, y, **fit_options)` (y: labels, not used, as
-        a pipeline passes them; or x itself), then the codes of x: an array (N, latent)."""
-        self.fit(x, y, **fit_options)
-        return self.encode(x)
-
-    # scikit-learn's protocol, so that pipelines, clone and check_is_fitted take the model
-    # for the transformer it is (scikit-learn is optional: imported only when asked).
-    def __sklearn_tags__(self):
-        from sklearn.base import BaseEstimator, TransformerMixin
-
-        class Transformer(TransformerMixin, BaseEstimator):
-            pass
-
-        return Transformer().__sklearn_tags__()
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return self.train_state.epoch > 0 or self._loaded
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """scikit-learn's transform: `encode` (images -> codes (N, latent)) of a fitted (or
-        loaded) model; before that scikit-learn's NotFittedError."""
-        self._check_fitted("transform")
-        return self.encode(x)
-
-    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
-        """scikit-learn's inverse_transform: `decode` (codes -> images (N, H, W)) of a
-        fitted (or loaded) model; before that scikit-learn's NotFittedError."""
-        self._check_fitted("inverse_transform")
-        return self.decode(z)
-
-    def _check_fitted(self, verb: str) -> None:
-        # scikit-learn's transformers refuse to transform before fit (check_is_fitted; its
-        # estimator check check_transformers_unfitted), and so does umap-learn's UMAP: the
-        # codes of an untrained network mean nothing. Keras' verbs (encode, predict) do not.
-        if self.__sklearn_is_fitted__():
-            return
-        message = (
-            f"this {type(self).__name__} is not fitted yet: call fit (or load a saved model) "
-            f"before {verb}; encode and decode take an untrained network"
-        )
-        try:
-            from sklearn.exceptions import NotFittedError  # a ValueError and AttributeError
-        except ImportError:  # scikit-learn is optional
-            raise ConfigError(message) from None
-        raise NotFittedError(message)
-
-    def __repr__(self) -> str:
-        """The settings that differ from the class's defaults, as scikit-learn shows them:
-        `Autoencoder(epochs=3, latent_activation='linear')`."""
-        defaults = self._default_params()
-        changed = {k: v for k, v in self.get_params().items() if defaults.get(k, self) != v}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-
-    @classmethod
-    def _default_params(cls) -> dict[str, Any]:
-        # `cls().get_params()` without building a network.
-        return {**_fields(cfg.ModelConfig()), **_fields(cfg.TrainConfig())}
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Every ModelConfig and TrainConfig field as a dict: `Autoencoder(**params)` builds
-        the same (untrained) model, as scikit-learn's clone does."""
-        return {**_fields(self.model_config), **_fields(self.train_config)}
-
-    def set_params(self, **params: Any) -> Autoencoder:
-        """Change config fields, None included (`lr=None`: Keras' default rate), as
-        scikit-learn's grid searches do. A changed architecture (or seed) builds a new,
-        untrained network; training fields apply from the next fit, which goes on from the
-        optimizer's state (a schedule's settings cannot change mid-run; another optimizer
-        starts afresh: deepae.train.Trainer.continue_from). Returns self."""
-        _check_options(params)
-        model_config = dataclasses.replace(self.model_config, **_pick(params, _MODEL_FIELDS))
-        train_config = dataclasses.replace(self.train_config, **_pick(params, _TRAIN_FIELDS))
-        rebuild = model_config != self.model_config or train_config.seed != self.train_config.seed
-        self.model_config, self.train_config = model_config, train_config
-        if rebuild:
-            self._untrained()
-        return self
-
     def _untrained(self) -> None:
         """A new network from the configs, and no training behind it."""
         self.net = model.build(self.model_config, seed=self.train_config.seed)
         self.train_state, self.trainer, self.history = train.TrainState(), None, None
+        self._sample_shape = None
         self._loaded = False  # no longer the saved weights: not fitted, for scikit-learn
 
     def compile(self, optimizer: str = "adam", loss: str = "binary_crossentropy") -> None:
@@ -348,13 +289,14 @@ class Autoencoder:
     @property
     def encoder(self) -> _Half:
         """The encoder as a Keras model: `ae.encoder.predict(x)` = `ae.encode(x)`."""
-        return _Half(self.encode)
+        return _Half(self.encode)  # (N, latent)
 
     @property
     def decoder(self) -> _Half:
         """The decoder as a Keras model: `ae.decoder.predict(z)` gives flat images (N, D),
         as the article's Keras decoder does."""
-        return _Half(lambda z: self.decode(z).reshape(len(np.atleast_2d(z)), -1))
+        return _Half(lambda z, batch_size: self.decode(z, batch_size).reshape(
+            len(np.atleast_2d(z)), -1))  # fmt: skip
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of every weight and buffer, in `state_dict` order (Keras' get_weights)."""
@@ -469,19 +411,26 @@ class Autoencoder:
 class _Half:
     """One half of the autoencoder as the article's Keras models use it: `predict`."""
 
-    def __init__(self, predict: Callable[[Any], np.ndarray]):
-        self.predict = predict
+    def __init__(self, run: Callable[[Any, int], np.ndarray]):
+        self._run = run
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = "auto"):
+        """Keras' Model.predict of this half; `batch_size` and `verbose` as the model's."""
+        fit_args.verbosity(verbose)
+        return self._run(x, _batch(batch_size))
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    unknown = sorted(set(options) - _MODEL_FIELDS - _TRAIN_FIELDS)
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}", field=unknown[0])
+# The verbs' images per forward pass when Keras' predict and evaluate get batch_size=None
+# (Keras' 32 gives the same values, more slowly): memory bounded, few calls.
+PREDICT_BATCH = 8192
 
 
-def _pick(options: dict[str, Any], fields: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k in fields}
+def _batch(batch_size: int | None) -> int:
+    return PREDICT_BATCH if batch_size is None else batch_size
 
 
-def _fields(config: Any) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+def _sample_shape(config: cfg.ModelConfig, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of one image in images of `shape`: a batch (N, H, W) or (N, D), or one
+    image, (H, W) or (D,), which the verbs take as a batch of one (deepae.batches)."""
+    shape = tuple(shape)
+    return shape if shape in (tuple(config.image_shape), (config.input_size,)) else shape[1:]

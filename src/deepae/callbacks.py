@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -87,34 +88,68 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` ('val_loss' or 'loss') has not improved by more than
-    `min_delta` for `patience` epochs, as keras.callbacks.EarlyStopping does (mode
-    'min'). `restore_best_weights` puts back the weights of the best epoch when training
-    ends, stopped early or not, as Keras 3's does (Keras 2 did only when it stopped).
+    """Stop when `monitor` ('val_loss' or 'loss') has not improved for `patience` epochs, as
+    keras.callbacks.EarlyStopping does (keras/src/callbacks/early_stopping.py, Keras 3):
+    an epoch improves when it beats the best by more than `min_delta` (taken as abs()),
+    downwards in `mode` 'min' ('auto': 'min' for a loss), upwards in 'max'. With a
+    `baseline`, an improvement restarts the patience count only if it also beats the
+    baseline: training stops at an epoch that does not improve once `patience` epochs
+    have passed since the last that beat both (or since training began). Epochs before
+    `start_from_epoch` (0-based, counted as fit counts them) are not watched.
+    `restore_best_weights` puts back the weights of the best epoch when training ends,
+    stopped early or not, as Keras 3's does (Keras 2 did only when it stopped).
     `stopped_epoch` and `best_epoch` are 0-based epochs (0: did not stop)."""
 
     def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0,
-                 verbose: int = 0, restore_best_weights: bool = False):  # fmt: skip
+                 verbose: int = 0, mode: str = "auto", baseline: float | None = None,
+                 restore_best_weights: bool = False, start_from_epoch: int = 0):  # fmt: skip
         if monitor not in ("loss", "val_loss"):
             raise ConfigError(f"monitor must be 'loss' or 'val_loss', got {monitor!r}",
                               field="monitor")  # fmt: skip
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ConfigError(f"patience must be a whole number >= 0, got {patience!r}",
-                              field="patience")  # fmt: skip
-        if not 0 <= min_delta < math.inf:
-            raise ConfigError(f"min_delta must be a number >= 0, got {min_delta!r}",
-                              field="min_delta")  # fmt: skip
-        self.monitor, self.min_delta, self.patience = monitor, min_delta, patience
-        self.verbose, self.restore_best_weights = verbose, restore_best_weights
+        if mode not in ("auto", "min", "max"):  # Keras warns and takes 'auto'; a typo, here
+            raise ConfigError(f"mode must be 'auto', 'min' or 'max', got {mode!r}", field="mode")
+        for name, value in (("patience", patience), ("start_from_epoch", start_from_epoch)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}",
+                                  field=name)  # fmt: skip
+        optional = {"baseline": baseline} if baseline is not None else {}
+        for name, value in {"min_delta": min_delta, **optional}.items():
+            if not _finite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}", field=name)
+        self.monitor, self.mode, self.verbose = monitor, mode, verbose
+        self.min_delta = abs(float(min_delta))  # Keras takes abs(min_delta)
+        self.baseline = None if baseline is None else float(baseline)
+        self.patience, self.start_from_epoch = int(patience), int(start_from_epoch)
+        self.restore_best_weights = restore_best_weights
         self.on_train_begin()
 
-    def on_train_begin(self, logs=None) -> None:
+    def set_params(self, params: dict[str, Any]) -> None:
+        # fit gives every callback its params before any on_train_begin: refused here, a
+        # fit leaves the other callbacks untouched (a CSVLogger's file not yet truncated).
+        self.params = params
+        self._check_monitored()
+
+    def _check_monitored(self) -> None:
         # A fit without validation can never give val_loss: say so before it trains.
         if self.monitor == "val_loss" and self.params.get("do_validation") is False:
             raise self._unmonitored()
-        # Each fit starts afresh, as Keras' does.
+
+    def on_train_begin(self, logs=None) -> None:
+        self._check_monitored()
+        # Each fit starts afresh, as Keras' "Allow instances to be re-used" means to.
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
-        self.best, self.best_weights = math.inf, None
+        self.best = math.inf if self._sign > 0 else -math.inf
+        self.best_weights = None
+
+    @property
+    def _sign(self) -> int:
+        # 1: lower is better (Keras' ops.less); -1: higher is (ops.greater). 'auto' is
+        # 'min': both quantities watched here are losses.
+        return -1 if self.mode == "max" else 1
+
+    def _improves(self, current: float, reference: float) -> bool:
+        # Keras: monitor_op(current - min_delta, reference), min_delta negated for 'min'.
+        return self._sign * (current + self._sign * self.min_delta) < self._sign * reference
 
     def _unmonitored(self) -> ConfigError:
         return ConfigError(
@@ -130,14 +165,20 @@ class EarlyStopping(Callback):
             return
         if current is None:
             raise self._unmonitored()
+        if epoch < self.start_from_epoch:  # Keras' warm-up: not watched at all
+            return
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
         self.wait += 1
-        if current < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = current, epoch, 0
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-        elif self.wait >= self.patience:
+            # Keras restarts the patience only when the epoch beats the baseline too.
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
@@ -153,10 +194,17 @@ class EarlyStopping(Callback):
             self.model.set_weights(self.best_weights)
 
 
+def _finite(value: Any) -> bool:
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return real and math.isfinite(value)
+
+
 class CSVLogger(Callback):
     """Write one CSV row per epoch to `filename`, as keras.callbacks.CSVLogger does:
-    columns epoch (0-based), loss, val_loss; `append` continues an existing file (no
-    second header). Each row is flushed as soon as its epoch ends."""
+    columns epoch (0-based), loss, val_loss, and "NA" where an epoch has no value (one
+    that did not validate), as Keras writes (keras/src/callbacks/csv_logger.py); `append`
+    continues an existing file (no second header). Each row is flushed as soon as its
+    epoch ends."""
 
     def __init__(self, filename: str | Path, separator: str = ",", append: bool = False):
         self.filename, self.separator, self.append = Path(filename), separator, append
@@ -165,6 +213,7 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None) -> None:
         has_rows = self.append and self.filename.is_file() and self.filename.stat().st_size
+        self.on_train_end()  # a file left open by an earlier fit is closed first, as in Keras
         self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
         # Each fit chooses its columns afresh; appended rows go under the file's header.
         self._writer, self._keys, self._header = None, None, not has_rows
@@ -183,7 +232,7 @@ class CSVLogger(Callback):
             if self._header:
                 self._writer.writerow(["epoch", *self._keys])
         keys = self._keys
-        self._writer.writerow([epoch, *(repr(logs[k]) if k in logs else "" for k in keys)])
+        self._writer.writerow([epoch, *(repr(logs[k]) if k in logs else "NA" for k in keys)])
         self._file.flush()
 
     def on_train_end(self, logs=None) -> None:

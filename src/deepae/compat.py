@@ -75,7 +75,6 @@ class UMAP(Autoencoder):
             seed=_seed(random_state), epochs=n_epochs, **options,
         )  # fmt: skip
         self.embedding_: np.ndarray | None = None
-        self._input_ndim = 3  # images (N, H, W) or flat (N, D): what inverse_transform gives
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options: Any):
         """Train a map on images x and keep the codes of x as `embedding_` (N,
@@ -97,20 +96,11 @@ class UMAP(Autoencoder):
             vars(self).update(before)  # umap-learn checks x before it changes anything
             raise
         self.embedding_ = self.encode(x)
-        self._input_ndim = min(np.ndim(x), 3)
         return self
 
     def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options: Any):
         """`fit`, then `embedding_`: the codes of x (N, n_components)."""
         return self.fit(x, y, **fit_options).embedding_
-
-    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
-        """Codes (N, n_components) -> images shaped as the fit's input was: (N, H, W), or
-        (N, D) for flat vectors, as umap-learn gives back its input's shape. Before a fit
-        (or load), scikit-learn's NotFittedError."""
-        self._check_fitted("inverse_transform")
-        images = self.decode(z)
-        return images.reshape(len(images), -1) if self._input_ndim == 2 else images
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The settings under umap-learn's names where it has them, deepae's elsewhere:
@@ -120,16 +110,20 @@ class UMAP(Autoencoder):
         return {**ours, "metric": self.metric, "verbose": self.verbose, **params}
 
     def set_params(self, **params: Any) -> UMAP:
-        """Change settings, by umap-learn's names or deepae's fields. Returns self."""
+        """Change settings, by umap-learn's names or deepae's fields. Returns self. A value
+        refused (a ConfigError) leaves every setting as it was, as scikit-learn's
+        set_params checks nothing it has set."""
         _refuse_our_names(params)
-        if "metric" in params and params["metric"] != "euclidean":
-            raise ConfigError(f"metric must be 'euclidean', got {params['metric']!r}",
-                              field="metric")  # fmt: skip
-        self.metric = params.pop("metric", self.metric)
-        self.verbose = params.pop("verbose", self.verbose)
+        metric = params.pop("metric", self.metric)
+        if metric != "euclidean":
+            raise ConfigError(f"metric must be 'euclidean', got {metric!r}", field="metric")
+        verbose = params.pop("verbose", self.verbose)
         if "random_state" in params:
             params["random_state"] = _seed(params["random_state"])
-        return super().set_params(**{NAMES.get(k, k): v for k, v in params.items()})
+        # Autoencoder.set_params checks every value before it changes anything; ours after.
+        super().set_params(**{NAMES.get(k, k): v for k, v in params.items()})
+        self.metric, self.verbose = metric, verbose
+        return self
 
     @classmethod
     def _default_params(cls) -> dict[str, Any]:

@@ -25,19 +25,15 @@ AsInput = Callable[[Any, str], torch.Tensor | batches.MappedImages]
 def fit_data(
     as_input: AsInput, x: Any, y: Any, validation_data: Any, validation_split: float | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(x_train (N, D), x_val (M, D) or None): `validation_data` (x_val or Keras' (x_val,
-    x_val)) wins over `validation_split`, as in Keras, which takes the last part of x."""
+    """(x_train (N, D), x_val (M, D) or None): `validation_data` (x_val, or Keras' (x_val,
+    x_val), a list too) wins over `validation_split`, as in Keras, which takes the last part
+    of x."""
     x_train = not_empty(as_input(x, "x"), "x")
     check_target(as_input, x, y, x_train, "y")
     if validation_data is not None:
-        if not isinstance(validation_data, tuple):
-            return x_train, not_empty(as_input(validation_data, "validation_data"),
-                                      "validation_data")  # fmt: skip
-        if len(validation_data) != 2:
-            raise ConfigError("validation_data must be x_val or (x_val, x_val), got a tuple "
-                              f"of {len(validation_data)}", field="validation_data")  # fmt: skip
-        x_val = not_empty(as_input(validation_data[0], "validation_data"), "validation_data")
-        check_target(as_input, validation_data[0], validation_data[1], x_val, "validation_data")
+        given, x_val, y_val = _validation(as_input, validation_data)
+        x_val = not_empty(x_val, "validation_data")
+        check_target(as_input, given, y_val, x_val, "validation_data")
         return x_train, x_val
     if validation_split is None:  # Keras' fit takes None for no split too (a falsy value)
         return x_train, None
@@ -55,6 +51,39 @@ def fit_data(
             field="validation_split",
         )
     return x_train[:split_at], x_train[split_at:]
+
+
+def _validation(as_input: AsInput, data: Any) -> tuple[Any, Any, Any]:
+    """Keras' validation_data as (x_val as given, x_val (M, D), its target or None): x_val,
+    (x_val,) or (x_val, y_val). A list of one or two that is not itself images is that
+    tuple, as Keras 3 reads a list (keras/src/trainers/data_adapters/data_adapter_utils.py,
+    unpack_x_y_sample_weight); a list of images stays images."""
+    name = "validation_data"
+    if isinstance(data, list):
+        try:
+            return data, as_input(data, name), None
+        except ConfigError:  # not images: [x_val, x_val] is an array of arrays of images
+            if len(data) not in (1, 2):
+                raise
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return data, as_input(data, name), None
+    if len(data) not in (1, 2):
+        raise ConfigError(f"validation_data must be x_val, (x_val,) or (x_val, x_val), got a "
+                          f"tuple of {len(data)} (sample weights are not supported)",
+                          field=name)  # fmt: skip
+    return data[0], as_input(data[0], name), data[1] if len(data) == 2 else None
+
+
+def verbosity(verbose: Any) -> int:
+    """Keras' fit `verbose` as a number: "auto" (Keras' default) is 1, as Keras 3's
+    ProgbarLogger takes it (keras/src/callbacks/progbar_logger.py, set_params), whether or
+    not the output is a terminal; 0, 1 and 2 (or a bool) as they are."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    if isinstance(verbose, numbers.Integral) and 0 <= verbose <= 2:
+        return int(verbose)
+    raise ConfigError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}", field="verbose")
 
 
 def not_empty(images: Any, name: str) -> Any:
