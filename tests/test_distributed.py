@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepae import cli, distributed
+from deepae import cli, distributed, threads
 from deepae import run as runs
 from deepae.errors import ConfigError
 from deepae.neighbours import NeighbourLoss
@@ -272,8 +272,9 @@ def test_nproc_below_one_is_one_line(nproc, capsys):
     )
 
 
-def test_more_processes_than_cores_is_a_warning(monkeypatch):
+def test_more_processes_than_cores_is_a_warning(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads, "CGROUP", tmp_path)  # no CPU quota, whatever the machine's
     said = []
     assert distributed.check_nproc(3, said.append) == 3
     assert said == ["warning: 3 processes on the 2 cores this process may use: they will "
@@ -281,6 +282,17 @@ def test_more_processes_than_cores_is_a_warning(monkeypatch):
     said.clear()
     distributed.check_nproc(2, said.append)
     assert said == []
+
+
+def test_a_container_cpu_quota_counts_as_the_cores(monkeypatch, tmp_path):
+    # Two cores in the affinity, but a cgroup v2 quota of one CPU (docker run --cpus 1).
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    (tmp_path / "cpu.max").write_text("100000 100000\n")
+    monkeypatch.setattr(threads, "CGROUP", tmp_path)
+    said = []
+    distributed.check_nproc(2, said.append)
+    assert said == ["warning: 2 processes on the 1 cores this process may use: they will "
+                    "share cores, and each will train slower"]  # fmt: skip
 
 
 def test_a_batch_that_does_not_split_is_one_line(tmp_path, data):

@@ -7,6 +7,9 @@ build fails here rather than skipping. Elsewhere the native step does not exist,
 engine's Python step (tests/test_engine.py) is what trains."""
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -235,14 +238,15 @@ def test_off_unsupported_failed_and_required(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(native, "_ninja_on_path", contextlib.nullcontext)
     monkeypatch.setenv(native.DIR_ENV, str(tmp_path / "native"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setenv(native.ENV, "auto")
     assert load() is None
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("deepae: compiling the native training step"), err
-    assert err[1].startswith("deepae: training uses the Python step; the native one is "
-                             "unavailable (RuntimeError: "), err  # fmt: skip
-    assert len(err) == 2 and err[1].endswith("DEEPAE_NATIVE=0 skips trying"), err
-    assert [p.name for p in (tmp_path / "native").iterdir()] == []  # no build folder left
+    assert len(err) == 1 and err[0].startswith(
+        "deepae: training uses the Python step; the native one is unavailable (no C++ compiler"
+    ), err
+    assert err[0].endswith("DEEPAE_NATIVE=0 skips trying"), err
+    assert not (tmp_path / "native").exists()  # nothing made for a build that cannot run
 
 
 def test_openmp_only_where_the_compiler_builds_it(module, tmp_path, monkeypatch):
@@ -279,3 +283,75 @@ def test_a_damaged_build_is_rebuilt_not_loaded(module, tmp_path):
     g = torch.empty_like(x)
     got, expected = rebuilt.output_loss(0, x, x, g, 1.0), module.output_loss(0, x, x, g, 1.0)
     assert got == pytest.approx(expected, rel=1e-7)
+
+
+# -- what a user sees where it cannot build: run in a subprocess, so that PyTorch's own
+# logging (to the real stderr, past capsys) is seen, and a hang ends in a timeout ----------
+
+LOAD = ("import sys; from deepae import native; native.unsupported = lambda: None; "
+        "sys.exit(0 if native.load() is None else 3)")  # fmt: skip
+
+
+def _load_in_a_subprocess(tmp_path, **env):
+    """stderr's lines of a process that loads the step into an empty folder, with `env`."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("CXX", native.ENV)}
+    environ |= {native.DIR_ENV: str(tmp_path / "native"), "OMP_NUM_THREADS": "1", **env}
+    proc = subprocess.run([sys.executable, "-c", LOAD], env=environ, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr  # the Python step, not a crash
+    return proc.stderr.splitlines()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX PATH and shell")
+def test_without_a_compiler_training_says_so_in_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    err = _load_in_a_subprocess(tmp_path, PATH=str(tmp_path / "empty"))
+    assert err == ["deepae: training uses the Python step; the native one is unavailable "
+                   "(no C++ compiler: c++ is not on PATH; install g++ or clang++, or set CXX); "
+                   "DEEPAE_NATIVE=0 skips trying"], err  # fmt: skip
+    assert not (tmp_path / "native").exists()  # nothing made for a build that cannot run
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell")
+def test_a_failed_compile_says_the_compilers_error_in_one_line(tmp_path):
+    """A compiler PyTorch does not know by name (it would log a wall of text about ABI
+    compatibility) that fails as g++ does without Python's headers: the line names the
+    error, not ninja's "build stopped"."""
+    cxx = tmp_path / "my-cxx"
+    cxx.write_text('#!/bin/sh\nfor a in "$@"; do if [ "$a" = -c ]; then\n'
+                   '  echo "native_step.cpp:12:10: fatal error: Python.h: No such file" >&2\n'
+                   '  echo "compilation terminated." >&2; exit 1; fi; done\n'
+                   'echo "My C++ 1.0"\n')  # fmt: skip
+    cxx.chmod(0o755)
+    err = _load_in_a_subprocess(tmp_path, CXX=str(cxx))
+    assert len(err) == 2 and err[0].startswith("deepae: compiling the native"), err
+    assert err[1] == ("deepae: training uses the Python step; the native one is unavailable "
+                      "(RuntimeError: native_step.cpp:12:10: fatal error: Python.h: No such "
+                      "file); DEEPAE_NATIVE=0 skips trying"), err  # fmt: skip
+    assert [p.name for p in (tmp_path / "native").iterdir()] == []  # no build folder left
+
+
+def test_a_build_folder_it_cannot_write_names_the_variable(tmp_path):
+    """DEEPAE_NATIVE_DIR a file (or read-only): one line that says what to set."""
+    (tmp_path / "native").write_text("a file, not a folder")
+    err = _load_in_a_subprocess(tmp_path, CXX=sys.executable)  # a compiler on PATH: not run
+    assert err == [f"deepae: training uses the Python step; the native one is unavailable "
+                   f"(cannot build in {tmp_path / 'native'} (File exists: {tmp_path / 'native'}); "
+                   f"set DEEPAE_NATIVE_DIR to a folder you can write to); "
+                   f"DEEPAE_NATIVE=0 skips trying"], err  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Error building extension 'x': [1/2] c++ -c a.cpp\nFAILED: a.o\n"
+         "a.cpp:3:1: error: 'foo' was not declared\na.cpp:9:1: error: second\n"
+         "ninja: build stopped: subcommand failed.\n", "a.cpp:3:1: error: 'foo' was not declared"),
+        ("/usr/bin/ld: cannot find -lgomp\ncollect2: error: ld returned 1 exit status\n",
+         "collect2: error: ld returned 1 exit status"),
+        ("[Errno 13] Permission denied: '/x'", "[Errno 13] Permission denied: '/x'"),
+        ("", ""),
+    ],
+)  # fmt: skip
+def test_the_reason_is_the_first_error_else_the_last_line(output, expected):
+    assert native.reason(output) == expected

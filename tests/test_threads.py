@@ -22,10 +22,11 @@ BEST2D_STEP = 512 * (3 * BEST2D_WEIGHTS - 784 * 256)  # 816,578,560
 
 
 @pytest.fixture
-def two_cores(monkeypatch):
-    """A process allowed on 2 cores, without OMP_NUM_THREADS or DEEPAE_THREADS (what a
-    test sets in the environment is undone after it)."""
+def two_cores(monkeypatch, tmp_path):
+    """A process allowed on 2 cores, without a cgroup CPU quota, OMP_NUM_THREADS or
+    DEEPAE_THREADS (what a test sets in the environment is undone after it)."""
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(threads, "CGROUP", tmp_path / "no-cgroup", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(threads.ENV, raising=False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)  # the command line sets it
@@ -67,6 +68,52 @@ def test_an_override_wins_over_the_policy():
 def test_omp_num_threads_caps_the_usable_cores(two_cores, omp, expected):
     environ = {} if omp is None else {"OMP_NUM_THREADS": omp}
     assert threads.usable_cores(environ) == expected
+
+
+def cgroup(folder, files):
+    """A fake cgroup root holding `files` ({relative path: text})."""
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+V1 = ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "100000 100000\n"}, 1),  # docker --cpus 1 on cgroup v2
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up, as joblib does
+        ({"cpu.max": "25000 100000\n"}, 1),  # a quarter: still one thread
+        ({"cpu.max": "800000 200000\n"}, 4),
+        ({"cpu.max": "max 100000\n"}, None),  # no limit
+        ({V1[0]: "-1\n", V1[1]: "100000\n"}, None),  # cgroup v1, no limit
+        ({V1[0]: "300000\n", V1[1]: "100000\n"}, 3),
+        ({V1[0]: "50000\n"}, None),  # a period missing: nothing to read
+        ({"cpu.max": "garbage"}, None),
+        ({}, None),  # not Linux, or no cgroup filesystem
+    ],
+)
+def test_a_cgroup_cpu_quota_is_read_as_whole_cpus(tmp_path, files, expected):
+    assert threads.quota_cores(cgroup(tmp_path, files)) == expected
+
+
+def test_a_container_cpu_limit_caps_the_threads(two_cores, monkeypatch, tmp_path):
+    """16 cores visible, a 1-CPU quota (docker run --cpus 1): best2d's big step gets one
+    thread, not 16, and asking for 2 is warned about."""
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(16)),
+                        raising=False)  # fmt: skip
+    best2d = resolve("best2d")[0]
+    assert threads.for_training(best2d, 512, environ={}) == 16  # no quota (two_cores)
+    monkeypatch.setattr(threads, "CGROUP", cgroup(tmp_path, {"cpu.max": "100000 100000\n"}))
+    assert threads.usable_cores({}) == 1
+    assert threads.for_training(best2d, 512, environ={}) == 1
+    assert "2 threads on 1 usable core(s)" in threads.oversubscribed(2)
+    monkeypatch.setattr(threads, "CGROUP", cgroup(tmp_path, {"cpu.max": "400000 100000\n"}))
+    assert threads.for_training(best2d, 512, environ={"OMP_NUM_THREADS": "8"}) == 4
+    assert threads.for_training(best2d, 512, environ={"OMP_NUM_THREADS": "2"}) == 2
 
 
 GOOD = [("3", 3), (3, 3), (" 2 ", 2), ("auto", None), ("AUTO", None), (None, None), ("1024", 1024)]

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deepae import threads
 from deepae.errors import ConfigError, DeepAEError, DistributedError
 
 ENV_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK")  # what torchrun gives each process it starts
@@ -58,7 +59,7 @@ def check_nproc(nproc: Any, warn: Callable[[str], None] | None = None) -> int:
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ConfigError(f"nproc must be a whole number of processes >= 1, got {nproc!r}",
                           field="nproc")  # fmt: skip
-    cores = len(os.sched_getaffinity(0))
+    cores = threads.allowed_cores()  # affinity, capped by a container's CPU quota
     if nproc > cores and warn is not None:
         warn(f"warning: {nproc} processes on the {cores} cores this process may use: they "
              "will share cores, and each will train slower")  # fmt: skip
@@ -356,7 +357,7 @@ def launch(nproc: int, argv: Sequence[str], *, warn: Callable[[str], None] | Non
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    cores = len(os.sched_getaffinity(0))
+    cores = threads.allowed_cores()  # affinity, capped by a container's CPU quota
     # torchrun would set 1 (with a banner); deepae shares this machine's cores between them.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # see quiet_native_logs

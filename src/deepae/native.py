@@ -23,8 +23,11 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import platform
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,10 @@ FLAGS = ("-O3", "-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AV
 OPENMP = ("-fopenmp",) if sys.platform == "linux" and torch.backends.openmp.is_available() else ()
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # native_step.cpp's codes
 LOSSES = {("bce", True): 0, ("mse", True): 1, ("mse", False): 2}  # (loss, sigmoid output?)
+
+
+class BuildError(RuntimeError):
+    """Why the step cannot be built here, in words a user can act on."""
 
 
 def mode(environ=None) -> str:
@@ -99,8 +106,10 @@ def load() -> ModuleType | None:
     if why is None:
         try:
             return _load_or_build(folder() / f"{NAME}-{build_key()}.so")
+        except BuildError as e:
+            why = str(e)
         except Exception as e:  # a compiler's or loader's failure, whatever its type
-            why = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
+            why = f"{type(e).__name__}: {reason(str(e))}"
     elif wanted == "auto":
         return None
     if wanted == "1":
@@ -116,15 +125,24 @@ def _load_or_build(path: Path) -> ModuleType:
             return _import(path)
         except ImportError:
             pass  # damaged or foreign: built again below, and replaced
-    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler = os.environ.get("CXX", "c++")  # what cpp_extension and ninja will run
+    if shutil.which((shlex.split(compiler) or [""])[0]) is None:
+        raise BuildError(f"no C++ compiler: {compiler} is not on PATH; install g++ or clang++, "
+                         "or set CXX")  # fmt: skip
+    try:  # the build's own folder beside the result, so that the move is a rename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        building = tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-")
+    except OSError as e:  # read-only, a file, a missing drive
+        raise BuildError(f"cannot build in {path.parent} ({e.strerror}: {e.filename}); "
+                         f"set {DIR_ENV} to a folder you can write to") from e  # fmt: skip
     sys.stderr.write(f"deepae: compiling the native training step for this machine "
                      f"(once, ~30 s) into {path.parent}\n")  # fmt: skip
     start = time.perf_counter()
     from torch.utils import cpp_extension
 
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp, _ninja_on_path():
+    with building as tmp, _ninja_on_path():
         openmp = openmp_flags(Path(tmp))
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet(logging.getLogger(cpp_extension.__name__)):
             warnings.simplefilter("ignore")  # e.g. the compiler's version notices
             built = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=[*FLAGS, *openmp],
                                        extra_ldflags=list(openmp), build_directory=tmp,
@@ -132,6 +150,28 @@ def _load_or_build(path: Path) -> ModuleType:
         os.replace(built.__file__, path)  # atomic: a reader sees no file or a whole one
     sys.stderr.write(f"deepae: native step ready in {time.perf_counter() - start:.0f} s\n")
     return built
+
+
+def reason(message: str) -> str:
+    """The line of a failed build's output that says why: the compiler's first error
+    ("native_step.cpp:12:10: fatal error: Python.h: No such file or directory"), else the
+    last line (ninja's "build stopped: subcommand failed" says only that it failed)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line.lower()]
+    return errors[0] if errors else (lines[-1] if lines else "")
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    """`logger` says only errors for the block: cpp_extension logs its compiler checks
+    ("may be ABI-incompatible", a wall of text for a compiler it does not know by name)
+    as warnings, and the build's failure, if any, is said in one line anyway."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def openmp_flags(folder: Path) -> tuple[str, ...]:

@@ -11,16 +11,19 @@ a second thread helps: `PARALLEL_WORK`.
 
 Precedence: `threads=` (Python) or `--threads N` (command line), then the environment
 variable `DEEPAE_THREADS`, then `choose_threads`. The cores a process may use are its CPU
-affinity, capped by `OMP_NUM_THREADS` when that is set (a launcher such as torchrun sets
-it to share the cores out). This module imports no torch: the command line reads it
-before PyTorch loads, which is when OpenMP's wait policy can still be chosen.
+affinity, capped by a container's CPU limit (a cgroup quota) and by `OMP_NUM_THREADS` when
+that is set (a launcher such as torchrun sets it to share the cores out). This module
+imports no torch: the command line reads it before PyTorch loads, which is when OpenMP's
+wait policy can still be chosen.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from deepae.errors import ConfigError
@@ -47,6 +50,15 @@ PARALLEL_WORK = 16_000_000
 SPIN_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "1000"}
 
 MAX_THREADS = 1024  # more is a typo, and would start that many OS threads
+
+# A container's CPU limit (`docker run --cpus`, a Kubernetes CPU limit) is a quota of CPU
+# time per period, not an affinity: the process sees every core of the host, and PyTorch
+# and OpenMP start a thread per core it sees. 16 threads under a 1-CPU quota spend it in a
+# sixteenth of each period and are all stopped for the rest, so every barrier waits for a
+# stopped thread. The quota is read from the cgroup root a container sees, as joblib (loky)
+# does: cgroup v2's cpu.max ("150000 100000", or "max ..." for none), else cgroup v1's
+# cpu/cpu.cfs_quota_us and cpu.cfs_period_us (-1: none).
+CGROUP = Path("/sys/fs/cgroup")
 
 
 def step_work(model_config: Any, batch_size: int) -> int:
@@ -79,11 +91,36 @@ def affinity_cores() -> int:
         return os.cpu_count() or 1
 
 
+def quota_cores(root: Path | None = None) -> int | None:
+    """The CPUs a cgroup CPU quota under `root` (default CGROUP) allows, rounded up; None
+    where there is no quota or none can be read."""
+    root = CGROUP if root is None else root
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):  # not cgroup v2, or not a container's root
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text()
+        except OSError:
+            return None
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
+
+
+def allowed_cores() -> int:
+    """`affinity_cores`, capped by a cgroup CPU quota (`quota_cores`) where there is one."""
+    quota = quota_cores()
+    return affinity_cores() if quota is None else min(affinity_cores(), quota)
+
+
 def usable_cores(environ: Mapping[str, str] | None = None) -> int:
-    """`affinity_cores`, capped by OMP_NUM_THREADS when it holds a count (its first item:
+    """`allowed_cores`, capped by OMP_NUM_THREADS when it holds a count (its first item:
     OpenMP also takes a list, one count per nesting level)."""
     environ = os.environ if environ is None else environ
-    cores = affinity_cores()
+    cores = allowed_cores()
     first = environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if first.isascii() and first.isdigit() and int(first) > 0:  # "²" is a digit, not an int
         cores = min(cores, int(first))
@@ -128,8 +165,8 @@ def for_training(model_config: Any, batch_size: int, threads: Any = None,
 
 def oversubscribed(threads: int, processes: int = 1) -> str | None:
     """A warning when `threads` in each of `processes` processes (a data-parallel run's)
-    exceed the cores this process may run on, else None."""
-    cores = affinity_cores()
+    exceed the cores this process may run on (`allowed_cores`), else None."""
+    cores = allowed_cores()
     if threads * processes <= cores or threads == 1:  # 1: more processes than cores, said
         return None  # by deepae.distributed.check_nproc; fewer threads there are not
     if processes == 1:
