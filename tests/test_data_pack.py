@@ -298,6 +298,25 @@ def test_pack_keeps_class_names_and_the_split_of_a_folder(tmp_path):
     np.testing.assert_array_equal(packed.y_train, folder.y_train)
 
 
+def test_val_fraction_for_data_with_its_own_split_is_refused(tmp_path, capsys):
+    # A Keras-layout .npz and a pack bring their test split: --val-fraction would do nothing.
+    rng = np.random.default_rng(2)
+    keras = tmp_path / "keras.npz"
+    np.savez(keras, x_train=rng.integers(0, 256, (30, 8, 8), np.uint8),
+             x_test=rng.integers(0, 256, (10, 8, 8), np.uint8))  # fmt: skip
+    assert main(["data", "pack", str(keras), str(tmp_path / "p.npy")]) == 0
+    capsys.readouterr()
+    train = ["train", "--runs-dir", str(tmp_path / "runs"), "--epochs", "1", "--no-progress"]
+    for source, more in ((keras, ""), (tmp_path / "p.npy", "; a pack's split is chosen")):
+        assert main([*train, "--dataset", str(source), "--val-fraction", "0.2"]) == 2
+        err = capsys.readouterr().err
+        assert f"val_fraction is for data without a test split; {source} has its own" in err
+        assert more in err and err.count("\n") == 1
+    assert main(["data", "pack", str(keras), str(tmp_path / "q.npy"), "--val-fraction", "0.3"]) == 2
+    assert "val_fraction is for data without a test split" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "q.npy").exists()
+
+
 def test_pack_of_float_unlabelled_images_rounds_to_8_bits(tmp_path, digits, capsys):
     x = digits[0][:40]
     np.save(tmp_path / "f.npy", x / np.float32(255))

@@ -6,6 +6,7 @@ import os
 import pickle
 import re
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -422,12 +423,31 @@ def test_bad_files_are_skipped_with_one_warning(messy, cache):
     }
 
 
+def test_without_a_log_skipped_files_are_a_python_warning(messy, cache):
+    # The README: unreadable files are skipped with one warning. A library call without
+    # `log` hears it as Python's warnings do; with `log`, the log has it and Python's none.
+    os.unlink(messy / "digits" / "pipe")
+    with pytest.warns(UserWarning) as heard:
+        d = load(messy, cache)
+    assert len(d.x_train) + len(d.x_test) == 10
+    assert len(heard) == 1  # one warning for all of them, as the log's one line
+    said = str(heard[0].message)
+    assert said.startswith(f"{messy}: skipped 3 of 13 files that are not readable images: ")
+    assert "digits/cut.png" in said and "loose.png" in said
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load(messy, cache, log=lines.append)
+    assert any(line.startswith(f"warning: {messy}: skipped 3 of 13") for line in lines)
+
+
 def test_strict_stops_at_the_first_bad_file(messy, cache):
     with pytest.raises(DataError, match=r"digits/cut\.png: .*without strict \(--strict\) to skip"):
         os.unlink(messy / "digits" / "pipe")
         os.unlink(messy / "loose.png")
         load(messy, cache, strict=True)
-    load(messy, cache)  # fills the cache; strict must still fail on a cache hit
+    with pytest.warns(UserWarning, match="skipped"):  # fills the cache; strict must still
+        load(messy, cache)  # fail on a cache hit
     with pytest.raises(DataError, match=r"cut\.png"):
         load(messy, cache, strict=True)
 

@@ -418,6 +418,22 @@ def test_a_resumed_run_keeps_its_preset_and_drops_stale_evaluations(tmp_path, ti
     assert any(line.startswith("removed evaluation-train.json") for line in logs)
 
 
+def test_a_resume_that_evaluates_does_not_send_the_user_to_deepae_evaluate(tmp_path, tiny):
+    start(tmp_path, "r", tiny, epochs=1)
+    folder = tmp_path / "r"
+    (folder / "evaluation.json").write_text('{"split": "test", "of": "epoch 1"}')
+    (folder / "evaluation-train.json").write_text('{"split": "train", "of": "epoch 1"}')
+    logs = []
+    run.resume(folder, tiny, epochs=2, log=logs.append, progress=False)
+    removed = {line.split()[1].rstrip(","): line for line in logs if line.startswith("removed ")}
+    # evaluation.json is written again by this very run: no command to run for it.
+    assert "deepae evaluate" not in removed["evaluation.json"]
+    assert "of" not in json.loads((folder / "evaluation.json").read_text())
+    # evaluation-train.json is not: deepae evaluate --split train writes it again.
+    assert "deepae evaluate writes it again" in removed["evaluation-train.json"]
+    assert not (folder / "evaluation-train.json").exists()
+
+
 def test_evaluating_on_other_data_keeps_the_runs_own_evaluation(tmp_path, mnist_small):
     fixture = "tests/fixtures/mnist-small.npz"
     common = ["--no-progress", "--latent-activation", "linear"]

@@ -122,9 +122,9 @@ def data_command(action: str, *operands: str, dataset: str | None = None, data_d
     uint8 with its labels and split beside it (deepae.data.pack; a bar if `progress`)."""
     if action == "pack":
         fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
-        return _pack(operands, dataset, progress, data_dir=data_dir, image_size=image_size,
-                     val_fraction=fraction, strict=strict, cache_dir=cache_dir,
-                     log=log)  # fmt: skip
+        return _pack(operands, dataset, progress, val_fraction is not None, data_dir=data_dir,
+                     image_size=image_size, val_fraction=fraction, strict=strict,
+                     cache_dir=cache_dir, log=log)  # fmt: skip
     if operands:
         raise ConfigError(f"data {action} takes no SOURCE or OUT; name the data with "
                           f"--dataset, e.g. deepae data {action} --dataset "
@@ -146,12 +146,15 @@ def data_command(action: str, *operands: str, dataset: str | None = None, data_d
     return format_info(info(name, data_dir=data_dir, cache_dir=cache_dir))
 
 
-def _pack(operands, dataset, progress: bool, **options) -> str:
+def _pack(operands, dataset, progress: bool, fraction_given: bool, **options) -> str:
     if len(operands) != 2 or dataset is not None:
         raise ConfigError("data pack takes SOURCE and OUT.npy (SOURCE as --dataset takes it), "
                           "e.g. deepae data pack mnist mnist.npy")  # fmt: skip
     source, out = operands
     loaded = load_dataset(source, **options)
+    if fraction_given and not loaded.held_out:  # it would be ignored: the data has a split
+        raise ConfigError(f"val_fraction is for data without a test split; {source} has its "
+                          "own: leave it out", field="val_fraction")  # fmt: skip
     return packing.format_pack(packing.pack(loaded, out, progress=progress))
 
 

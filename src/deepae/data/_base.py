@@ -80,6 +80,9 @@ class LoadedData:
     class_names: tuple[str, ...] | None  # label value -> name; None: show the numbers
     # How deepae.data.load_dataset was called, so a run can load the same data again.
     load_args: dict | None = None
+    # True where deepae held the test split out itself (val_fraction, seed); False where
+    # the data brought its own (MNIST, a Keras-layout .npz, a pack).
+    held_out: bool = False
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         yield self.x_train, self.y_train
@@ -242,7 +245,7 @@ def split_data(x, y, names, path: Path, source: str, split: dict) -> LoadedData:
         x_train=pick(train), y_train=None if y is None else y[train],
         x_test=pick(val), y_test=None if y is None else y[val],
         source=source, path=path, name=path.stem if path.is_file() else path.name,
-        class_names=names,
+        class_names=names, held_out=True,
     )  # fmt: skip
 
 

@@ -78,10 +78,12 @@ def load_image_folder(
     """Read every image under `folder` as grayscale uint8, resized to image_size (H, W).
 
     Returns images (N, H, W) uint8 and, when the folder has class subfolders, labels (N,)
-    and the sorted class names. `log` receives the warning about skipped files. Raises
-    DataError for a missing or empty folder, or (strict) for the first unreadable file.
+    and the sorted class names. `log` receives the progress lines and the warnings (skipped
+    files, empty classes); without it, the warnings are Python warnings (UserWarning), so a
+    library user still hears of skipped files. Raises DataError for a missing or empty
+    folder, or (strict) for the first unreadable file.
     """
-    folder, log, image_size = Path(folder), log or quiet, parse_image_size(image_size)
+    folder, log, image_size = Path(folder), log or _warnings_only, parse_image_size(image_size)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder; check the path")
     files, skipped = _scan(folder)
@@ -133,6 +135,14 @@ def load_folder(path: Path, image_size, split: dict, strict: bool, cache_dir, lo
     rows = as_rows(found.images)  # the cache file, memory-mapped: its images stay there
     images = found.images if rows is None else rows
     return split_data(images, found.labels, found.class_names, path, source, split)
+
+
+def _warnings_only(message: str) -> None:
+    """The log of a load given none: its warnings as Python warnings, the rest unsaid."""
+    if message.startswith("warning: "):
+        warnings.warn(message.removeprefix("warning: "), stacklevel=4)
+    else:
+        quiet(message)
 
 
 def read_image(path: str | os.PathLike, image_size: tuple[int, int] = (28, 28)) -> np.ndarray:

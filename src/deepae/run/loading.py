@@ -55,9 +55,8 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
     named = rec.get("dataset") or rec.get("name")
     dataset = dataset or named or "mnist"
     # A named dataset comes with its test split and is not a folder: these would do nothing.
-    if dataset in DATASETS and val_fraction is not None:
-        raise ConfigError(f"val_fraction is for data without a test split; {dataset} has its "
-                          "own: leave it out", field="val_fraction")  # fmt: skip
+    if dataset in DATASETS and val_fraction is not None:  # said before loading anything
+        raise _own_split(dataset)
     if dataset in DATASETS and strict:
         raise ConfigError(f"strict is for image folders; {dataset} is not one: leave it out",
                           field="strict")  # fmt: skip
@@ -65,12 +64,21 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
     mine = rec if rec and _same_dataset(dataset, named) else {}
     if data_dir is None and mine.get("data_dir") and Path(mine["data_dir"]).exists():
         data_dir = mine["data_dir"]  # else moved or deleted since: look in the usual places
-    return load_dataset(
+    loaded = load_dataset(
         dataset, data_dir=data_dir, strict=strict, log=log,
         image_size=image_size if image_size is not None else mine.get("image_size"),
         val_fraction=_first(val_fraction, mine.get("val_fraction"), DEFAULT_VAL_FRACTION),
         seed=_first(mine.get("seed"), 0),
     )  # fmt: skip
+    if val_fraction is not None and not loaded.held_out:  # a Keras-layout .npz, a pack
+        packed = "; a pack's split is chosen when it is packed" if "pack" in loaded.source else ""
+        raise _own_split(dataset, packed)
+    return loaded
+
+
+def _own_split(dataset: str, more: str = "") -> ConfigError:
+    return ConfigError(f"val_fraction is for data without a test split; {dataset} has its "
+                       f"own: leave it out{more}", field="val_fraction")  # fmt: skip
 
 
 def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = None,

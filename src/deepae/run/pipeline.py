@@ -227,10 +227,7 @@ def _finish(folder: Path, ae: Autoencoder, data: LoadedData, *, evaluate: bool, 
     for w in warnings:
         log(f"warning: {w}")
     written = [files.write_metrics(folder, metrics)]
-    for stale in sorted(folder.glob("evaluation*.json")):  # of the model before a resume
-        stale.unlink()
-        log(f"removed {stale.name}, which evaluated the model before this training "
-            f"(deepae evaluate writes it again)")  # fmt: skip
+    _drop_stale_evaluations(folder, evaluate, log)
     result = None
     if evaluate:
         result = evaluation.evaluate_run(ae, data, train_codes=codes, progress=progress)
@@ -244,6 +241,17 @@ def _finish(folder: Path, ae: Autoencoder, data: LoadedData, *, evaluate: bool, 
     core = [folder / f for f in (*files.MODEL_FILES, files.HISTORY_FILE)]
     core += [folder / files.CHECKPOINT_FILE, folder / files.STATUS_FILE]
     return RunResult(folder, metrics, core + written, warnings, evaluation=result)
+
+
+def _drop_stale_evaluations(folder: Path, evaluate: bool, log: Log) -> None:
+    """Remove the evaluation files of the model before a resume, and say so: this run
+    writes evaluation.json again when it evaluates; the others only `deepae evaluate` does."""
+    for stale in sorted(folder.glob("evaluation*.json")):
+        stale.unlink()
+        again = "deepae evaluate writes it again"
+        if evaluate and stale.name == files.EVALUATION_FILE:
+            again = "evaluating the new model now"
+        log(f"removed {stale.name}, which evaluated the model before this training ({again})")
 
 
 def write_pages(folder: str | Path, ae: Autoencoder, data: LoadedData, *,
