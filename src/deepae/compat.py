@@ -17,6 +17,7 @@ thousands of points.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Any
 
@@ -90,11 +91,21 @@ class UMAP(Autoencoder):
         if self.train_state.epoch or self._loaded:
             self._untrained()  # replaces the network, trainer and state: `before` keeps them
         fit_options.setdefault("verbose", int(bool(self.verbose)))
+        k = self.train_config.neighbours
+        n = _training_count(x, fit_options.get("validation_split"))
         try:
+            if 3 <= n <= k:  # as umap-learn's UMAP.fit: fewer neighbours, said, setting kept
+                self._as_source(x, "x")  # images it cannot take: refused first, as umap-learn
+                warnings.warn("n_neighbors is larger than the dataset size; truncating to "
+                              "X.shape[0] - 1", stacklevel=2)  # fmt: skip
+                self.train_config = dataclasses.replace(self.train_config, neighbours=n - 1)
             Autoencoder.fit(self, x, **fit_options)
         except Exception:
             vars(self).update(before)  # umap-learn checks x before it changes anything
             raise
+        finally:
+            if self.train_config.neighbours != k:  # get_params shows what was asked for
+                self.train_config = dataclasses.replace(self.train_config, neighbours=k)
         self.embedding_ = self.encode(x)
         return self
 
@@ -150,6 +161,15 @@ def _refuse_our_names(options: dict[str, Any]) -> None:
     if taken:
         raise ConfigError(f"{taken[0]} is {umap_name[taken[0]]} here, umap-learn's name: give "
                           f"that", field=taken[0])  # fmt: skip
+
+
+def _training_count(x: Any, validation_split: Any) -> int:
+    """The images fit trains on (its neighbour graph's), as fit_args holds the split out:
+    the first floor(N x (1 - validation_split)) of x's N; 0 when x has no length."""
+    n = np.shape(x)[0] if np.ndim(x) else 0
+    if isinstance(validation_split, int | float) and 0 < validation_split < 1:
+        n = math.floor(n * (1 - validation_split))
+    return n
 
 
 def _seed(random_state: Any) -> int:
