@@ -197,3 +197,24 @@ def test_an_unfitted_map_refuses_transform_as_umap_learns_does(x):
         assert isinstance(e.value, NotFittedError)
     reducer.fit(x)
     assert reducer.inverse_transform(reducer.transform(x[:3])).shape == (3, 28, 28)
+
+
+def test_umap_learns_settings_deepae_lacks_are_named_as_such():
+    # The oracle: umap-learn's own UMAP signature. Each of its settings is one deepae's UMAP
+    # takes (its names, or a deepae field) or one refused as umap-learn's, never "unknown".
+    import inspect
+
+    import umap
+
+    from deepae.compat import NAMES
+    from deepae.estimator import MODEL_FIELDS, TRAIN_FIELDS
+
+    theirs = set(inspect.signature(umap.UMAP).parameters)
+    ours = set(NAMES) | {"metric", "verbose"} | MODEL_FIELDS | TRAIN_FIELDS
+    lacking = sorted(theirs - ours)
+    assert lacking  # spread, init, learning_rate, ...
+    for name in lacking:
+        with pytest.raises(ConfigError, match=f"^{name} is a setting of umap-learn's UMAP"):
+            UMAP(**{name: 1})
+        with pytest.raises(ConfigError, match=f"^{name} is a setting of umap-learn's UMAP"):
+            UMAP().set_params(**{name: 1})

@@ -37,6 +37,19 @@ NAMES = {
     "n_epochs": "epochs",
 }
 
+# umap-learn's UMAP settings (0.5's signature) that deepae's has not: it trains a network
+# on the neighbour graph, with its own optimizer, instead of laying out the points. Named
+# as such when given, not as an unknown option.
+UMAP_LEARN_ONLY = frozenset({
+    "a", "angular_rp_forest", "b", "dens_frac", "dens_lambda", "dens_var_shift", "densmap",
+    "disconnection_distance", "force_approximation_algorithm", "init", "learning_rate",
+    "local_connectivity", "low_memory", "metric_kwds", "n_jobs", "output_dens",
+    "output_metric", "output_metric_kwds", "precomputed_knn", "repulsion_strength",
+    "set_op_mix_ratio", "spread", "target_metric", "target_metric_kwds", "target_n_neighbors",
+    "target_weight", "tqdm_kwds", "transform_mode", "transform_queue_size", "transform_seed",
+    "unique",
+})  # fmt: skip
+
 
 class UMAP(Autoencoder):
     """The `umap2d` preset under umap-learn's names: n_neighbors -> neighbours,
@@ -156,6 +169,11 @@ def _refuse_our_names(options: dict[str, Any]) -> None:
     if "preset" in options:
         raise ConfigError("UMAP is the umap2d preset; for another preset use "
                           "Autoencoder(preset=...)", field="preset")  # fmt: skip
+    lacking = sorted(set(options) & UMAP_LEARN_ONLY)
+    if lacking:
+        raise ConfigError(f"{lacking[0]} is a setting of umap-learn's UMAP that deepae's does "
+                          "not have (it trains a network on the neighbour graph instead of "
+                          "laying out points); leave it out", field=lacking[0])  # fmt: skip
     umap_name = {field: name for name, field in NAMES.items() if field != name}
     taken = sorted(set(options) & set(umap_name))
     if taken:
