@@ -218,3 +218,19 @@ def test_umap_learns_settings_deepae_lacks_are_named_as_such():
             UMAP(**{name: 1})
         with pytest.raises(ConfigError, match=f"^{name} is a setting of umap-learn's UMAP"):
             UMAP().set_params(**{name: 1})
+
+
+@pytest.mark.parametrize(
+    ("given", "phrase"),
+    [({"n_neighbors": 1}, "n_neighbors: neighbours must be"),
+     ({"n_epochs": 0}, "n_epochs: epochs must be"),
+     ({"negative_sample_rate": -1}, "negative_sample_rate: negative_rate must be")],
+)  # fmt: skip
+def test_a_refused_value_is_named_as_umap_learn_names_it(given, phrase):
+    # A umap-learn user gave n_neighbors, not deepae's `neighbours`: the message and the
+    # error's field start from the name they used (the config's own words follow).
+    name = next(iter(given))
+    for make in (lambda: UMAP(**given), lambda: UMAP().set_params(**given)):
+        with pytest.raises(ConfigError, match=f"^{phrase}") as e:
+            make()
+        assert e.value.field == name

@@ -16,6 +16,7 @@ thousands of points.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -83,11 +84,12 @@ class UMAP(Autoencoder):
             raise ConfigError(f"metric must be 'euclidean' (the neighbour graph's, between "
                               f"pixel vectors), got {metric!r}", field="metric")  # fmt: skip
         self.metric, self.verbose = metric, verbose
-        super().__init__(
-            preset="umap2d", neighbours=n_neighbors, latent_size=n_components,
-            min_dist=min_dist, negative_rate=negative_sample_rate,
-            seed=_seed(random_state), epochs=n_epochs, **options,
-        )  # fmt: skip
+        with _umap_learns_names():
+            super().__init__(
+                preset="umap2d", neighbours=n_neighbors, latent_size=n_components,
+                min_dist=min_dist, negative_rate=negative_sample_rate,
+                seed=_seed(random_state), epochs=n_epochs, **options,
+            )  # fmt: skip
         self.embedding_: np.ndarray | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options: Any):
@@ -112,7 +114,8 @@ class UMAP(Autoencoder):
                 warnings.warn("n_neighbors is larger than the dataset size; truncating to "
                               "X.shape[0] - 1", stacklevel=2)  # fmt: skip
                 self.train_config = dataclasses.replace(self.train_config, neighbours=n - 1)
-            Autoencoder.fit(self, x, **fit_options)
+            with _umap_learns_names():
+                Autoencoder.fit(self, x, **fit_options)
         except Exception:
             vars(self).update(before)  # umap-learn checks x before it changes anything
             raise
@@ -145,7 +148,8 @@ class UMAP(Autoencoder):
         if "random_state" in params:
             params["random_state"] = _seed(params["random_state"])
         # Autoencoder.set_params checks every value before it changes anything; ours after.
-        super().set_params(**{NAMES.get(k, k): v for k, v in params.items()})
+        with _umap_learns_names():
+            super().set_params(**{NAMES.get(k, k): v for k, v in params.items()})
         self.metric, self.verbose = metric, verbose
         return self
 
@@ -161,6 +165,20 @@ class UMAP(Autoencoder):
         umap = cls(n_components=model_config.latent_size)
         Autoencoder.__init__(umap, model_config, train_config)
         return umap
+
+
+@contextlib.contextmanager
+def _umap_learns_names():
+    """A ConfigError about a setting umap-learn names otherwise ("neighbours must be ...")
+    says the name the user gave first: "n_neighbors: neighbours must be ...", field
+    n_neighbors."""
+    try:
+        yield
+    except ConfigError as e:
+        name = {field: name for name, field in NAMES.items()}.get(e.field, e.field)
+        if name == e.field:
+            raise
+        raise ConfigError(f"{name}: {e}", field=name) from None
 
 
 def _refuse_our_names(options: dict[str, Any]) -> None:
