@@ -153,9 +153,15 @@ def _pack(operands, dataset, progress: bool, fraction_given: bool, **options) ->
     source, out = operands
     loaded = load_dataset(source, **options)
     if fraction_given and not loaded.held_out:  # it would be ignored: the data has a split
-        raise ConfigError(f"val_fraction is for data without a test split; {source} has its "
-                          "own: leave it out", field="val_fraction")  # fmt: skip
+        raise own_split_error(source)
     return packing.format_pack(packing.pack(loaded, out, progress=progress))
+
+
+def own_split_error(dataset: str, more: str = "") -> ConfigError:
+    """The refusal of a val_fraction given for data that brings its own test split (a named
+    set, a Keras-layout .npz, a pack), where it would do nothing."""
+    return ConfigError(f"val_fraction is for data without a test split; {dataset} has its "
+                       f"own: leave it out{more}", field="val_fraction")  # fmt: skip
 
 
 def _existing(source: str) -> Path:
@@ -213,6 +219,7 @@ __all__ = [
     "load_dataset",
     "load_idx_dataset",
     "load_mnist",
+    "own_split_error",
     "parse_image_size",
     "resize_images",
 ]

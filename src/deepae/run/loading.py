@@ -12,7 +12,13 @@ import numpy as np
 from deepae import evaluate as evaluation
 from deepae import fsio
 from deepae.api import Autoencoder
-from deepae.data import DATASETS, DEFAULT_VAL_FRACTION, LoadedData, load_dataset
+from deepae.data import (
+    DATASETS,
+    DEFAULT_VAL_FRACTION,
+    LoadedData,
+    load_dataset,
+    own_split_error,
+)
 from deepae.errors import ConfigError, DataError
 from deepae.run import files
 
@@ -56,7 +62,7 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
     dataset = dataset or named or "mnist"
     # A named dataset comes with its test split and is not a folder: these would do nothing.
     if dataset in DATASETS and val_fraction is not None:  # said before loading anything
-        raise _own_split(dataset)
+        raise own_split_error(dataset)
     if dataset in DATASETS and strict:
         raise ConfigError(f"strict is for image folders; {dataset} is not one: leave it out",
                           field="strict")  # fmt: skip
@@ -72,13 +78,8 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
     )  # fmt: skip
     if val_fraction is not None and not loaded.held_out:  # a Keras-layout .npz, a pack
         packed = "; a pack's split is chosen when it is packed" if "pack" in loaded.source else ""
-        raise _own_split(dataset, packed)
+        raise own_split_error(dataset, packed)
     return loaded
-
-
-def _own_split(dataset: str, more: str = "") -> ConfigError:
-    return ConfigError(f"val_fraction is for data without a test split; {dataset} has its "
-                       f"own: leave it out{more}", field="val_fraction")  # fmt: skip
 
 
 def evaluate_run(folder: str | Path, *, split: str = "test", log: Log | None = None,
