@@ -16,11 +16,12 @@ import torch
 
 from deepae import engine, native
 from deepae.cli import main
-from deepae.config import ModelConfig, resolve
+from deepae.config import ModelConfig, TrainConfig, resolve
 from deepae.errors import ConfigError
 from deepae.model import build
-from deepae.train import Trainer
+from deepae.train import Trainer, TrainingDiverged, fit
 from test_engine import autograd_reference  # pytest puts tests/ on sys.path
+from test_losses import fitted_images
 
 CASES = [
     (ModelConfig(), "bce"),  # the article's: relu, relu latent
@@ -145,6 +146,38 @@ def test_native_mse_equals_a_float64_computation(module, sigmoid):
     (grad,) = torch.autograd.grad(expected * scale, l64)
     assert got == pytest.approx(expected.item(), rel=1e-6)
     torch.testing.assert_close(g.double(), grad, rtol=1e-5, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("batch", [32, 512])
+def test_native_bce_holds_where_the_model_fits_the_images(module, batch):
+    """Images at and near 1 under large logits, where relu(l) and x l summed apart
+    cancel (tests/test_losses.py): each pixel's relu(l) - x l is summed instead."""
+    logits, x = fitted_images(batch)
+    got = module.output_loss(native.LOSSES[("bce", True)], logits, x, torch.empty_like(x), 1.0)
+    l64, x64 = logits.double(), x.double()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(l64, x64, reduction="sum")
+    assert got == pytest.approx(expected.item(), rel=2e-6)
+
+
+def test_a_loss_past_float32s_range_is_inf_and_training_diverges(module):
+    """A step whose summed loss passes 3.4e38 while each row's stays below (MSE of logits
+    ~1e17: 7.8e36 a row, 64 rows) returns inf, as the Python step's float32 sum does, so
+    training stops with its one-line message; the compiled step's double sum raised "value
+    cannot be converted to type float without overflow"."""
+    model = ModelConfig(output_activation="linear", latent_activation="linear")
+    nets = [build(model, seed=0) for _ in range(3)]
+    for net in nets:
+        with torch.no_grad():
+            net.decoder.body[-1].bias.fill_(1e17)
+    x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
+    compiled = engine.FusedDenseEngine(nets[0], "mse")
+    python = engine.FusedDenseEngine(nets[1], "mse", use_native=False)
+    assert compiled.native is module and python.native is None
+    assert compiled.loss_and_grad(x).item() == python.loss_and_grad(x).item() == float("inf")
+    trainer = Trainer(nets[2], TrainConfig(loss="mse", epochs=1, batch_size=64, device="cpu"), 64)
+    assert trainer.whole_step is not None  # the compiled whole step trains
+    with pytest.raises(TrainingDiverged, match=r"^the loss became inf at epoch 1, step 1;"):
+        fit(trainer, x)
 
 
 def test_native_loss_rejects_wrong_tensors(module):

@@ -38,12 +38,15 @@ def bce_sum_and_grad(logits: torch.Tensor, x: torch.Tensor, g: torch.Tensor,
     torch.mul(y, -1, out=work).add_(1)  # 1 - y
     torch.maximum(y, work, out=work)  # max(y, 1 - y), in [0.5, 1]
     logs = torch.prod(work.view(-1, log_chunk(work)), 1).log_().sum()
-    relu_sum = torch.clamp_min(logits, 0, out=work).sum()
-    x_dot_l = torch.dot(x.reshape(-1), logits.reshape(-1))
+    # relu(l) - x l per pixel, then one sum: each term is >= 0 (l (1 - x) or -x l), so
+    # nothing cancels. Summed apart, sum(relu(l)) and x . l cancel where the images are
+    # near 1 and the model fits them (relu(l) = x l): 3% off on all-one images.
+    torch.clamp_min(logits, 0, out=work).addcmul_(x, logits, value=-1)
+    fit_sum = work.sum()
     g.sub_(x)  # d/dl BCE(sigmoid(l), x) = sigmoid(l) - x
     if scale is not None:
         g.mul_(scale)
-    return relu_sum.sub_(logs).sub_(x_dot_l)
+    return fit_sum.sub_(logs)
 
 
 def log_chunk(t: torch.Tensor) -> int:

@@ -17,12 +17,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace {
 
 using at::Tensor;
 using Vec = at::vec::Vectorized<float>;
+// IEEE floats: a double past float's range converts to +-inf (Step::run's loss).
+static_assert(std::numeric_limits<float>::is_iec559, "IEEE 754 float needed");
 
 // Activation codes, as deepae/native.py numbers them.
 enum Act : int64_t { kLinear = 0, kRelu = 1, kSigmoid = 2, kTanh = 3 };
@@ -36,7 +39,7 @@ constexpr int kLogChunk = 96;
 // writes g = (y - x) * scale and returns the row's summed loss.
 double bce_row(const float* l, const float* x, float* g, int64_t n, float scale) {
   const Vec one(1.f), zero(0.f), sc(scale);
-  Vec relu_sum(0.f), xl_sum(0.f), prod(1.f);
+  Vec fit_sum(0.f), prod(1.f);
   double log_sum = 0.0;
   auto flush_logs = [&](const Vec& p) {
     float lanes[Vec::size()];
@@ -54,21 +57,20 @@ double bce_row(const float* l, const float* x, float* g, int64_t n, float scale)
       prod = one;
       chunk = 0;
     }
-    relu_sum = relu_sum + at::vec::maximum(lv, zero);
-    xl_sum = at::vec::fmadd(xv, lv, xl_sum);
+    // relu(l) - x l per pixel (>= 0), then summed: kept apart, the sums of relu(l) and of
+    // x l cancel where the images are near 1 and the model fits them (deepae/losses.py).
+    fit_sum = fit_sum + at::vec::fmadd(xv.neg(), lv, at::vec::maximum(lv, zero));
     ((y - xv) * sc).store(g + i);
   }
   flush_logs(prod);
   float lanes[Vec::size()];
   double total = 0.0;
-  relu_sum.store(lanes);
+  fit_sum.store(lanes);
   for (float v : lanes) total += v;
-  xl_sum.store(lanes);
-  for (float v : lanes) total -= v;
   for (; i < n; ++i) {  // the row's last n % lanes pixels
     const float y = 1.f / (1.f + std::exp(-l[i]));
     log_sum += std::log(std::max(y, 1.f - y));
-    total += std::max(l[i], 0.f) - x[i] * l[i];
+    total += std::fma(-x[i], l[i], std::max(l[i], 0.f));
     g[i] = (y - x[i]) * scale;
   }
   return total - log_sum;
@@ -287,7 +289,11 @@ class Step {
       }
     }
     if (mixed) grad32_.copy_(low_grad_);
-    return at::scalar_tensor(loss, at::kFloat);
+    // Rounded to float32 here (beyond its range: inf, as the Python step's float32 sum
+    // gives): a Scalar holding the double is range-checked, and a sum past 3.4e38 would
+    // raise "value cannot be converted to type float without overflow" instead of
+    // reaching the trainer's divergence check.
+    return at::scalar_tensor(static_cast<float>(loss), at::kFloat);
   }
 
  private:
