@@ -87,6 +87,25 @@ def test_unsupported_models_are_left_to_autograd():
         FusedDenseEngine(build(ModelConfig(batch_norm=True)), "bce")
 
 
+@pytest.mark.parametrize("changes", [{"hidden_activation": "gelu"}, {"batch_norm": True}])
+def test_a_net_without_hidden_layers_is_fused_whatever_its_hidden_settings(changes):
+    """784 -> 2 -> 784 has no hidden layer, so neither a hidden activation nor batch norm
+    (the net holds no GELU and no BatchNorm): the fused engine trains it, with autograd's
+    gradients, where it was refused."""
+    config = ModelConfig(hidden_sizes=(), latent_activation="tanh", **changes)
+    net = build(config, seed=1).double()
+    assert not any(isinstance(m, nn.GELU | nn.BatchNorm1d) for m in net.modules())
+    assert supports(net, "bce")
+    x = torch.rand(6, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    expected_sum, expected = autograd_reference(net, x, "bce")
+    engine = FusedDenseEngine(net, "bce")
+    assert engine.loss_and_grad(x).item() == pytest.approx(expected_sum, rel=1e-12)
+    torch.testing.assert_close(engine.grad, torch.cat([g.reshape(-1) for g in expected]),
+                               rtol=1e-10, atol=1e-14)  # fmt: skip
+    hidden = ModelConfig(hidden_sizes=(), decoder_hidden_sizes=(8,), **changes)
+    assert not supports(build(hidden), "bce")  # the decoder's hidden layer has them
+
+
 # -- private PyTorch calls against their public fallbacks: the same bits ----------------
 
 

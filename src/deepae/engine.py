@@ -82,9 +82,12 @@ FUSED_ACTIVATIONS = tuple(_FORWARD)
 def supports(net: AutoencoderNet, loss: str) -> bool:
     """Whether the fused engine can train `net` with `loss`."""
     cfg = net.config
+    # The hidden activation and batch norm apply to hidden layers only: a net without any
+    # (input -> latent -> output) has neither, whatever the config names.
+    hidden = bool(cfg.hidden_sizes or cfg.decoder_sizes)
     return (
-        not cfg.batch_norm
-        and cfg.hidden_activation in FUSED_ACTIVATIONS
+        not (hidden and cfg.batch_norm)
+        and (not hidden or cfg.hidden_activation in FUSED_ACTIVATIONS)
         and cfg.latent_activation in FUSED_ACTIVATIONS
         and (loss == "mse" or cfg.output_activation == "sigmoid")
     )
