@@ -185,3 +185,38 @@ def test_schedules_span_the_whole_run(schedule, optimizer):
         assert rates[0] == 4e-3 and rates[-1] == pytest.approx(
             4e-3 * (1 + math.cos(math.pi * (total - 1) / total)) / 2
         )
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+def test_the_engines_of_a_float64_net_agree_to_float64_rounding(loss):
+    """A float64 net's autograd step is the float64 oracle: its loss is computed in the
+    net's dtype, not cast down to float32 (as mixed precision's bfloat16 logits are cast
+    up), which put the engines' gradients 4e-8 apart, float32's rounding."""
+    x = torch.rand(40, 784, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = ModelConfig(hidden_sizes=(16,), hidden_activation="tanh", latent_activation="tanh")
+    nets = {}
+    for engine in ("fused", "autograd"):
+        nets[engine] = build(model, seed=0).double()
+        cfg = TrainConfig(loss=loss, engine=engine, batch_size=16, device="cpu", epochs=1)
+        trainer = train.Trainer(nets[engine], cfg, len(x))
+        assert trainer.engine_name == engine
+        trainer.train_epoch(x, 0)  # 3 steps of Adam, the last of 8 images
+    for a, b in zip(nets["fused"].parameters(), nets["autograd"].parameters(), strict=True):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "adadelta"])
+def test_eps_zero_is_refused_where_a_zero_gradient_makes_nan(name):
+    """With eps 0 these divide 0 by 0 wherever a gradient stays exactly 0 (here the pixels
+    that are 0 in every image, as MNIST's border): the weights turned NaN at the second
+    step, on both engines, and training stopped asking for a lower learning rate."""
+    with pytest.raises(ConfigError, match="eps must be > 0") as caught:
+        train.Trainer(build(ModelConfig()), TrainConfig(optimizer=name, eps=0.0), 64)
+    assert caught.value.field == "eps"
+    x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
+    x[:, :50] = 0.0
+    for other in ("sgd", "adagrad"):  # no such ratio (Adagrad's sum starts at 0.1): eps 0 trains
+        cfg = TrainConfig(optimizer=other, eps=0.0, epochs=1, device="cpu")
+        state = train.fit(train.Trainer(build(ModelConfig()), cfg, len(x)), x)
+        assert math.isfinite(state.history[0].loss)

@@ -12,6 +12,10 @@ import torch
 from deepae.config import TrainConfig
 from deepae.errors import ConfigError
 
+# The optimizers whose step divides by sqrt(running mean of squared gradients) + eps, with
+# nothing else keeping the denominator above 0 (Adagrad's accumulator starts at 0.1).
+DIVIDED_BY_A_ROOT = frozenset({"adam", "adamw", "adadelta", "rmsprop"})
+
 # What a schedule drives, or was shaped by, which cannot change once it has begun.
 SCHEDULED = ("schedule", "optimizer", "lr", "adam_betas", "momentum", "batch_size")
 # The param group entries a schedule sets (PyTorch's OneCycleLR cycles betas or momentum too).
@@ -23,6 +27,14 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer of `cfg` over `params`, with Keras' defaults for epsilon and learning
     rate (deepae.config.DEFAULT_LR)."""
     lr, eps, wd = cfg.learning_rate, cfg.eps, cfg.weight_decay
+    if eps == 0 and cfg.optimizer in DIVIDED_BY_A_ROOT:
+        # Their step is a ratio whose denominator is sqrt(a running mean of squared
+        # gradients) + eps: a gradient that is exactly 0 from the start (a pixel that is 0 in
+        # every image, a dead ReLU) makes it 0 / 0, so the weights turn NaN at once and
+        # training stops saying "lower the learning rate", which would not help.
+        raise ConfigError(f"eps must be > 0 for {cfg.optimizer}: with eps 0 a gradient that "
+                          "stays 0 divides 0 by 0 (NaN weights); Keras' is 1e-7",
+                          field="eps")  # fmt: skip
     # fused=True runs Adam as one kernel per tensor; supported on CPU and CUDA float32.
     table: dict[str, Callable[[], torch.optim.Optimizer]] = {
         "adam": lambda: torch.optim.Adam(

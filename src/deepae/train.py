@@ -219,7 +219,9 @@ class Trainer:
             # weigh, and decoding the tails too would double the decoder's cost for no gain.
             with precision.autocast(self.precision, self.device):
                 z, logits = self._forward(both, b)  # (2B, l), (B, D)
-            z, logits = z.float(), logits.float()  # the losses in float32 (no copy if they are)
+            # The codes' loss in float32 as the fused engine's; the reconstruction's in
+            # float32 at least (a float64 net's stays float64, as on the fused engine).
+            z, logits = z.float(), _at_least_float32(logits)
             loss = self.loss_fn(logits, x_head) + weight * self.neighbour(z[:b], z[b:], negatives)
             self.opt.zero_grad(set_to_none=True)
             self._backward(loss, share)
@@ -239,7 +241,7 @@ class Trainer:
         else:
             with precision.autocast(self.precision, self.device):
                 logits = self._forward(batch, len(batch))[1]
-            loss = self.loss_fn(logits.float(), batch)
+            loss = self.loss_fn(_at_least_float32(logits), batch)
             self.opt.zero_grad(set_to_none=True)
             self._backward(loss, share)
             self.opt.step()
@@ -392,6 +394,13 @@ def format_epoch(record: EpochRecord, epochs: int) -> str:
     if record.val_loss is not None:
         line += f" - val_loss: {record.val_loss:.4f}"
     return line
+
+
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    # Mixed precision's bfloat16 logits go up to float32 for the losses (no copy
+    # when they already are); float64 stays float64, so that a float64 net's autograd step
+    # stays the float64 oracle the fused engine is tested against.
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _validates(cfg: TrainConfig, epoch: int) -> bool:
