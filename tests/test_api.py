@@ -227,3 +227,15 @@ def test_n_features_in_and_feature_names_as_scikit_learn_sets_them(mnist_small, 
         ae.get_feature_names_out(input_features=["a", "b"])
     ae.save(tmp_path / "m")
     assert Autoencoder.load(tmp_path / "m").n_features_in_ == 784  # loaded: fitted
+
+
+def test_read_only_arrays_are_taken_without_a_warning(ae, mnist_small):
+    # pandas 3's DataFrame.values and np.load(mmap_mode="r") hand out read-only arrays;
+    # torch.from_numpy warns about them (the suite makes warnings errors).
+    flat = mnist_small.x_test[:20].reshape(20, 784) / np.float32(255)
+    frozen = flat.copy()
+    frozen.setflags(write=False)
+    z = ae.encode(frozen)
+    np.testing.assert_array_equal(z, ae.encode(flat))
+    z.setflags(write=False)
+    np.testing.assert_array_equal(ae.decode(z), ae.decode(z.copy()))

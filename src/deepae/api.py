@@ -233,7 +233,9 @@ class Autoencoder(ScikitLearnVerbs):
                 f"codes must be finite numbers of shape (N, {latent}), got shape {z_arr.shape}",
                 field="z",
             )
-        out = self._run(self.net.decoder, torch.from_numpy(z_arr), batch_size)
+        # A copy (codes are small): z may be read-only (a DataFrame's values), which
+        # torch.from_numpy warns about.
+        out = self._run(self.net.decoder, torch.tensor(z_arr), batch_size)
         return out.reshape(len(out), *self.model_config.image_shape)
 
     def reconstruct(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:

@@ -152,7 +152,10 @@ def as_images(config, x: Any, name: str) -> torch.Tensor:
         arr = arr.reshape(1, config.input_size)
     else:
         _check_shape(config, arr.shape, name)
-    return torch.from_numpy(flatten_images(arr, name))
+    flat = flatten_images(arr, name)  # (N, D) float32: x itself when it already was
+    if not flat.flags.writeable:  # a pandas 3 DataFrame's values, a read-only np.load
+        flat = flat.copy()  # torch warns on a tensor over memory it may not write
+    return torch.from_numpy(flat)
 
 
 def as_source(config, x: Any, name: str) -> torch.Tensor | MappedImages:
