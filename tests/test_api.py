@@ -229,6 +229,59 @@ def test_n_features_in_and_feature_names_as_scikit_learn_sets_them(mnist_small, 
     assert Autoencoder.load(tmp_path / "m").n_features_in_ == 784  # loaded: fitted
 
 
+def test_set_output_gives_the_dataframes_scikit_learn_gives(mnist_small):
+    # The oracle: a scikit-learn transformer whose transform is our encode, wrapped by
+    # scikit-learn's own set_output machinery (_SetOutputMixin, via TransformerMixin).
+    import pandas as pd
+    import sklearn
+    from sklearn.base import (
+        BaseEstimator,
+        ClassNamePrefixFeaturesOutMixin,
+        TransformerMixin,
+        clone,  # fmt: skip
+    )
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    flat = mnist_small.x_train[:256].reshape(256, 784) / np.float32(255)
+    frame = pd.DataFrame(flat, index=[f"digit{i}" for i in range(256)])
+    ae = Autoencoder(epochs=1, latent_activation="linear")
+    ae.fit(frame, verbose=0)
+
+    class Autoencoder_(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+        _n_features_out = 2
+
+        def fit(self, x, y=None):
+            self.n_features_in_ = 784
+            return self
+
+        def transform(self, x):
+            return ae.encode(np.asarray(x, dtype=np.float32))
+
+    Autoencoder_.__name__ = "Autoencoder"
+    assert isinstance(ae.transform(frame), np.ndarray)  # arrays until asked
+    assert ae.set_output(transform="pandas") is ae
+    expected = Autoencoder_().set_output(transform="pandas").fit(frame).transform(frame)
+    pd.testing.assert_frame_equal(ae.transform(frame), expected)
+    assert list(expected.columns) == ["autoencoder0", "autoencoder1"]
+    assert list(expected.index[:2]) == ["digit0", "digit1"]
+    kept = ae.set_output(transform=None).transform(frame)  # None: as it was
+    assert list(kept.columns) == ["autoencoder0", "autoencoder1"]
+    np.testing.assert_array_equal(ae.inverse_transform(ae.transform(frame)),
+                                  ae.inverse_transform(ae.encode(flat)))  # fmt: skip
+    assert isinstance(ae.set_output(transform="default").transform(frame), np.ndarray)
+    with sklearn.config_context(transform_output="pandas"):  # the global setting, as theirs
+        pd.testing.assert_frame_equal(ae.transform(frame), expected)
+    with pytest.raises(ConfigError, match="transform must be one of default, pandas, polars"):
+        ae.set_output(transform="arrow")
+    # A pipeline passes set_output to every step (before: "set_output is not available").
+    pipe = make_pipeline(Autoencoder(epochs=1, latent_activation="linear"), StandardScaler())
+    out = pipe.set_output(transform="pandas").fit_transform(frame, autoencoder__verbose=0)
+    assert list(out.columns) == ["autoencoder0", "autoencoder1"] and out.index.equals(frame.index)
+    copy = clone(Autoencoder(epochs=1).set_output(transform="pandas"))  # clone keeps it
+    assert isinstance(copy.fit_transform(frame, verbose=0), pd.DataFrame)
+
+
 def test_read_only_arrays_are_taken_without_a_warning(ae, mnist_small):
     # pandas 3's DataFrame.values and np.load(mmap_mode="r") hand out read-only arrays;
     # torch.from_numpy warns about them (the suite makes warnings errors).

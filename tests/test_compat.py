@@ -134,6 +134,13 @@ def test_inverse_transform_gives_back_the_inputs_shape(x):
     # umap-learn's UMAP is a ClassNamePrefixFeaturesOutMixin: its columns are umap0, umap1.
     assert list(reducer.get_feature_names_out()) == ["umap0", "umap1"]
     assert reducer.n_features_in_ == flat.shape[1]
+    # set_output, as scikit-learn's transformers (umap-learn's UMAP among them) have it.
+    import pandas as pd
+
+    frame = pd.DataFrame(flat, index=np.arange(len(flat)) * 2)
+    codes = reducer.set_output(transform="pandas").fit_transform(frame)
+    assert list(codes.columns) == ["umap0", "umap1"] and codes.index.equals(frame.index)
+    np.testing.assert_array_equal(codes.to_numpy(), reducer.embedding_)
 
 
 def test_a_refused_set_params_changes_nothing():

@@ -126,8 +126,9 @@ class UMAP(Autoencoder):
         return self
 
     def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options: Any):
-        """`fit`, then `embedding_`: the codes of x (N, n_components)."""
-        return self.fit(x, y, **fit_options).embedding_
+        """`fit`, then `embedding_`: the codes of x (N, n_components), or the DataFrame
+        `set_output` asks for."""
+        return self._as_output(self.fit(x, y, **fit_options).embedding_, x)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The settings under umap-learn's names where it has them, deepae's elsewhere:

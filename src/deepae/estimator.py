@@ -1,8 +1,8 @@
 """scikit-learn's verbs for deepae's models: `ScikitLearnVerbs`, the part of
 `deepae.Autoencoder` that makes it the transformer it is to pipelines, `clone`, grid
 searches and `check_is_fitted` (`fit_transform`, `transform`, `inverse_transform`,
-`get_params`, `set_params`, `n_features_in_`, `get_feature_names_out`). scikit-learn is
-optional: it is imported only when asked for.
+`get_params`, `set_params`, `set_output`, `n_features_in_`, `get_feature_names_out`).
+scikit-learn is optional: it is imported only when asked for.
 
 The host class (Autoencoder) provides `fit`, `encode`, `decode`, `_untrained` and the
 attributes `model_config`, `train_config`, `train_state`, `_loaded`, `_sample_shape`.
@@ -11,16 +11,19 @@ attributes `model_config`, `train_config`, `train_state`, `_loaded`, `_sample_sh
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from deepae import config as cfg
-from deepae.errors import ConfigError
+from deepae.errors import ConfigError, MissingExtraError
 
 MODEL_FIELDS = {f for f in cfg.ModelConfig.__dataclass_fields__}
 TRAIN_FIELDS = {f for f in cfg.TrainConfig.__dataclass_fields__}
+OUTPUTS = ("default", "pandas", "polars")  # scikit-learn's set_output(transform=...)
 
 
 class ScikitLearnVerbs:
@@ -28,9 +31,10 @@ class ScikitLearnVerbs:
 
     def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None, **fit_options):
         """scikit-learn's fit_transform: `fit(x, y, **fit_options)` (y: labels, not used, as
-        a pipeline passes them; or x itself), then the codes of x: an array (N, latent)."""
+        a pipeline passes them; or x itself), then the codes of x: an array (N, latent), or
+        the DataFrame `set_output` asks for."""
         self.fit(x, y, **fit_options)
-        return self.encode(x)
+        return self._as_output(self.encode(x), x)
 
     def __sklearn_tags__(self):
         from sklearn.base import BaseEstimator, TransformerMixin
@@ -47,7 +51,42 @@ class ScikitLearnVerbs:
         """scikit-learn's transform: `encode` (images -> codes (N, latent)) of a fitted (or
         loaded) model; before that scikit-learn's NotFittedError."""
         self._check_fitted("transform")
-        return self.encode(x)
+        return self._as_output(self.encode(x), x)
+
+    def set_output(self, *, transform: str | None = None) -> ScikitLearnVerbs:
+        """scikit-learn's set_output: `transform="pandas"` (or "polars") makes transform and
+        fit_transform return a DataFrame whose columns are `get_feature_names_out()`, with
+        the input's index when it was a pandas DataFrame; "default": arrays, unless
+        scikit-learn's `set_config(transform_output=...)` says otherwise; None: unchanged.
+        inverse_transform and deepae's own verbs return arrays, as in scikit-learn. This is
+        what lets `Pipeline.set_output` pass through the model. Returns self."""
+        if transform is None:
+            return self
+        if transform not in OUTPUTS:
+            raise ConfigError(f"transform must be one of {', '.join(OUTPUTS)} or None, got "
+                              f"{transform!r}", field="transform")  # fmt: skip
+        # scikit-learn's own attribute name: its clone copies it to the clone.
+        self._sklearn_output_config = {"transform": transform}
+        return self
+
+    def _as_output(self, codes: np.ndarray, x: Any):
+        """codes (N, latent) in the container set_output (or scikit-learn's global
+        transform_output, if scikit-learn is loaded at all) asks for."""
+        kind = getattr(self, "_sklearn_output_config", {}).get("transform", "default")
+        if kind == "default" and "sklearn" in sys.modules:
+            kind = sys.modules["sklearn"].get_config().get("transform_output", "default")
+        if kind == "default":
+            return codes
+        try:
+            frames = importlib.import_module(kind)
+        except ImportError:
+            raise MissingExtraError(f"set_output(transform={kind!r}) needs {kind}; install it "
+                                    f"with: pip install {kind}") from None  # fmt: skip
+        columns = self.get_feature_names_out().tolist()
+        if kind == "polars":
+            return frames.DataFrame(codes, schema=columns, orient="row")
+        index = x.index if isinstance(x, frames.DataFrame) else None
+        return frames.DataFrame(codes, columns=columns, index=index)
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """scikit-learn's inverse_transform: `decode` of a fitted (or loaded) model, codes
