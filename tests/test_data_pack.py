@@ -4,6 +4,7 @@ everything else; `deepae data pack` writes any source as such a file. The oracle
 in-memory path: the same images as an array give the same batches, losses and weights."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 from deepae import Autoencoder, train
 from deepae.batches import MappedImages, chunks, gatherer
 from deepae.cli import main
-from deepae.data import ImageRows, flatten_images, holdout_split, load_dataset
+from deepae.data import ImageRows, as_rows, flatten_images, holdout_split, load_dataset
 from deepae.data._base import split_data
 from deepae.data.arrays import map_npy
 from deepae.data.folders import load_image_folder
@@ -246,6 +247,51 @@ def test_the_folder_cache_is_memory_mapped(tmp_path):
     assert isinstance(d.x_train, ImageRows)
 
 
+CUT_SHORT = """
+import os, sys
+import numpy as np
+from deepae.data import load_dataset
+from deepae.errors import DataError
+
+d = load_dataset(sys.argv[1])  # memory-mapped
+os.truncate(sys.argv[1], 1000)  # another program cuts the file short
+try:
+    d.x_train[[5, len(d.x_train) - 1]]  # without the watch: a page past the end, SIGBUS
+except DataError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_mapped_file_cut_short_while_in_use_is_one_line_not_a_crash(bare):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CUT_SHORT, str(bare)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, (done.returncode, done.stderr)  # not -SIGBUS
+    assert done.stderr.strip().startswith(f"{bare}: the file changed while deepae was reading")
+    assert "now 1,000 bytes" in done.stderr
+
+
+def test_a_mapped_file_rewritten_in_place_is_refused(bare, fit_inputs):
+    d = load_dataset(bare)
+    with open(bare, "r+b") as f:  # the same size, other images
+        f.seek(-784, 2)
+        f.write(bytes(784))
+    stamp = bare.stat()
+    os.utime(bare, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # coarse clocks
+    with pytest.raises(DataError, match="changed while deepae was reading its images"):
+        Autoencoder(**FAST).fit(d.x_train, epochs=1, verbose=0)
+    with pytest.raises(DataError, match="rewritten in place"):
+        np.asarray(d.x_test)
+    # A memmap NumPy made (np.load(mmap_mode="r"), given to fit) is watched from then on.
+    rows = as_rows(np.load(bare, mmap_mode="r"))
+    os.utime(bare, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 2 * 10**9))
+    with pytest.raises(DataError, match="rewritten in place"):
+        rows[0]
+
+
 # -- deepae data pack ------------------------------------------------------------------------
 
 
@@ -357,6 +403,55 @@ def test_a_pack_that_fails_leaves_the_earlier_pack_whole(tmp_path, capsys, monke
     again, source = load_dataset(out), load_dataset(FIXTURE)
     np.testing.assert_array_equal(again.y_test, source.y_test)
     np.testing.assert_array_equal(np.asarray(again.x_train), source.x_train)
+
+
+def test_a_pack_cut_short_in_its_sync_keeps_the_earlier_pack(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    out = tmp_path / "out.npy"
+    assert main(["data", "pack", str(FIXTURE), str(out)]) == 0
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    unlabelled = tmp_path / "f.npy"
+    np.save(unlabelled, np.zeros((30, 28, 28), np.uint8))
+    real_fsync = os.fsync
+
+    def full(fd):  # the disk fills up when the new images are flushed, at the very end
+        if ".out.npy." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(["data", "pack", str(unlabelled), str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p != unlabelled} == files
+    np.testing.assert_array_equal(load_dataset(out).y_test, load_dataset(FIXTURE).y_test)
+
+
+def test_pack_keeps_another_tools_json_where_the_split_would_go(bare, capsys):
+    out = bare.with_name("out.npy")
+    notes = out.with_name("out.json")
+    notes.write_text(json.dumps({"description": "my notes"}))
+    assert main(["data", "pack", str(bare), str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{notes} is not a deepae-pack file" in err
+    assert json.loads(notes.read_text()) == {"description": "my notes"} and not out.exists()
+    notes.unlink()  # a pack's own split is replaced, as before
+    assert main(["data", "pack", str(bare), str(out)]) == 0
+    assert main(["data", "pack", str(bare), str(out)]) == 0
+
+
+def test_packing_onto_the_labels_of_the_source_is_refused(bare, capsys):
+    labels = bare.with_name("digits.labels.npy")
+    before = labels.read_bytes()
+    assert main(["data", "pack", str(bare), str(labels)]) == 2
+    assert "is a file of the source" in capsys.readouterr().err
+    assert labels.read_bytes() == before
+    # An .npz has no such files: a pack beside it, of the same name, is no loss.
+    npz = bare.with_name("keras.npz")
+    np.savez(npz, x_train=np.load(bare)[:20], x_test=np.load(bare)[20:30])
+    assert main(["data", "pack", str(npz), str(npz.with_suffix(".npy"))]) == 0
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from deepae.data._base import (
     open_regular,
     split_data,
 )  # fmt: skip
-from deepae.data.mapped import ImageRows
+from deepae.data.mapped import FileWatch, ImageRows, watch_map
 from deepae.errors import DataError, RunError
 
 # The largest array accepted (bytes): 4 GiB is ~5 million 28x28 float32 images. Bigger
@@ -139,7 +139,8 @@ def map_npy(path: str | os.PathLike) -> np.ndarray:
                 _check_limit(shape, dtype, str(path), MAX_ARRAY_BYTES)
                 return _read_data(f, shape, fortran, dtype, str(path))
             order = "F" if fortran else "C"
-            return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order=order)
+            mapped = np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order=order)
+            return watch_map(mapped, os.dup(f.fileno()), str(path))  # see mapped.FileWatch
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e}); check the path") from None
 
@@ -226,7 +227,7 @@ def load_npy(path: Path, split: dict) -> LoadedData:
     raw = map_npy(path)
     x = check_image_stack(raw, str(path))
     if isinstance(raw, np.memmap):
-        x = ImageRows(x)  # never converted whole: training reads it batch by batch
+        x = ImageRows(x, watch=FileWatch.of(raw))  # never converted whole: read per batch
     info = _pack_info(path, len(x))
     y, names = _labels_beside(path, len(x), info.get("class_names"))
     n = info.get("n_train")

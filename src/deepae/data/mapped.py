@@ -11,20 +11,97 @@ for that, on purpose.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from collections.abc import Iterator
 
 import numpy as np
 
+from deepae.errors import DataError
+
 CHUNK = 8192  # images per chunk when iterating: 6.4 MB of 28 x 28 pixels
+WATCH_ATTR = "deepae_watch"  # where `watch_map` leaves a map's FileWatch
+
+
+class FileWatch:
+    """The file under a memory map, asked before each read whether it is as it was mapped.
+
+    A mapped page that the file no longer holds (another program truncated it) kills the
+    process with SIGBUS: no message, no checkpoint. One fstat before a read (about a
+    microsecond, once a batch or chunk) turns that into a DataError, and so a file rewritten
+    in place, whose old and new images would otherwise be mixed in one training."""
+
+    def __init__(self, fd: int, path: str):
+        self._fd, self.path = fd, path  # fd: this watch's own descriptor of the mapped file
+        self._stamp = self._now()
+
+    def _now(self) -> tuple[int, int]:
+        st = os.fstat(self._fd)
+        return st.st_size, st.st_mtime_ns
+
+    def check(self) -> None:
+        """DataError if the file's size or modification time changed since it was mapped."""
+        size, mtime = self._now()
+        if (size, mtime) == self._stamp:
+            return
+        what = (f"now {size:,} bytes, {self._stamp[0]:,} when it was opened"
+                if size != self._stamp[0] else "rewritten in place")  # fmt: skip
+        raise DataError(
+            f"{self.path}: the file changed while deepae was reading its images ({what}); "
+            "leave a dataset's file alone while deepae uses it (write changes to a new file); "
+            "a training run stopped by this resumes from its last checkpoint",
+            field="dataset",
+        )
+
+    @staticmethod
+    def of(images) -> FileWatch | None:
+        """The watch of a memory map: deepae's own (`watch_map`), or for a np.memmap that
+        NumPy opened by name, a new one; None for anything else."""
+        if not isinstance(images, np.memmap):
+            return None
+        watch = getattr(images, WATCH_ATTR, None)
+        if watch is not None or not images.filename:
+            return watch
+        try:  # non-blocking: whatever is at that path now must not hang us (a FIFO)
+            fd = os.open(images.filename, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return FileWatch(fd, os.fspath(images.filename))
+
+    def __reduce__(self):
+        # A pickled or deep-copied memmap is an array in memory: nothing left to watch, and
+        # a copied descriptor would be closed twice.
+        return _unwatched, ()
+
+    def __del__(self):
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: __init__ failed
+            os.close(self._fd)
+
+
+def _unwatched() -> None:
+    return None
+
+
+def watch_map(images: np.memmap, fd: int, path: str) -> np.memmap:
+    """`images` with their file watched from now on (`FileWatch`); fd, an open descriptor
+    of the file mapped, becomes the watch's."""
+    setattr(images, WATCH_ATTR, FileWatch(fd, path))
+    return images
 
 
 class ImageRows:
     """Images (N, H, W) uint8 read on demand from `images` (usually a read-only np.memmap
     of a .npy file), through `index` (N,) row numbers when given (a split of the file)."""
 
-    def __init__(self, images: np.ndarray, index: np.ndarray | None = None):
+    def __init__(self, images: np.ndarray, index: np.ndarray | None = None,
+                 watch: FileWatch | None = None):  # fmt: skip
         self._images = images  # (N0, H, W) uint8, left where it is
         self._index = None if index is None else np.asarray(index, dtype=np.intp)  # (N,)
+        self._watch = watch  # the file under `images`, checked before every read
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -54,8 +131,8 @@ class ImageRows:
         A tuple indexes the images so chosen as NumPy would (x[0, 5]: row 5 of image 0)."""
         if isinstance(key, slice):
             if self._index is None:
-                return ImageRows(self._images[key])
-            return ImageRows(self._images, self._index[key])
+                return ImageRows(self._images[key], watch=self._watch)
+            return ImageRows(self._images, self._index[key], self._watch)
         if isinstance(key, int | np.integer):
             return self.take(np.array([range(len(self))[key]]))[0]  # range: IndexError
         if isinstance(key, tuple):  # x[i, j]: the images first, then NumPy's indexing
@@ -94,7 +171,8 @@ class ImageRows:
         """The images at positions idx (M,), or where a boolean mask (N,) is true, as
         another ImageRows: nothing is read."""
         idx = self._positions(idx)
-        return ImageRows(self._images, idx if self._index is None else self._index[idx])
+        rows = idx if self._index is None else self._index[idx]
+        return ImageRows(self._images, rows, self._watch)
 
     def _positions(self, key) -> np.ndarray:
         """Positions (M,) from integer indices or a boolean mask (N,), as NumPy reads them."""
@@ -115,15 +193,21 @@ class ImageRows:
     def take(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The images at positions idx (B,), read into `out` (B, H, W) or a new array."""
         rows = idx if self._index is None else self._index[idx]
+        self._check()
         return np.take(self._images, rows, axis=0, out=out)
 
     def chunks(self, size: int = CHUNK) -> Iterator[np.ndarray]:
         """The images in order, `size` at a time, as arrays (b, H, W)."""
         for start in range(0, len(self), size):
+            self._check()
             if self._index is None:
                 yield np.asarray(self._images[start : start + size])
             else:
                 yield self._images[self._index[start : start + size]]
+
+    def _check(self) -> None:
+        if self._watch is not None:
+            self._watch.check()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for chunk in self.chunks():
@@ -147,7 +231,7 @@ def as_rows(x) -> ImageRows | None:
     if isinstance(x, ImageRows):
         return x
     if isinstance(x, np.memmap) and x.dtype == np.uint8 and x.ndim >= 2:
-        return ImageRows(np.asarray(x))
+        return ImageRows(np.asarray(x), watch=FileWatch.of(x))
     return None
 
 

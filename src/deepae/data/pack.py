@@ -27,7 +27,7 @@ from deepae import fsio
 from deepae.data._base import LoadedData
 from deepae.data.arrays import PACK_FORMAT, PACK_VERSION, info_path, labels_path
 from deepae.data.mapped import image_chunks
-from deepae.errors import ConfigError, DeepAEError
+from deepae.errors import ConfigError, DeepAEError, RunError
 
 CHUNK = 10_000  # images copied per write: 7.8 MB of 28 x 28 pixels
 
@@ -43,9 +43,7 @@ def pack(data: LoadedData, out: str | os.PathLike, *, progress: bool = False) ->
     if out.suffix.lower() != ".npy":
         raise ConfigError(f"{out}: the packed file must be a .npy (its labels go beside it as "
                           f"{labels_path(out).name})", field="out")  # fmt: skip
-    if data.path is not None and out.resolve() == Path(data.path).resolve():
-        raise ConfigError(f"{out} is the source itself; write the pack to another file",
-                          field="out")  # fmt: skip
+    _check_target(out, data.path)
     n_train, n_test = len(data.x_train), len(data.x_test)
     shape = (n_train + n_test, *data.x_train.shape[1:])  # (N, H, W)
     labelled = data.y_train is not None and data.y_test is not None
@@ -68,6 +66,9 @@ def pack(data: LoadedData, out: str | os.PathLike, *, progress: bool = False) ->
             labels = np.concatenate([data.y_train, data.y_test]).astype(np.uint8)  # (N,)
             np.save(labels_tmp, labels, allow_pickle=False)
         Path(info_tmp).write_text(json.dumps(info, indent=2) + "\n")
+        # On disk before the old sidecars go: a full disk or Ctrl-C met while syncing (seconds
+        # for a large pack) must find the earlier pack whole, labels and split included.
+        _sync(images_tmp, labels_tmp, info_tmp)
         for stale in (info_path(out), labels_path(out)):  # see the module's docstring
             _remove(stale)
     return {"images": out, "labels": labels_path(out) if labelled else None,
@@ -85,6 +86,38 @@ def format_pack(result: dict) -> str:
     if result["quantised"]:
         lines.append("note: float images were rounded to 8 bits (round(255 x))")
     return "\n".join(lines)
+
+
+def _check_target(out: Path, source: Path | None) -> None:
+    """ConfigError if writing the pack to `out` would lose a file it does not replace on
+    purpose: one of the source's own files (itself, its labels or split), or OUT.json of
+    another tool (a description, a config: the loader ignores such a file, so must we)."""
+    if source is not None:
+        source = Path(source).resolve()
+        own = {source}
+        if source.suffix.lower() == ".npy" and source.is_file():  # its labels and split
+            own |= {labels_path(source), info_path(source)}
+        hit = [p for p in (out, labels_path(out), info_path(out)) if p.resolve() in own]
+        if hit:
+            what = "the source itself" if hit[0].resolve() == source else "a file of the source"
+            raise ConfigError(f"{hit[0]} is {what}; write the pack to another file",
+                              field="out")  # fmt: skip
+    try:
+        info = fsio.read_json(info_path(out))
+    except RunError:  # not JSON, not a regular file: not a pack's either
+        info = "another file"
+    if info is not None and not (isinstance(info, dict) and info.get("format") == PACK_FORMAT):
+        raise ConfigError(
+            f"{info_path(out)} is not a {PACK_FORMAT} file, and packing to {out.name} would "
+            "replace it; move it away, or choose another name for the pack",
+            field="out",
+        )
+
+
+def _sync(*paths: str | None) -> None:
+    for path in filter(None, paths):
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
 
 
 def _write_images(out: str, shape: tuple[int, ...], parts, progress: bool) -> None:
