@@ -4,6 +4,7 @@ launcher), plain torchrun as two "nodes" on 127.0.0.1, and the library under tor
 (DDP, the neighbour loss); a killed process; Ctrl-C; bad input. The oracle throughout is
 one process training on the same batches."""
 
+import contextlib
 import json
 import os
 import signal
@@ -241,6 +242,22 @@ def test_a_killed_process_stops_the_others_and_the_run_resumes(tmp_path, data, r
     np.testing.assert_allclose(after[:3], reference[:3], rtol=1e-3)
 
 
+def test_processes_whose_launcher_is_killed_stop_with_a_checkpoint(tmp_path, data):
+    folder = tmp_path / "orphans"
+    proc = _start_long_run(data, folder)
+    workers = _workers(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # it cannot pass anything on: the ranks see it gone
+    try:  # the pipes close when the last rank (each holds them) has exited
+        proc.communicate(timeout=60)
+    finally:
+        for pid in workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    status = runs.read_status(folder)
+    assert status["status"] == "interrupted" and status["epochs_done"] < 400
+    assert checkpoint.read(folder)
+
+
 def test_ctrl_c_stops_every_process_after_the_same_step(tmp_path, data):
     folder = tmp_path / "stopped"
     proc = _start_long_run(data, folder)
@@ -303,6 +320,20 @@ def test_a_batch_that_does_not_split_is_one_line(tmp_path, data):
         "deepae: error: batch_size 63 does not split evenly over 2 processes; give a multiple "
         "of 2 (each process takes batch_size/2 images of every batch) (--batch-size)"
     ]
+
+
+def test_a_warning_every_process_meets_is_printed_once(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    for i, image in enumerate(np.load(FIXTURE)["x_train"][:60]):
+        (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"c{i % 2}" / f"{i}.png")
+    (folder / "c0" / "notes.txt").write_text("not an image")  # skipped, with a warning
+    args = train_args(folder, tmp_path / "run", 1)
+    done = call([*DEEPAE, *args, "--batch-size", "8", "--nproc", "2"])
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("c0/notes.txt") == 1, done.stderr  # rank 0's, not rank 1's too
 
 
 def _by_hand(rank: int, port: int, args: list[str], timeout_s: str = "30") -> subprocess.Popen:
@@ -414,3 +445,24 @@ def test_each_rank_gets_its_edges_and_negatives_among_its_own_tails():
     # Row j of the negatives pairs with head j % n, as in the whole batch (R copies of it).
     expected = negatives.view(steps, repeats, batch)[:, :, 4:].reshape(steps, -1) % 4
     assert torch.equal(neg, expected) and int(neg.max()) < 4
+
+
+# What gloo (torch 2.13) says when a peer goes, as rank 0 of a 2-process group caught it.
+GLOO_LOST = {
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed "
+    "by peer [127.0.0.1]:41110. This is typically caused by a remote worker crashing. Check the "
+    "logs of the remote worker before reporting an error. GLHF!": "Connection closed by peer",
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+    "[127.0.0.1]:47526: Connection reset by peer. This is typically caused by a remote worker "
+    "hanging or bugs in the application.": "Connection reset by peer",
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out "
+    "waiting 4000ms for recv operation to complete": "Timed out waiting 4000ms for recv "
+    "operation to complete",
+}
+
+
+@pytest.mark.parametrize(("raw", "reason"), GLOO_LOST.items(), ids=["closed", "reset", "timeout"])
+def test_a_lost_peer_is_said_in_words_not_as_its_port(monkeypatch, raw, reason):
+    monkeypatch.delenv("MASTER_ADDR", raising=False)  # no store to ask why: gloo's reason
+    error = distributed.World(1, 2)._lost(RuntimeError(raw))
+    assert f"lost contact with the others ({reason}): another process" in str(error)

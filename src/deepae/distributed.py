@@ -19,6 +19,8 @@ import datetime
 import hashlib
 import logging
 import os
+import re
+import signal
 import sys
 import traceback
 import uuid
@@ -38,6 +40,7 @@ DEFAULT_TIMEOUT_S = 600.0
 STOP_EVERY = 50  # steps between the ranks' agreements on stopping (one tiny all-reduce)
 STORE_TIMEOUT_S = 5.0  # for telling the others why a rank stopped (best effort)
 EXIT_REPORTED = 2  # the command line's exit code for errors (cli.EXIT_USAGE)
+PEER_ADDRESS = re.compile(r"\s*\[[^\]]*\]:\d+")  # in gloo's messages: "[127.0.0.1]:41110"
 
 
 def launched() -> bool:
@@ -183,7 +186,8 @@ class World:
     def agreed_stop(self, stop: Callable[[], bool] | None) -> Callable[[], bool] | None:
         """`stop` as all ranks agree on it: polled before every step, it asks the others
         every STOP_EVERY steps (one tiny all-reduce) and turns true on every rank at once
-        when one wants to stop, so all stop after the same step."""
+        when one wants to stop, so all stop after the same step. A rank whose launcher is
+        gone (killed -9: it cannot pass on a signal) stops as its SIGTERM would have it."""
         if self.size == 1 or stop is None:
             return stop
         polls = iter(range(sys.maxsize))
@@ -191,6 +195,8 @@ class World:
         def agreed() -> bool:
             if next(polls) % STOP_EVERY:
                 return False
+            if _orphaned():  # else the ranks, each in a session of its own, train on unseen
+                signal.raise_signal(signal.SIGTERM)  # its handler runs now: stop() says so
             import torch
 
             flag = torch.tensor([1.0 if stop() else 0.0])
@@ -298,6 +304,8 @@ def join() -> World:
             f"{timeout:g} s ({_reason(e)}); start every process with the same rendezvous "
             f"endpoint, check that it is reachable, or raise {TIMEOUT_ENV}"
         ) from None
+    global _launcher
+    _launcher = os.getppid()  # torchrun's agent, or deepae's --nproc launcher
     return World(rank, size, local)
 
 
@@ -312,7 +320,8 @@ def leave() -> None:
 @contextlib.contextmanager
 def joined() -> Iterator[World]:
     """For the command line: when torchrun started this process, be in the process group
-    for the block, with rank 0 alone printing to stdout; else World(), and nothing happens.
+    for the block, with rank 0 alone printing (its warnings too: a rank > 0 prints only
+    errors); else World(), and nothing happens.
 
     An error the block raises is printed once: rank 0 prints its own and those the others
     told it of (`World.tell`); a rank > 0 that could tell rank 0, or whose error rank 0
@@ -323,7 +332,7 @@ def joined() -> Iterator[World]:
         return
     me = join()
     try:
-        with _quiet_stdout(not me.is_main):
+        with _quiet_output(not me.is_main):
             yield me
     except DeepAEError as e:
         # The failed run's frames hold its trainer (a DDP holds the group): let them go, so
@@ -418,9 +427,27 @@ def _as_forward(module, method: str):
 
 
 @contextlib.contextmanager
-def _quiet_stdout(quiet: bool) -> Iterator[None]:
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink if quiet else sys.stdout):
+def _quiet_output(quiet: bool) -> Iterator[None]:
+    """A rank > 0's stdout and stderr to nowhere: rank 0 says the run's lines and warnings
+    (the data's, the compiler's) once, not once per process. An error leaving the block is
+    printed after it, so a rank's errors are still heard."""
+    if not quiet:
         yield
+        return
+    with (
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
+    ):
+        yield
+
+
+_launcher: int | None = None  # the parent process of a rank that `join` made
+
+
+def _orphaned() -> bool:
+    """Whether the process that started this rank has gone (its children are then adopted)."""
+    return _launcher is not None and os.getppid() != _launcher
 
 
 def _error_key() -> str:
@@ -456,4 +483,7 @@ def _reason(e: Exception) -> str:
     if text.startswith("[") and "] " in text:
         text = text.split("] ", 1)[1]
     text = text.split(". ")[0].rstrip(".")
-    return text.rsplit("]:", 1)[-1].split(": ")[-1].strip()[:160]  # "Read error [h]:p: why"
+    # The peer's "[host]:port" goes, not what follows it: "Read error [h]:p: why" -> "why",
+    # "Connection closed by peer [h]:p" -> "Connection closed by peer" (not the port).
+    text = PEER_ADDRESS.sub("", text)
+    return text.split(": ")[-1].strip()[:160]
