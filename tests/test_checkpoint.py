@@ -152,13 +152,36 @@ def _state_not_an_object(t, m, s):
     s.clear()
 
 
+def _weight_nan(t, m, s):
+    t["model.encoder.0.weight"][0, 0] = float("nan")  # resumed, it "diverged" at step 1
+
+
+def _weight_infinite(t, m, s):
+    t["model.decoder.body.0.bias"][0] = float("inf")
+
+
+def _second_moment_negative(t, m, s):
+    t["optim.0.exp_avg_sq"][0] = -1.0  # Adam takes its square root: NaN at the first step
+
+
+def _first_moment_nan(t, m, s):
+    t["optim.0.exp_avg"][3] = float("nan")
+
+
+def _partial_loss_nan(t, m, s):
+    s["step"] = 5
+    t["partial_losses"] = torch.zeros(63)
+    t["partial_losses"][2] = float("nan")
+
+
 CRAFTED = [
     _wrong_size_exp_avg, _extra_param_id, _version_abc, _epoch_abc,
     _partial_losses_of_wrong_length, _missing_slot, _step_slot_not_0d, _exp_avg_float64,
     _model_tensor_float64, _stray_tensor, _epoch_past_the_end, _step_past_the_epoch,
     _history_of_strings, _history_not_a_list, _two_param_groups, _lr_abc, _lr_nan, _one_beta,
     _amsgrad_turned_on, _state_not_an_object, _lr_past_floats_range,
-    _history_loss_past_floats_range,
+    _history_loss_past_floats_range, _weight_nan, _weight_infinite, _second_moment_negative,
+    _first_moment_nan, _partial_loss_nan,
 ]  # fmt: skip
 
 
@@ -213,6 +236,22 @@ def test_wrong_size_optimizer_state_exits_2_instead_of_sigsegv(run):
     assert len(lines) == 1, proc.stderr
     assert "cannot be resumed" in lines[0] and "checkpoint.safetensors" in lines[0]
     assert snapshot(run) == before
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_not_resumed_into_a_divergence(run):
+    # It used to resume, "diverge" at its first step and turn the run's status to failed,
+    # with advice to lower the rate and resume the same damaged file again.
+    tensors, meta, state = read(run)
+    tensors["model.encoder.0.weight"][0, 0] = float("nan")
+    rewrite(run, tensors, meta, state)
+    before = snapshot(run)
+    proc = subprocess.run([*CLI, "train", "--resume", str(run), "--epochs", "2",
+                           "--no-progress", "--no-evaluate"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "NaN" in proc.stderr, proc.stderr
+    assert "cannot be resumed" in proc.stderr and "learning rate" not in proc.stderr
+    assert snapshot(run) == before  # run.json still "complete"
 
 
 def test_checkpoint_bytes_do_not_depend_on_the_save(tmp_path):

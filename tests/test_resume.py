@@ -239,3 +239,31 @@ def test_divergence_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path,
     assert not (tmp_path / "bad" / "checkpoint.safetensors").exists()
     with pytest.raises(RunError, match="no checkpoint to resume from: train it again"):
         status.require_complete(tmp_path / "bad")
+    with pytest.raises(RunError, match="left no checkpoint to resume from: train it again"):
+        runs.resume(tmp_path / "bad")
+
+
+def test_resume_of_a_run_killed_in_its_first_epoch_says_to_train_it_again(tmp_path, small):
+    # It used to say "give a run folder that `deepae train` wrote", of a folder it wrote.
+    def killed():
+        raise KeyboardInterrupt  # a second Ctrl-C (or a kill) before the first checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        run_small(tmp_path / "k", small, epochs=2, stop=killed)
+    assert status.read_status(tmp_path / "k")["epochs_done"] == 0
+    with pytest.raises(RunError, match="first epoch .*train it again") as info:
+        runs.resume(tmp_path / "k")
+    assert "`deepae train` wrote" not in str(info.value)
+
+
+def test_resume_without_run_json_says_it_is_missing(tmp_path, small):
+    run_small(tmp_path / "r", small, epochs=1, stop=stop_after(5))
+    (tmp_path / "r" / "run.json").unlink()  # as the advice for a damaged run.json says
+    with pytest.raises(RunError, match="run.json is missing") as info:
+        runs.resume(tmp_path / "r")
+    assert "no checkpoint" not in str(info.value)
+    (tmp_path / "r" / "run.json").write_text('{"status": "interrupted", "epochs_done": 0, '
+                                             '"epochs": 1, "step": 5, "data": null}')  # fmt: skip
+    (tmp_path / "r" / "checkpoint.safetensors").unlink()
+    with pytest.raises(RunError, match="checkpoint.safetensors is missing"):
+        runs.resume(tmp_path / "r")

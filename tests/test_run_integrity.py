@@ -90,6 +90,28 @@ def test_a_failed_checkpoint_write_leaves_history_and_model_behind_nothing(done,
     assert result.metrics["epochs"] == 3 and status(done)["epochs_done"] == 3
 
 
+def test_a_full_disk_while_training_says_how_to_go_on(tmp_path, tiny, monkeypatch):
+    # It said "free disk space or choose a writable folder", not that the run resumes: the
+    # same command again is refused (the folder exists), and a new one starts over.
+    real_save, saves = run.pipeline.checkpoint.save, []
+
+    def full_at_the_second(*args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise DeepAEError("cannot write checkpoint.safetensors: No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(run.pipeline.checkpoint, "save", full_at_the_second)
+    with pytest.raises(DeepAEError, match="No space left") as info:
+        start(tmp_path, "r", tiny, epochs=3)
+    message = str(info.value)
+    assert f"last good epoch (1) is kept in {tmp_path / 'r'}" in message, message
+    assert f"deepae train --resume {tmp_path / 'r'}" in message and "\n" not in message
+    monkeypatch.undo()
+    run.resume(tmp_path / "r", tiny, log=lambda _: None, progress=False, evaluate=False)
+    assert status(tmp_path / "r")["status"] == "complete"
+
+
 # -- 2. an interrupted extension finishes every epoch ----------------------------------------
 
 
@@ -181,6 +203,29 @@ def test_resume_on_its_own_data_reloaded_from_the_record_works(tmp_path, dropped
     assert status(tmp_path / "a")["epochs_done"] == 2
 
 
+def test_resume_after_its_data_file_changed_or_moved_says_so(tmp_path, tiny):
+    # Both used to blame options the user never gave: "leave out the data options", and
+    # "check the spelling or the path" of a --dataset taken from run.json.
+    npz = tmp_path / "digits.npz"
+    np.savez(npz, x_train=tiny.x_train, y_train=tiny.y_train, x_test=tiny.x_test,
+             y_test=tiny.y_test)  # fmt: skip
+    run.start(tmp_path, "r", data_options={"dataset": str(npz)}, epochs=1, device="cpu",
+              latent_activation="linear", log=lambda _: None, progress=False,
+              evaluate=False)  # fmt: skip
+    folder, before = tmp_path / "r", snapshot(tmp_path / "r")
+    x = tiny.x_train.copy()
+    x[0, 0, 0] ^= 1
+    np.savez(npz, x_train=x, y_train=tiny.y_train, x_test=tiny.x_test, y_test=tiny.y_test)
+    with pytest.raises(DataError, match="digits.npz no longer holds the data") as info:
+        run.resume(folder, epochs=2, log=lambda _: None, progress=False)
+    assert "data options" not in str(info.value) and info.value.field == "dataset"
+    npz.rename(tmp_path / "moved.npz")
+    with pytest.raises(DataError, match="digits.npz, the data the run trained on") as info:
+        run.resume(folder, epochs=2, log=lambda _: None, progress=False)
+    assert "spelling" not in str(info.value)
+    assert snapshot(folder) == before
+
+
 # -- 4. --overwrite starts from an empty folder ----------------------------------------------
 
 
@@ -195,6 +240,29 @@ def test_overwrite_leaves_nothing_of_the_old_run(done, tiny):
     assert "evaluation.json" not in names and "notes.txt" not in names
     assert (done / "checkpoint.safetensors").read_bytes() != old_checkpoint
     assert (status(done)["epochs"], status(done)["epochs_done"]) == (1, 0)
+
+
+def test_a_killed_overwrite_can_be_overwritten_not_resumed(done, tmp_path, monkeypatch):
+    # The folder was emptied in directory order: a kill could leave the old checkpoint
+    # alone, in a folder --overwrite then refused as "no deepae run".
+    import shutil
+
+    real_unlink, n_files = Path.unlink, len(list(done.iterdir())) - 1  # the lock stays
+    for kill_after in range(1, n_files):
+        folder = Path(shutil.copytree(done, tmp_path / f"k{kill_after}"))
+
+        def unlink(self, *args, calls=[], kill_after=kill_after, **kwargs):  # noqa: B006
+            calls.append(self)  # one list per iteration: a new function each time
+            if len(calls) > kill_after:
+                raise KeyboardInterrupt
+            return real_unlink(self, *args, **kwargs)
+
+        with monkeypatch.context() as m:
+            m.setattr(Path, "unlink", unlink)
+            with pytest.raises(KeyboardInterrupt):
+                files.empty_folder(folder)
+        assert not (folder / "checkpoint.safetensors").exists(), kill_after
+        assert run.new_run_folder(tmp_path, folder.name, overwrite=True) == folder
 
 
 @pytest.mark.parametrize(

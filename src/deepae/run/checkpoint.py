@@ -266,12 +266,15 @@ def _tensors(tensors: dict[str, torch.Tensor], trainer: Trainer):
         kind, _, rest = key.partition(".")
         if kind == "model" and rest in expected:
             _tensor(key, value, expected[rest].shape, expected[rest].dtype)
+            if value.is_floating_point():
+                _finite(key, value)
             model[rest] = value
         elif kind == "optim":
             pid, slot = _slot(key, value, params, names)
             slots.setdefault(pid, {})[slot] = value
         elif key == "partial_losses":
             _tensor(key, value, (trainer.steps_per_epoch,), torch.float32)
+            _finite(key, value)
             partial = value
         else:
             raise CheckpointMismatch(f"holds an unexpected tensor {_short(key)}")
@@ -300,7 +303,17 @@ def _slot(key: str, value: torch.Tensor, params: list, names: tuple[str, ...]) -
         _tensor(key, value, (), torch.float32)
     else:
         _tensor(key, value, p.shape, p.dtype)
+    # Adam's sum of squares may overflow to inf and still train (its step is then 0), so
+    # the moments are held to no NaN and no sign the optimizer never gives them.
+    if bool(value.isnan().any()) or (slot in _NON_NEGATIVE and bool((value < 0).any())):
+        raise CheckpointMismatch(f"holds {_short(key)} with NaN or negative values, which "
+                                 "the optimizer never keeps (the file is damaged)")  # fmt: skip
     return int(pid), slot
+
+
+# Step counts and sums of squares: a negative one makes the optimizer take its square root
+# (NaN at the first step, read as a diverged run).
+_NON_NEGATIVE = ("step", "exp_avg_sq", "sum", "square_avg", "acc_delta")
 
 
 def _tensor(key: str, value: torch.Tensor, shape, dtype: torch.dtype) -> None:
@@ -309,6 +322,15 @@ def _tensor(key: str, value: torch.Tensor, shape, dtype: torch.dtype) -> None:
             f"holds {_short(key)} of shape {tuple(value.shape)} {value.dtype}, where the run "
             f"needs {tuple(shape)} {dtype}"
         )
+
+
+def _finite(key: str, value: torch.Tensor) -> None:
+    # Weights and losses are saved only after steps whose loss was finite: NaN or inf in
+    # the file is damage, and resuming it would fail as a divergence (run.json "failed",
+    # with advice to lower the rate and resume the same file again).
+    if not bool(torch.isfinite(value).all()):
+        raise CheckpointMismatch(f"holds {_short(key)} with NaN or infinite values, which no "
+                                 "saved training state has (the file is damaged)")  # fmt: skip
 
 
 def _history(value: Any, epochs: int) -> list[EpochRecord]:

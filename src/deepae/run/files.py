@@ -367,8 +367,12 @@ def remove_if_unused(folder: str | Path) -> None:
 
 
 def empty_folder(folder: str | Path) -> None:
-    """Remove everything in a run folder but its lock (call it holding `locked`)."""
-    for entry in Path(folder).iterdir():
+    """Remove everything in a run folder but its lock (call it holding `locked`). An
+    overwrite killed halfway must leave neither the old run's checkpoint (a resume would
+    take it up), nor a folder without run.json and config.json (which --overwrite refuses
+    as no run's): the checkpoint goes first, those two last."""
+    order = {CHECKPOINT_FILE: 0, STATUS_FILE: 2, CONFIG_FILE: 3}  # the rest: 1
+    for entry in sorted(Path(folder).iterdir(), key=lambda e: order.get(e.name, 1)):
         if entry.name == LOCK_FILE:
             continue
         if entry.is_dir() and not entry.is_symlink():

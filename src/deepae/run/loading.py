@@ -59,6 +59,11 @@ def load_data(recorded: dict | None, *, dataset: str | None = None, data_dir=Non
     with the given options on top; without a record or options: MNIST."""
     rec = recorded if isinstance(recorded, dict) else {}
     named = rec.get("dataset") or rec.get("name")
+    if dataset is None and named and named not in DATASETS and not Path(named).exists():
+        # Said of the run, not as if the user had mistyped a --dataset they never gave.
+        raise DataError(f"{named}, the data the run trained on (run.json names it), is not "
+                        "there any more: give where it is now as dataset",
+                        field="dataset")  # fmt: skip
     dataset = dataset or named or "mnist"
     # A named dataset comes with its test split and is not a folder: these would do nothing.
     if dataset in DATASETS and val_fraction is not None:  # said before loading anything

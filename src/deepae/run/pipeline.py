@@ -28,6 +28,7 @@ from deepae.data import LoadedData, image_chunks
 from deepae.errors import (
     ConfigError,
     DataError,
+    DeepAEError,
     DistributedError,
     MissingExtraError,
     RunError,
@@ -114,13 +115,8 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
         set_status("training")
 
     def on_epoch_end(rec: train.EpochRecord, state: train.TrainState) -> None:
-        # The checkpoint first: it holds the history too, so if a later write fails (a full
-        # disk) a resume rewrites history.csv from it instead of trusting a file ahead of it.
         # The epoch's line last: whatever befalls the output, the epoch is saved.
-        checkpoint.save(folder, trainer, state)
-        files.write_history(folder, state.history)
-        ae.train_state = state
-        set_status("training")
+        _save_epoch(folder, ae, trainer, state, set_status)
         log(train.format_epoch(rec, train_config.epochs))
 
     try:
@@ -141,6 +137,23 @@ def _train(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     note = evaluation.collapse_note(result.metrics["dead_units"], model_config.latent_activation)
     set_status(files.COMPLETE, note or None)
     return result
+
+
+def _save_epoch(folder: Path, ae: Autoencoder, trainer: train.Trainer, state: train.TrainState,
+                set_status: Callable[[str], None]) -> None:  # fmt: skip
+    """The checkpoint, history.csv and run.json after an epoch. The checkpoint first: it
+    holds the history too, so if a later write fails (a full disk) a resume rewrites
+    history.csv from it instead of trusting a file ahead of it. A failed write says what
+    the run kept and how to go on from it ("free disk space" alone led to a new run)."""
+    kept = state.epoch - 1  # the epoch of the checkpoint on disk, until this one is written
+    try:
+        checkpoint.save(folder, trainer, state)
+        kept += 1
+        files.write_history(folder, state.history)
+        ae.train_state = state
+        set_status("training")
+    except DeepAEError as e:
+        raise DeepAEError(f"{e}. {_kept(folder, kept)}", field=e.field) from None
 
 
 def _figure_choices(indices, pairs, data: LoadedData) -> tuple:

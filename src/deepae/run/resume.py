@@ -32,10 +32,7 @@ def resume(folder: str | Path, data: LoadedData | None = None, *,
     a refused resume leaves the run exactly as it was. Raises RunError (no checkpoint, a
     damaged one, another process training it), DataError (other data) or ConfigError."""
     folder = Path(folder)
-    record = files.read_status(folder) if folder.is_dir() else None
-    if record is None or not checkpoint.exists(folder):
-        raise RunError(f"{folder} has no checkpoint to resume from; give a run folder that "
-                       "`deepae train` wrote")  # fmt: skip
+    record = _resumable(folder)
     saved_model, saved_train = storage.load_config(folder)
     given = {k: v for k, v in changes.items() if v is not None}
     fixed = sorted(set(given) - set(RESUME_CHANGES))
@@ -53,13 +50,38 @@ def resume(folder: str | Path, data: LoadedData | None = None, *,
                           f"{done + 1} to finish it", field="epochs")  # fmt: skip
     _check_data_recorded(folder, record.get("data"))
     train_config = replace(saved_train, epochs=target, **given)
+    # The run's data reloaded from its record, unless the caller gave data or options.
+    own = data is None and not any(v not in (None, False) for v in (data_options or {}).values())
     if data is None:
         data = load_data(record.get("data"), log=log, **(data_options or {}))
-    _check_same_data(folder, record.get("data"), data)
+    _check_same_data(folder, record.get("data"), data, own=own)
     with locked(folder):  # rank 0's alone in a data-parallel run
         return _train(folder, saved_model, train_config, data, log=log, progress=progress,
                       indices=indices, pairs=pairs, resume=True, stop=stop, evaluate=evaluate,
                       preset=_preset(record), save_config=train_config != saved_train)  # fmt: skip
+
+
+def _resumable(folder: Path) -> dict[str, Any]:
+    """run.json's record of a run that has a checkpoint; else a RunError that says what is
+    missing: a run that stopped in its first epoch has nothing to go on from (train it
+    again), one without run.json cannot say what data it trains on."""
+    record = files.read_status(folder) if folder.is_dir() else None
+    if record is not None and not checkpoint.exists(folder):
+        done = record.get("epochs_done")
+        if done == 0 and not record.get("step"):
+            raise RunError(f"run {folder} stopped ({record['status']}) before its first epoch "
+                           "ended, so it left no checkpoint to resume from: train it again "
+                           "(--overwrite replaces it)")  # fmt: skip
+        raise RunError(f"{folder}/{files.CHECKPOINT_FILE} is missing, so the run cannot go on "
+                       f"after epoch {done}: restore it, or train the run again")  # fmt: skip
+    if record is None and checkpoint.exists(folder):
+        raise RunError(f"{folder}/{files.STATUS_FILE} is missing, so the data the run trains "
+                       "on is unknown and it cannot be resumed: restore it, or train the run "
+                       "again")  # fmt: skip
+    if record is None:
+        raise RunError(f"{folder} has no checkpoint to resume from; give a run folder that "
+                       "`deepae train` wrote")  # fmt: skip
+    return record
 
 
 def _count(record: dict, key: str, folder: Path) -> int:
@@ -108,9 +130,10 @@ def _check_data_recorded(folder: Path, recorded: Any) -> None:
                        "run")  # fmt: skip
 
 
-def _check_same_data(folder: Path, recorded: Any, data: LoadedData) -> None:
+def _check_same_data(folder: Path, recorded: Any, data: LoadedData, *, own: bool) -> None:
     """A run resumes on its own data only: same content, by SHA-256 (runs recorded before
-    the hash: the same numbers of images at least)."""
+    the hash: the same numbers of images at least). `own`: `data` was loaded from the
+    record, so other content means the file changed since."""
     rec = recorded if isinstance(recorded, dict) else {}
     mine = data_record(data)
     same = (
@@ -118,6 +141,11 @@ def _check_same_data(folder: Path, recorded: Any, data: LoadedData) -> None:
         if rec.get("sha256")
         else all(rec.get(k) in (None, mine[k]) for k in ("n_train", "n_test"))
     )
+    if not same and own:
+        raise DataError(f"{data.path or data.name} no longer holds the data {folder} trained "
+                        "on (its SHA-256 is not the one run.json records: changed since?); a "
+                        "run resumes on its own data only: restore it, give the run's data as "
+                        "dataset, or start a new run", field="dataset")  # fmt: skip
     if not same:
         raise DataError(
             f"{folder} was trained on other data than {data.name} ({data.path}); a run resumes "
