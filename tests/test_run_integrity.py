@@ -5,8 +5,10 @@ files before and after (deepae.run.pipeline, resume, files)."""
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -461,13 +463,18 @@ def test_resume_removes_leftover_temporary_files(tmp_path, tiny):
     result = start(tmp_path, "r", tiny, epochs=2, stop=lambda: True)
     assert result.interrupted
     folder = tmp_path / "r"
-    leftovers = [".checkpoint.safetensors.k2j3h4.tmp", ".latent.png.x8y9.tmp.png"]
-    for name in leftovers:
-        (folder / name).write_bytes(b"half a file")
-    (folder / ".notes").write_text("not ours")  # hidden, but not a temporary of deepae's
+    leftovers = []  # named as atomic_path names them: the process died before the rename
+    for target, tail in (("checkpoint.safetensors", ".tmp"), ("latent.png", ".tmp.png")):
+        fd, name = tempfile.mkstemp(prefix=f".{target}.", suffix=tail, dir=folder)
+        os.write(fd, b"half a file")
+        os.close(fd)
+        leftovers.append(os.path.basename(name))
+    users = [".notes", ".notes.tmp", ".my.draft.tmp", ".plan.v2.tmp.txt"]  # not deepae's
+    for name in users:
+        (folder / name).write_text("not ours")
     run.resume(folder, tiny, log=lambda _: None, progress=False, evaluate=False)
     names = {p.name for p in folder.iterdir()}
-    assert not names & set(leftovers) and ".notes" in names
+    assert not names & set(leftovers) and set(users) <= names
 
 
 # -- 6. what a resumed run says about itself -----------------------------------------------

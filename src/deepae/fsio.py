@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,10 @@ from typing import Any
 from deepae.errors import DeepAEError, RunError
 
 TEMP_MARK = ".tmp"  # in every temporary file name atomic_path makes
+# What atomic_path names its files: ".NAME." + mkstemp's 8 random characters (CPython's
+# tempfile._RandomNameSequence: a-z, 0-9 and _) + ".tmp" [+ ".png"]. Only that is removed:
+# a user's own ".draft.tmp" in a run folder is not deepae's to delete.
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_MARK) + r"(\.[^.]+)?")
 MAX_JSON_BYTES = 16 * 2**20  # run files are a few kB; a bigger one is not ours
 # Run files nest a few levels deep. A deeper value is not ours, and code that walks it
 # recursively (the report's tables) would overflow Python's stack: refused on reading.
@@ -62,7 +67,7 @@ def remove_temporaries(folder: str | os.PathLike) -> list[str]:
     temporary mark. Returns their names."""
     removed = []
     for entry in os.scandir(folder):
-        ours = entry.name.startswith(".") and TEMP_MARK + "." in entry.name + "."
+        ours = TEMPORARY.fullmatch(entry.name) is not None
         if ours and entry.is_file(follow_symlinks=False):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
