@@ -2,6 +2,7 @@
 hand computation), and training with it (a better map than a plain autoencoder's)."""
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -10,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
 from safetensors.torch import load_file
 
@@ -86,6 +88,21 @@ def test_graph_equals_umap_learns_own(x300, copies):
     np.testing.assert_allclose(ours_dense, theirs.toarray(), atol=1e-5)
 
 
+def test_a_large_graph_equals_umap_learns_own():
+    # From 4,096 images both search approximately with pynndescent: with umap-learn's own
+    # settings (graph version 3) the graphs are the same; pynndescent's defaults (version
+    # 2 and before) give another one on this data.
+    x = np.random.default_rng(0).random((neighbours.EXACT_BELOW + 104, 24), dtype=np.float32)
+    ours = neighbours.build_graph(x, 10)
+    fit = _umap_learns(neighbours.require_umap().UMAP(n_neighbors=10, random_state=0,
+                                                      transform_mode="graph").fit)  # fmt: skip
+    theirs = fit(x).graph_.tocoo()
+    assert len(ours) == theirs.nnz
+    ours_sparse = scipy.sparse.coo_array((ours.weight, (ours.head, ours.tail)), theirs.shape)
+    assert abs(ours_sparse.tocsr() - theirs.tocsr()).max() == 0
+    assert neighbours.build_graph(x, 10, version=2).sha256 != ours.sha256
+
+
 def _umap_learns(cls_or_fn):
     """umap-learn's UMAP class run with its warnings silenced (the suite makes warnings
     errors; UMAP.fit warns that random_state makes it use one thread)."""
@@ -153,6 +170,41 @@ def test_cache_hit_miss_and_corruption(x300, tmp_path, monkeypatch):
     assert any("rebuilding the neighbour graph" in m for m in logs)
     other = neighbours.graph_for(x300, 11, "key-a", cache_dir=tmp_path, log=logs.append)
     assert other.n_neighbors == 11 and len(list((tmp_path / "graphs").glob("*.npz"))) == 2
+
+
+def test_a_resume_finds_the_older_graph_it_began_on(x300, tmp_path, monkeypatch):
+    # Copies: version 1 kept identical images ~1e-7 apart, version 2 puts them at 0, so the
+    # two versions' graphs differ. A run that began on version 1 names its graph's hash.
+    x = np.concatenate([x300[:100]] * 3)
+    older = neighbours.build_graph(x, 10, version=1)
+    newest = neighbours.graph_for(x, 10, "key-c", cache_dir=tmp_path)
+    assert newest.sha256 != older.sha256
+    logs = []
+    found = neighbours.graph_for(x, 10, "key-c", sha256=older.sha256, cache_dir=tmp_path,
+                                 log=logs.append)  # fmt: skip
+    assert found.sha256 == older.sha256
+    assert any("the run began on (version 1;" in m for m in logs), logs
+    monkeypatch.setattr(neighbours, "build_graph", lambda *a, **k: pytest.fail("rebuilt"))
+    for graph in (older, newest):  # both cached now, each under its own key
+        again = neighbours.graph_for(x, 10, "key-c", sha256=graph.sha256, cache_dir=tmp_path)
+        assert again.sha256 == graph.sha256
+    # A hash no version makes: the newest graph, which the resume then refuses by its hash.
+    assert neighbours.graph_for(x, 10, "key-c", sha256="0" * 64,
+                                cache_dir=tmp_path).sha256 == newest.sha256  # fmt: skip
+
+
+def test_graphs_cached_before_version_3_keep_their_keys():
+    # The keys older deepae wrote, by hand: [version, data key, k, seed, images], version 2
+    # below 4,096 images and 1 above. Version 3 changed only the large graphs.
+    def old_key(version, n):
+        text = json.dumps([version, "data", 10, 0, n])
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    assert neighbours._cache_key(3, "data", 10, 300) == old_key(2, 300)
+    assert neighbours._cache_key(2, "data", 10, 300) == old_key(2, 300)
+    assert neighbours._cache_key(2, "data", 10, 60000) == old_key(1, 60000)
+    assert neighbours._cache_key(1, "data", 10, 60000) == old_key(1, 60000)
+    assert neighbours._cache_key(3, "data", 10, 60000) not in (old_key(1, 60000), old_key(2, 60000))
 
 
 @pytest.mark.parametrize(
@@ -261,5 +313,33 @@ def test_resume_with_a_neighbour_loss_is_bit_identical(mnist_small, tmp_path, pr
         tmp_path / "b", model, train, data, stop=stop_mid_epoch_2, **quiet
     ).interrupted
     run.resume(tmp_path / "b", data, **quiet)
+    a, b = (load_file(tmp_path / r / "model.safetensors") for r in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_begun_on_an_older_graph_resumes_on_it(mnist_small, tmp_path, monkeypatch):
+    # A run stopped under graph version 1 (copies among its images, so versions 1 and 2
+    # differ) resumes on that graph, as if never stopped, after deepae moved on.
+    x = np.concatenate([mnist_small.x_train[:200]] * 3)
+    y = np.concatenate([mnist_small.y_train[:200]] * 3)
+    data = dataclasses.replace(mnist_small, x_train=x, y_train=y)
+    model = ModelConfig(hidden_sizes=(64,), latent_activation="linear")
+    train = TrainConfig(epochs=2, batch_size=64, neighbour_weight=2.0, device="cpu")
+    logs = []
+    quiet = dict(log=logs.append, progress=False, evaluate=False)
+    polls = {"n": 0}
+
+    def stop_mid_epoch_2():  # 10 steps an epoch
+        polls["n"] += 1
+        return polls["n"] > 14
+
+    with monkeypatch.context() as older_deepae:
+        older_deepae.setattr(neighbours, "GRAPH_VERSION", 1)
+        run.train_run(tmp_path / "a", model, train, data, **quiet)
+        assert run.train_run(
+            tmp_path / "b", model, train, data, stop=stop_mid_epoch_2, **quiet
+        ).interrupted
+    run.resume(tmp_path / "b", data, **quiet)
+    assert any("the run began on (version 1;" in m for m in logs), logs
     a, b = (load_file(tmp_path / r / "model.safetensors") for r in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

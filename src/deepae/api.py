@@ -173,19 +173,23 @@ class Autoencoder(ScikitLearnVerbs):
     def trainer_for(
         self, x: Any, *, config: cfg.TrainConfig | None = None,
         log: Callable[[str], None] | None = None, progress: bool = False,
+        graph_sha256: str | None = None,
     ) -> train.Trainer:  # fmt: skip
         """The trainer (optimizer state included) for training images x under `config`
         (default: the model's); built on first use and rebuilt when the settings or the
         number of images changed, going on from the old one's optimizer state
         (`train.Trainer.continue_from`). With a neighbour loss it gets the images' graph
         (built or taken from the cache, deepae.neighbours; `log` hears about it, `progress`
-        shows a bar)."""
+        shows a bar); `graph_sha256`: the graph a resumed run began on, found by its hash
+        among the graph versions (neighbours.graph_for)."""
         config = config or self.train_config
         given = isinstance(x, torch.Tensor | batches.MappedImages)
         x_train = x if given else self._as_source(x, "x")
         n_train = len(x_train)
         trainer = self.trainer
-        graph = self._graph(x_train, config, log, progress) if config.neighbour_weight else None
+        graph = None
+        if config.neighbour_weight:
+            graph = self._graph(x_train, config, log, progress, graph_sha256)
         # Other images of the same count need their own graph: a trainer holding the old
         # one would draw edges between images that are no neighbours.
         stale = graph is not None and (trainer is None or trainer.neighbour is None
@@ -197,14 +201,18 @@ class Autoencoder(ScikitLearnVerbs):
             self.trainer = new
         return self.trainer
 
-    def _graph(self, x_train: torch.Tensor, config: cfg.TrainConfig, log, progress: bool):
+    def _graph(self, x_train: torch.Tensor, config: cfg.TrainConfig, log, progress: bool,
+               sha256: str | None):  # fmt: skip
         from deepae import neighbours
 
         flat = batches.as_array(x_train)  # (N, D) float32 in [0, 1]: the graph needs all
         key = hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
         k = config.neighbours
-        if self._graph_key != (key, k):
-            options = {"log": log, "progress": progress, "cache_dir": self.graph_cache_dir}
+        # The graph it has for these images stays, unless a resume names another (sha256).
+        have = self._graph_cache if self._graph_key == (key, k) else None
+        if have is None or sha256 not in (None, have.sha256):
+            options = {"log": log, "progress": progress, "cache_dir": self.graph_cache_dir,
+                       "sha256": sha256}  # fmt: skip
             build = functools.partial(neighbours.graph_for, flat, k, key, **options)
             # Data-parallel: rank 0 builds it (or reads its cache) and sends it to the others.
             self._graph_cache = neighbours.shared_graph(build, distributed.world())

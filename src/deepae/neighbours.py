@@ -41,11 +41,14 @@ from deepae.data import cache_root
 from deepae.data.arrays import open_npz
 from deepae.errors import ConfigError, DataError, DeepAEError, MissingExtraError
 
-GRAPH_VERSION = 1  # part of the cache key: bump when the graph's making changes
-# The exact graphs (below EXACT_BELOW images) changed in version 2: identical images are at
-# distance 0, as in umap-learn. Only their key says so, so that the cached graphs of larger
-# data, and the runs trained on them, stay valid (a resume checks the graph's SHA-256).
-EXACT_GRAPH_VERSION = 2
+# How the graph is made, part of its cache key. Older versions are still built, but only to
+# resume a run that began on one (its checkpoint holds the graph's SHA-256, `graph_for`):
+#   1: below EXACT_BELOW images, scikit-learn's distances (identical images ~1e-7 apart);
+#      above, pynndescent's default trees and candidates;
+#   2: below, identical images at exactly 0, as umap-learn's own sums give (its graph_);
+#   3: above, umap-learn's own settings for pynndescent (UMAP_LEARN_SEARCH).
+GRAPH_VERSION = 3
+GRAPH_VERSIONS = (1, 2, 3)
 GRAPH_SEED = 0  # the graph is a property of the data, not of a training seed
 CACHE_SUBDIR = "graphs"
 SPREAD = 1.0  # UMAP's default spread, with min_dist the shape of q(d)
@@ -100,15 +103,17 @@ def curve_params(min_dist: float) -> tuple[float, float]:
 
 
 def build_graph(
-    x: np.ndarray, n_neighbors: int, *, log: Log | None = None, progress: bool = False
-) -> Graph:
+    x: np.ndarray, n_neighbors: int, *, version: int = GRAPH_VERSION, log: Log | None = None,
+    progress: bool = False,
+) -> Graph:  # fmt: skip
     """UMAP's fuzzy simplicial set of images x (N, D) float32 in [0, 1] (Euclidean).
 
     The k nearest neighbours are exact below EXACT_BELOW images (then the graph is
-    umap-learn's), else pynndescent's approximate ones with its default settings (seeded,
-    so the same data gives the same graph; umap-learn's UMAP.fit asks for more trees and
-    candidates: at 60,000 MNIST digits and k = 10 they miss 1.0% of the true neighbours,
-    these 2.6%); umap-learn's fuzzy_simplicial_set turns them into edge weights.
+    umap-learn's), else pynndescent's approximate ones with the settings umap-learn's
+    UMAP.fit gives it (seeded, so the same data gives the same graph; at 60,000 MNIST
+    digits and k = 10 they miss 1.0% of the true neighbours, pynndescent's defaults 2.6%);
+    umap-learn's fuzzy_simplicial_set turns them into edge weights. `version`: an older
+    way of making it (GRAPH_VERSIONS), to resume a run that began on one.
     `progress`: a bar over these two stages, on a terminal only (neither library reports
     progress inside a stage, so the bar shows the stage and the time spent)."""
     umap_ = require_umap()
@@ -117,6 +122,9 @@ def build_graph(
 
     n = len(x)
     n_neighbors = check_neighbours(n_neighbors, n)
+    if version not in GRAPH_VERSIONS:
+        raise ConfigError(f"graph version must be one of {GRAPH_VERSIONS}, got {version!r}",
+                          field="version")  # fmt: skip
     log = log or _quiet
     log(f"building the neighbour graph of {n:,} images (k={n_neighbors}) ...")
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -126,10 +134,11 @@ def build_graph(
     with bar:
         bar.set_postfix_str("nearest neighbours")
         if n < EXACT_BELOW:  # umap-learn's own rule (UMAP.fit, `_small_data`): exact
-            data, metric, knn = _distances(x), "precomputed", {}
+            data, metric, knn = _distances(x, copies_at_zero=version >= 2), "precomputed", {}
         else:
             nnd = NNDescent(x, n_neighbors=n_neighbors, metric="euclidean",
-                            random_state=GRAPH_SEED, n_jobs=1, low_memory=True)  # fmt: skip
+                            random_state=GRAPH_SEED, n_jobs=1, low_memory=True,
+                            **_search_settings(n, version))  # fmt: skip
             indices, distances = nnd.neighbor_graph
             data, metric, knn = x, "euclidean", {"knn_indices": indices, "knn_dists": distances}
         bar.update()
@@ -143,17 +152,30 @@ def build_graph(
     return Graph(head, tail, weight, n_neighbors, n, _arrays_sha256(head, tail, weight))
 
 
-def _distances(x: np.ndarray) -> np.ndarray:
+def _search_settings(n: int, version: int) -> dict:
+    """pynndescent's settings for n images: from version 3 umap-learn's (umap/umap_.py,
+    `nearest_neighbors`, umap-learn 0.5: trees and iterations grow with n, 60 candidates,
+    an uncompressed index); before, pynndescent's defaults."""
+    if version < 3:
+        return {}
+    return {"n_trees": min(64, 5 + int(round(n**0.5 / 20.0))),
+            "n_iters": max(5, int(round(np.log2(n)))), "max_candidates": 60,
+            "compressed": False}  # fmt: skip
+
+
+def _distances(x: np.ndarray, *, copies_at_zero: bool) -> np.ndarray:
     """All Euclidean distances (N, N) between images x (N, D), identical images at exactly
-    0 as umap-learn's own per-pair sums give. scikit-learn's dot-product formula (~5x
-    faster than exact sums) leaves ~1e-7 between them, which UMAP would take for rho, the
-    distance to the nearest image that differs, weakening every other edge of a copy."""
+    0 as umap-learn's own per-pair sums give (`copies_at_zero`, from version 2).
+    scikit-learn's dot-product formula (~5x faster than exact sums) leaves ~1e-7 between
+    them, which UMAP would take for rho, the distance to the nearest image that differs,
+    weakening every other edge of a copy."""
     from sklearn.metrics import pairwise_distances
 
     dist = pairwise_distances(x)  # (N, N) float32
-    _, group = np.unique(x, axis=0, return_inverse=True)  # (N,): equal ids, equal images
-    group = group.reshape(-1)  # NumPy 2.0 and 2.1 give it the input's dimensions
-    dist[group[:, None] == group[None, :]] = 0
+    if copies_at_zero:
+        _, group = np.unique(x, axis=0, return_inverse=True)  # (N,): equal ids, equal images
+        group = group.reshape(-1)  # NumPy 2.0 and 2.1 give it the input's dimensions
+        dist[group[:, None] == group[None, :]] = 0
     return dist
 
 
@@ -180,6 +202,7 @@ def graph_for(
     n_neighbors: int,
     data_key: str,
     *,
+    sha256: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     log: Log | None = None,
     progress: bool = False,
@@ -187,29 +210,63 @@ def graph_for(
     """The graph of images x (N, D), from the cache when it holds a verified copy for the
     same data (`data_key`, e.g. its SHA-256) and parameters; else built and cached.
 
+    `sha256`: the graph a resumed run began on (its checkpoint's). It is looked for among
+    every version's cached graphs, then built, newest version first, until one matches;
+    if none does, the newest is returned (and the resume refuses it).
     A cache entry that is missing, corrupt or for other data is rebuilt, never trusted.
     `progress`: a bar while building (on a terminal only)."""
     log = log or _quiet
     n_neighbors = check_neighbours(n_neighbors, len(x))  # an int: the key is JSON
-    key = hashlib.sha256(
-        json.dumps(
-            [
-                EXACT_GRAPH_VERSION if len(x) < EXACT_BELOW else GRAPH_VERSION,
-                data_key,
-                n_neighbors,
-                GRAPH_SEED,
-                len(x),
-            ]
-        ).encode()  # fmt: skip
-    ).hexdigest()[:32]
     folder = cache_root(cache_dir) / CACHE_SUBDIR
-    cached = _read_cache(folder, key, n_neighbors, len(x), log)
-    if cached is not None:
-        return cached
+    versions = [GRAPH_VERSION] if sha256 is None else _versions_newest_first(len(x))
+    found = {}
+    for version in versions:  # a cached copy first: building takes a minute at MNIST's size
+        key = _cache_key(version, data_key, n_neighbors, len(x))
+        found[version] = _read_cache(folder, key, n_neighbors, len(x), log)
+        if found[version] is not None and sha256 in (None, found[version].sha256):
+            return _chosen(found[version], version, log)
+    for version in versions:
+        if found[version] is None:
+            found[version] = _build(x, n_neighbors, data_key, version, folder, log, progress)
+        if sha256 in (None, found[version].sha256):
+            return _chosen(found[version], version, log)
+    return found[versions[0]]  # none is the run's: the resume refuses it by its hash
+
+
+def _chosen(graph: Graph, version: int, log: Log) -> Graph:
+    if version != GRAPH_VERSION:
+        log(f"resuming on the neighbour graph the run began on (version {version}; new runs "
+            f"build version {GRAPH_VERSION})")  # fmt: skip
+    return graph
+
+
+def _versions_newest_first(n: int) -> list[int]:
+    """GRAPH_VERSIONS, newest first, one for each different graph of n images."""
+    makings = {_made_as(version, n): version for version in GRAPH_VERSIONS}  # newest wins
+    return sorted(makings.values(), reverse=True)
+
+
+def _made_as(version: int, n: int) -> int:
+    """The oldest version that makes the same graph of n images as `version` does: the
+    version in its cache key, so that a change to large graphs keeps small ones' entries."""
+    if n < EXACT_BELOW:
+        return 1 if version == 1 else 2
+    return 3 if version >= 3 else 1
+
+
+def _cache_key(version: int, data_key: str, n_neighbors: int, n: int) -> str:
+    made_as = _made_as(version, n)
+    text = json.dumps([made_as, data_key, n_neighbors, GRAPH_SEED, n])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _build(x: np.ndarray, n_neighbors: int, data_key: str, version: int, folder: Path,
+           log: Log, progress: bool) -> Graph:  # fmt: skip
     start = time.perf_counter()
-    graph = build_graph(x, n_neighbors, log=log, progress=progress)
+    graph = build_graph(x, n_neighbors, version=version, log=log, progress=progress)
     log(f"neighbour graph: {len(graph):,} edges in {time.perf_counter() - start:.0f} s")
-    if _write_cache(folder, key, graph, data_key, log):
+    key = _cache_key(version, data_key, n_neighbors, len(x))
+    if _write_cache(folder, key, graph, data_key, _made_as(version, len(x)), log):
         log(f"neighbour graph cached in {folder} for the next run")
     return graph
 
@@ -261,12 +318,13 @@ def _read_cache(folder: Path, key: str, n_neighbors: int, n: int, log: Log) -> G
     return Graph(head, tail, weight, n_neighbors, n, meta["sha256"])
 
 
-def _write_cache(folder: Path, key: str, graph: Graph, data_key: str, log: Log) -> bool:
+def _write_cache(folder: Path, key: str, graph: Graph, data_key: str, version: int,
+                 log: Log) -> bool:  # fmt: skip
     try:
         with fsio.atomic_path(folder / f"{key}.npz", suffix=".npz") as tmp:
             np.savez(tmp, head=graph.head, tail=graph.tail, weight=graph.weight)
         meta = {
-            "version": GRAPH_VERSION, "data": data_key, "n_neighbors": graph.n_neighbors,
+            "version": version, "data": data_key, "n_neighbors": graph.n_neighbors,
             "n_images": graph.n_images, "edges": len(graph), "sha256": graph.sha256,
         }  # fmt: skip
         fsio.write_json(folder / f"{key}.json", meta)  # last: it makes the entry valid

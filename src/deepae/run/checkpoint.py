@@ -82,6 +82,17 @@ def read(folder: str | Path) -> bytes:
         raise RunError(f"{path} is missing: the run has no checkpoint to resume from") from None
 
 
+def graph_sha256(raw: bytes) -> str | None:
+    """The SHA-256 of the neighbour graph a checkpoint's run trains on (its bytes, `read`);
+    None without one, or when the file is damaged (`load` then says how)."""
+    try:
+        meta = _metadata(raw)
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        return None
+    value = _state_field(meta, "graph_sha256") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def load(folder: str | Path, trainer: Trainer, *, raw: bytes | None = None) -> TrainState:
     """Restore weights, optimizer and schedule into `trainer`; returns the TrainState.
     `raw`: the file's bytes, when they were read already (`read`: in a data-parallel run,

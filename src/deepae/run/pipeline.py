@@ -186,9 +186,12 @@ def _model(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     settings = storage.config_dict(model_config, train_config)
     world.check_same("settings or data", json.dumps([settings, record["sha256"]], sort_keys=True))
     ae = Autoencoder(model_config, train_config)
-    trainer = ae.trainer_for(data.x_train, log=log, progress=progress)
+    # A resume reads its checkpoint first: a damaged one is refused before the graph is
+    # built, and the graph it names is the one to build (an older version, maybe).
+    raw = world.share_bytes(checkpoint.read(folder) if world.is_main else None) if resume else None
+    graph = checkpoint.graph_sha256(raw) if resume else None
+    trainer = ae.trainer_for(data.x_train, log=log, progress=progress, graph_sha256=graph)
     if resume:
-        raw = world.share_bytes(checkpoint.read(folder) if world.is_main else None)
         ae.train_state = checkpoint.load(folder, trainer, raw=raw)
     return ae, trainer, record
 
