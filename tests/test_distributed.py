@@ -466,3 +466,33 @@ def test_a_lost_peer_is_said_in_words_not_as_its_port(monkeypatch, raw, reason):
     monkeypatch.delenv("MASTER_ADDR", raising=False)  # no store to ask why: gloo's reason
     error = distributed.World(1, 2)._lost(RuntimeError(raw))
     assert f"lost contact with the others ({reason}): another process" in str(error)
+
+
+def test_a_resume_that_cannot_share_its_batches_names_the_processes(tmp_path, monkeypatch):
+    # A run trained alone on 129 images at batch 64 ends each epoch with 1 image: two
+    # processes cannot share it, and a resume may not change batch_size, so the advice is
+    # the number of processes. Two ranks stood in for (rank 0's view; no collectives run
+    # before the trainer refuses).
+    from deepae.config import ModelConfig, TrainConfig
+    from deepae.data import load_dataset
+
+    with np.load(FIXTURE) as d:
+        np.savez(tmp_path / "d.npz", x_train=d["x_train"][:129], x_test=d["x_test"][:20])
+    digits = load_dataset(tmp_path / "d.npz")
+    quiet = dict(log=lambda _: None, progress=False, evaluate=False)
+    model, train = ModelConfig(hidden_sizes=(16,)), TrainConfig(epochs=2, batch_size=64)
+    runs.train_run(tmp_path / "r", model, train, digits, stop=lambda: True, **quiet)
+
+    class TwoRanks(distributed.World):
+        def check_same(self, what, text):
+            pass
+
+        def share_bytes(self, data):
+            return data
+
+    monkeypatch.setattr(distributed, "world", lambda: TwoRanks(0, 2))
+    with pytest.raises(ConfigError) as e:
+        runs.resume(tmp_path / "r", digits, **quiet)
+    assert str(e.value).startswith("the last batch of each epoch holds 1 of the 129 images")
+    assert "a resumed run keeps its batch_size (64): resume it in fewer processes" in str(e.value)
+    assert "give a batch_size" not in str(e.value) and e.value.field == "nproc"

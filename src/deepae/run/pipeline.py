@@ -190,7 +190,16 @@ def _model(folder: Path, model_config: ModelConfig, train_config: TrainConfig,
     # built, and the graph it names is the one to build (an older version, maybe).
     raw = world.share_bytes(checkpoint.read(folder) if world.is_main else None) if resume else None
     graph = checkpoint.graph_sha256(raw) if resume else None
-    trainer = ae.trainer_for(data.x_train, log=log, progress=progress, graph_sha256=graph)
+    try:
+        trainer = ae.trainer_for(data.x_train, log=log, progress=progress, graph_sha256=graph)
+    except ConfigError as e:  # the processes cannot share its batches (World.check_fits)
+        if not (resume and e.field == "batch_size" and world.size > 1):
+            raise
+        raise ConfigError(
+            f"{str(e).split('; ')[0]}; a resumed run keeps its batch_size "
+            f"({train_config.batch_size}): resume it in fewer processes (one always fits)",
+            field="nproc",
+        ) from None
     if resume:
         ae.train_state = checkpoint.load(folder, trainer, raw=raw)
     return ae, trainer, record
