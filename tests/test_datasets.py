@@ -308,6 +308,26 @@ def test_npy_shapes_and_float_images(tmp_path, cache, shape):
     assert d.y_train is None and d.source == "npy file"
 
 
+def test_a_fortran_ordered_npy_loads_and_is_said_to_be_slow(tmp_path):
+    # Mapped, an F-ordered file scatters each image over the whole file; the images are
+    # still right (the oracle: the array saved), and the load says how to make it fast.
+    x = RNG.integers(0, 256, (40, 6, 6), dtype=np.uint8)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    np.save(tmp_path / "c.npy", x)
+    logs = []
+    d = load_dataset(tmp_path / "f.npy", log=logs.append)
+    order = np.argsort(np.concatenate(holdout_split(40, val_fraction=0.1, seed=0)))
+    np.testing.assert_array_equal(both(d)[order], x)
+    (line,) = [m for m in logs if m.startswith("warning: ")]
+    assert "is stored in Fortran order" in line and "numpy.ascontiguousarray" in line
+    with pytest.warns(UserWarning, match="is stored in Fortran order"):
+        load_dataset(tmp_path / "f.npy")  # no log: a Python warning, as for folders
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(tmp_path / "c.npy", log=logs.append)  # C order: nothing to say
+    assert len([m for m in logs if m.startswith("warning: ")]) == 1
+
+
 def test_arrays_are_resized_on_request(tmp_path, cache):
     x = RNG.random((10, 8, 8)).astype(np.float32)
     np.save(tmp_path / "f.npy", x)

@@ -37,6 +37,7 @@ from deepae.data._base import (
     flatten_images,
     format_record,
     holdout_split,
+    warnings_only,
 )
 from deepae.data.folders import parse_image_size, resize_images
 from deepae.data.inventory import format_description, format_info, info
@@ -47,7 +48,10 @@ from deepae.errors import ConfigError, DataError
 DEFAULT_VAL_FRACTION = 0.1  # share of unsplit data held out for validation
 
 # File suffix -> loader(path, split) for array files.
-_ARRAY_LOADERS = {".npy": arrays.load_npy, ".npz": arrays.load_npz}
+_ARRAY_LOADERS = {  # (path, split, log) -> LoadedData; a .npz is read whole: nothing to warn of
+    ".npy": arrays.load_npy,
+    ".npz": lambda path, split, log: arrays.load_npz(path, split),
+}
 
 
 def load_dataset(
@@ -95,7 +99,7 @@ def load_dataset(
         if path.is_dir():
             loaded = folders.load_folder(path, size, split, strict, cache_dir, log)
         else:
-            loaded = _load_array_file(path, split)
+            loaded = _load_array_file(path, split, log or warnings_only)
         dataset = str(path)
     if size is not None:  # a no-op for folders, which are read at this size
         x_train, x_test = (resize_images(x, size) for x in (loaded.x_train, loaded.x_test))
@@ -175,9 +179,9 @@ def _existing(source: str) -> Path:
     return path.resolve()
 
 
-def _load_array_file(path: Path, split: dict) -> LoadedData:
+def _load_array_file(path: Path, split: dict, log: Log) -> LoadedData:
     try:
-        return _array_loader(path)(path, split)
+        return _array_loader(path)(path, split, log)
     except DataError as e:
         e.field = e.field or "dataset"  # the file given as the dataset is what to fix
         raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,14 @@ MAX_CLASSES = 256
 
 def quiet(message: str) -> None:
     """The default `log`: the library prints nothing."""
+
+
+def warnings_only(message: str) -> None:
+    """The log of a load given none: its warnings as Python warnings, the rest unsaid."""
+    if message.startswith("warning: "):
+        warnings.warn(message.removeprefix("warning: "), stacklevel=4)
+    else:
+        quiet(message)
 
 
 def cache_root(explicit: str | os.PathLike | None = None) -> Path:

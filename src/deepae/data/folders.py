@@ -35,8 +35,8 @@ from deepae.data._base import (
     Log,
     cache_root,
     check_class_count,
-    quiet,
     split_data,
+    warnings_only,
 )  # fmt: skip
 from deepae.data.arrays import map_npy, one_line
 from deepae.data.mapped import as_rows
@@ -83,7 +83,7 @@ def load_image_folder(
     library user still hears of skipped files. Raises DataError for a missing or empty
     folder, or (strict) for the first unreadable file.
     """
-    folder, log, image_size = Path(folder), log or _warnings_only, parse_image_size(image_size)
+    folder, log, image_size = Path(folder), log or warnings_only, parse_image_size(image_size)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder; check the path")
     files, skipped = _scan(folder)
@@ -135,14 +135,6 @@ def load_folder(path: Path, image_size, split: dict, strict: bool, cache_dir, lo
     rows = as_rows(found.images)  # the cache file, memory-mapped: its images stay there
     images = found.images if rows is None else rows
     return split_data(images, found.labels, found.class_names, path, source, split)
-
-
-def _warnings_only(message: str) -> None:
-    """The log of a load given none: its warnings as Python warnings, the rest unsaid."""
-    if message.startswith("warning: "):
-        warnings.warn(message.removeprefix("warning: "), stacklevel=4)
-    else:
-        quiet(message)
 
 
 def read_image(path: str | os.PathLike, image_size: tuple[int, int] = (28, 28)) -> np.ndarray:
