@@ -46,7 +46,7 @@ from deepae.errors import ConfigError, DataError, DeepAEError, MissingExtraError
 #   1: below EXACT_BELOW images, scikit-learn's distances (identical images ~1e-7 apart);
 #      above, pynndescent's default trees and candidates;
 #   2: below, identical images at exactly 0, as umap-learn's own sums give (its graph_);
-#   3: above, umap-learn's own settings for pynndescent (UMAP_LEARN_SEARCH).
+#   3: above, umap-learn's own settings for pynndescent (`_search_settings`).
 GRAPH_VERSION = 3
 GRAPH_VERSIONS = (1, 2, 3)
 GRAPH_SEED = 0  # the graph is a property of the data, not of a training seed
