@@ -3,9 +3,10 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
 
     python scripts/gpu_check.py --data-dir DIR      # on a machine with an NVIDIA GPU
 
-1. Gradient parity: one batch, the same weights, CPU vs CUDA, for both engines, and the
+1. Gradient parity: one batch, the same weights, CPU vs CUDA, for both engines; and the
    fused engine's step on edges (umap2d's; eager on CUDA: its graph loss goes through
-   autograd, which a CUDA graph does not record here).
+   autograd, which a CUDA graph does not record here), both devices against a float64
+   oracle (`edges_parity` says why).
 2. Trajectory parity: 1 epoch from the same seed on CPU and on CUDA (same batches, since
    the shuffle comes from a CPU generator): losses agree to 1e-3 relative. (Rounding
    differences between the devices' kernels grow over thousands of Adam steps, so later
@@ -62,30 +63,50 @@ def gradient_parity(x: torch.Tensor) -> float:
     return max(worst.values())
 
 
-def edges_parity(x: torch.Tensor, device: str = "cuda") -> float:
-    """Largest relative gradient difference, CPU vs `device`, of the fused engine's step on
-    a batch of edges (umap2d's: the heads' BCE + UMAP's loss of the codes), float32."""
+def edges_gradients(x: torch.Tensor, dtype: torch.dtype, device: str) -> list[torch.Tensor]:
+    """The fused engine's gradient of a step on a batch of edges (umap2d's: the heads' BCE
+    + UMAP's loss of the codes), computed in `dtype` on `device`; float64, on the CPU."""
     n, heads = 64, 32
     head = np.arange(n).repeat(2)
     tail = (head + np.tile([1, 2], n)) % n  # a ring: image i linked to i + 1 and i + 2
     graph = neighbours.Graph(head, tail, np.ones(2 * n, np.float32), 2, n, "ring")
     umap = neighbours.NeighbourLoss(graph, min_dist=0.0, negative_rate=10, seed=0)
     negatives = torch.randint(0, heads, (10 * heads,), generator=torch.Generator().manual_seed(0))
-    grads = {}
+    config = ModelConfig(hidden_sizes=(256, 256, 128), latent_activation="linear")
+    net = model.build(config, seed=0).to(device, dtype)
+    neg = negatives.to(device)
+
+    def code_loss(z):
+        return 10.0 * umap(z[:heads], z[heads:], neg)
+
+    FusedDenseEngine(net, "bce").edges_loss_and_grad(x[: 2 * heads].to(device, dtype), code_loss)
+    return [p.grad.detach().cpu().double() for p in net.parameters()]
+
+
+def edges_parity(x: torch.Tensor, device: str = "cuda") -> float:
+    """How far `device`'s float32 gradient of the step on edges is from a float64 oracle,
+    against how far the CPU's own float32 gradient is: the worst, over the parameter
+    tensors, of err(device) / max(4 err(CPU), 1e-4), where err is the largest difference
+    from the oracle relative to the tensor's largest gradient. At most 1 passes.
+
+    Why not CPU vs CUDA directly, as for the other steps: UMAP's loss does not change when
+    every code moves by the same vector, so the latent bias's gradient is a sum that cancels
+    to near 0, and float32 gets it only to ~6e-3 of its size on either device (the first GPU
+    run failed a plain 1e-4 check on that tensor alone, at 5.5e-4). Every other tensor stays
+    within 1e-4 of the oracle."""
+    oracle = edges_gradients(x, torch.float64, "cpu")
+    errors = {}
     for dev in ("cpu", device):
-        net = model.build(ModelConfig(hidden_sizes=(256, 256, 128), latent_activation="linear"),
-                          seed=0).to(dev)  # fmt: skip
-        neg = negatives.to(dev)
-
-        def code_loss(z, neg=neg):
-            return 10.0 * umap(z[:heads], z[heads:], neg)
-
-        FusedDenseEngine(net, "bce").edges_loss_and_grad(x[: 2 * heads].to(dev), code_loss)
-        grads[dev] = [p.grad.detach().cpu().clone() for p in net.parameters()]
-    worst = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
-                for a, b in zip(grads["cpu"], grads[device], strict=True))  # fmt: skip
-    print(f"  fused step on edges: gradient max relative difference CPU vs {device}: {worst:.2e}")
-    return worst
+        got = edges_gradients(x, torch.float32, dev)
+        errors[dev] = [((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
+                       for a, b in zip(oracle, got, strict=True)]  # fmt: skip
+    ratios = [e / max(4 * c, 1e-4) for c, e in zip(errors["cpu"], errors[device], strict=True)]
+    worst = max(range(len(ratios)), key=ratios.__getitem__)
+    print(f"  fused step on edges, float32 vs a float64 oracle: {device} {max(errors[device]):.2e}"
+          f", CPU {max(errors['cpu']):.2e} (worst tensor: #{worst}, {device} "
+          f"{errors[device][worst]:.2e} vs CPU {errors['cpu'][worst]:.2e}; ratio "
+          f"{ratios[worst]:.2f}, at most 1 passes)")  # fmt: skip
+    return ratios[worst]
 
 
 def trained(x, v, device: str, epochs: int, log: bool) -> tuple[list, float]:
@@ -204,7 +225,7 @@ def main() -> int:
 
     print("1. gradient parity")
     ok &= gradient_parity(x) < 1e-4
-    ok &= edges_parity(x) < 1e-4
+    ok &= edges_parity(x) <= 1.0
 
     print(f"2+3. the article's recipe, {args.full_epochs} epochs, seed 0, on both devices")
     cpu, cpu_s = trained(x, v, "cpu", args.full_epochs, log=False)

@@ -4,12 +4,14 @@ launching a browser); plus the few fixes that are not about arguments: gpu_check
 per-engine report, bench_train's exit code when a row failed, bench_datasets reusing its
 folder."""
 
+import functools
 import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,6 +114,44 @@ def test_gpu_check_reports_each_engine_on_its_own(monkeypatch, capsys):
     assert worst == pytest.approx(0.5)
     assert lines[0].split()[0] == "fused" and lines[0].endswith("5.00e-01")
     assert lines[1].split()[0] == "autograd" and lines[1].endswith("1.00e-02")
+
+
+def test_gpu_check_edges_parity_is_measured_against_a_float64_oracle(monkeypatch, capsys):
+    """A tensor float32 gets only roughly on the CPU too (umap2d's latent bias, whose
+    gradient cancels) passes when the GPU is no worse; a 1% error where the CPU is exact
+    fails."""
+    gpu_check = load_script("gpu_check")
+    t = functools.partial(torch.tensor, dtype=torch.float64)  # as edges_gradients returns
+    oracle = [t([1.0, -2.0]), t([3e-3, -1e-3])]
+    cpu = [t([1.0, -2.0]), t([3.01e-3, -1e-3])]  # 2e-3/3e-3 off: 3.3e-3
+    grads = {("cpu", torch.float64): oracle, ("cpu", torch.float32): cpu}
+
+    def fake(x, dtype, device):
+        return grads[device, dtype]
+
+    monkeypatch.setattr(gpu_check, "edges_gradients", fake)
+    grads["cuda", torch.float32] = [oracle[0], t([2.99e-3, -1.02e-3])]  # 6.7e-3
+    assert gpu_check.edges_parity(torch.zeros(64, 784)) == pytest.approx(0.02 / 3 / (4 * 0.01 / 3))
+    assert "worst tensor: #1" in capsys.readouterr().out
+    grads["cuda", torch.float32] = [t([1.0, -2.02]), oracle[1]]  # 1% where CPU is exact
+    assert gpu_check.edges_parity(torch.zeros(64, 784)) == pytest.approx(0.01 / 1e-4)
+
+
+def test_gpu_check_edges_gradients_in_float32_cancel_only_in_the_latent_bias():
+    """What edges_parity's docstring rests on: float32 on the CPU is within 1e-4 of the
+    float64 oracle for every tensor but the latent layer's bias (UMAP's loss ignores a
+    common shift of the codes, so that gradient is a sum that cancels)."""
+    gpu_check = load_script("gpu_check")
+    with np.load(FIXTURE) as npz:  # real digits, as the check runs on
+        x = torch.from_numpy(npz["x_train"][:64].reshape(64, 784) / np.float32(255))
+    oracle = gpu_check.edges_gradients(x, torch.float64, "cpu")
+    got = gpu_check.edges_gradients(x, torch.float32, "cpu")
+    pairs = zip(oracle, got, strict=True)
+    errors = [((a - b).abs().max() / a.abs().max()).item() for a, b in pairs]
+    latent_bias = 2 * 4 - 1  # 4 encoder layers (256, 256, 128, 2), weight then bias each
+    assert oracle[latent_bias].shape == (2,)
+    assert max(e for i, e in enumerate(errors) if i != latent_bias) < 1e-4
+    assert errors[latent_bias] > 1e-4
 
 
 def test_bench_memory_paths():
