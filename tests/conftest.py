@@ -9,6 +9,9 @@ import pytest
 
 # deepae.plots draws pyplot figures; tests only save them, on any machine.
 os.environ.setdefault("MPLBACKEND", "agg")
+# Triton's kernels (deepae.triton_step) run in Triton's CPU interpreter: the mode is fixed
+# when Triton is first imported, and PyTorch may import it before any test asks for it.
+os.environ["TRITON_INTERPRET"] = "1"
 # The user's cache, which the suite shares only for what is costly to make again and never
 # changes once made: the compiled training step (deepae.native, ~30 s to build), and MNIST
 # as fetched and verified by SHA-256 (11.5 MB from the network).

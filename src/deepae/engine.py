@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from deepae import losses, native
+from deepae import losses, native, triton_step
 from deepae.errors import ConfigError
 from deepae.model import AutoencoderNet
 
@@ -128,6 +128,8 @@ class FusedDenseEngine:
         self.n_enc = n_enc = len(cfg.hidden_sizes) + 1  # the encoder's layers come first
         acts = [cfg.hidden_activation] * (n_enc - 1) + [cfg.latent_activation]
         acts += [cfg.hidden_activation] * (len(self.linears) - n_enc - 1) + ["linear"]
+        self.activations = acts  # each layer's, first to last
+        self.kind = (loss, cfg.output_activation == "sigmoid")
         self.forward_ = [_FORWARD[a] for a in acts]
         self.backward_ = [_BACKWARD[a] for a in acts]
         self.output_grad = _OUTPUT_GRAD[(loss, cfg.output_activation == "sigmoid")]
@@ -171,6 +173,9 @@ class FusedDenseEngine:
         self._native_codes = [native.ACTIVATIONS.get(a, -1) for a in acts]
         self._native_loss = native.LOSSES.get(output, -1)
         self._native_steps: dict[int, object] = {}
+        # The whole step as one kernel on CUDA where it computes exactly this
+        # (deepae.triton_step: the article's shape of net, float32).
+        self.gpu_step = triton_step.for_engine(self)
 
     def native_step(self, batch: int, x: torch.Tensor):
         """The compiled Step (deepae.native) for batches of `batch` rows like x, made once
@@ -226,6 +231,11 @@ class FusedDenseEngine:
         batch, _ = x.shape
         if self.native is not None and x.dtype == torch.float32 and x.is_contiguous():
             return self.native_step(batch, x).run(x)
+        if self.gpu_step is not None and self.gpu_step.accepts(x):
+            try:
+                return self.gpu_step(x)
+            except Exception as e:  # Triton's build and launch errors share no other base
+                triton_step.fail(self.gpu_step, e)
         acts, grads, grads_t, scale, work, mixed = self._buffers_for(batch, x)
         x_in = x
         if mixed is not None:

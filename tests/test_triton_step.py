@@ -1,0 +1,156 @@
+"""deepae.triton_step: the article's whole step as one Triton kernel, run here in Triton's
+CPU interpreter, against autograd in float64 (the oracle) and the PyTorch fused step.
+On a GPU, scripts/gpu_check.py checks the compiled kernel the same way."""
+
+import os
+
+import pytest
+import torch
+
+from deepae import model, triton_step
+from deepae.config import ModelConfig
+from deepae.engine import FusedDenseEngine
+
+
+@pytest.fixture
+def interpreted():
+    """triton_step's kernels as Triton's interpreter runs them: on the CPU, in NumPy
+    (conftest.py sets TRITON_INTERPRET=1 before anything imports Triton)."""
+    pytest.importorskip("triton", reason="Triton has wheels for x86-64 Linux only")
+    assert os.environ["TRITON_INTERPRET"] == "1"
+    return triton_step.kernels()
+
+
+def images(batch: int, width: int, seed: int = 0) -> torch.Tensor:
+    """Digit-like pixels: most exactly 0, some exactly 1, the rest in between."""
+    x = torch.rand(batch, width, generator=torch.Generator().manual_seed(seed))
+    return torch.where(x < 0.6, 0.0, torch.where(x > 0.9, 1.0, x))
+
+
+def oracle(net: torch.nn.Module, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+    """Autograd in float64: the summed BCE and the gradient of its mean."""
+    net = net.double()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        net.logits(x.double()), x.double(), reduction="sum"
+    )
+    grads = torch.autograd.grad(loss / x.numel(), list(net.parameters()))
+    return loss.item(), grads
+
+
+CASES = {  # name -> (config, batch)
+    "the article, batch 32": (ModelConfig(), 32),
+    "linear code of 5, hidden 64, a last batch of 20": (
+        ModelConfig(hidden_sizes=(64,), latent_size=5, latent_activation="linear"), 20),
+    "one image": (ModelConfig(), 1),
+    "10x10 images (100 pixels, not a multiple of the chunk)": (
+        ModelConfig(input_size=100, image_shape=(10, 10), hidden_sizes=(16,)), 32),
+    "a wider decoder, linear hidden layers, batch 64": (
+        ModelConfig(hidden_sizes=(24,), decoder_hidden_sizes=(128,),
+                    hidden_activation="linear"), 64),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_kernel_computes_autograds_loss_and_gradient(interpreted, name):
+    config, batch = CASES[name]
+    net = model.build(config, seed=0)
+    engine = FusedDenseEngine(net, "bce", use_native=False)
+    assert triton_step.why_not(engine, environ={"DEEPAE_TRITON": "1"}) is None
+    x = images(batch, config.input_size)
+    want_loss, want = oracle(model.build(config, seed=0), x)
+    loss = triton_step.Step(engine)(x)
+    assert loss.item() == pytest.approx(want_loss, rel=1e-6)
+    for p, g in zip(net.parameters(), want, strict=True):
+        assert p.grad.shape == g.shape
+        assert ((p.grad.double() - g).abs().max() / g.abs().max()).item() < 1e-5
+
+
+@pytest.mark.parametrize("block", [16, 32, 128])
+def test_any_chunk_of_pixels_gives_the_same_step(interpreted, monkeypatch, block):
+    """gpu_check times 32, 64 and 128 pixels a program; 784 divides by none but 16."""
+    monkeypatch.setattr(triton_step, "BLOCK_D", block)
+    net = model.build(ModelConfig(), seed=0)
+    x = images(32, 784)
+    want_loss, want = oracle(model.build(ModelConfig(), seed=0), x)
+    step = triton_step.Step(FusedDenseEngine(net, "bce", use_native=False))
+    assert step.block == block and step(x).item() == pytest.approx(want_loss, rel=1e-6)
+    assert len(step.buffers[32]["losses"]) == -(-784 // block)
+    for p, g in zip(net.parameters(), want, strict=True):
+        assert ((p.grad.double() - g).abs().max() / g.abs().max()).item() < 1e-5
+
+
+def test_the_kernel_agrees_with_the_pytorch_step_over_training(interpreted):
+    """Ten Adam steps on each: the weights stay together to float32 rounding."""
+    config = ModelConfig()
+    nets = [model.build(config, seed=0) for _ in range(2)]
+    engines = [FusedDenseEngine(net, "bce", use_native=False) for net in nets]
+    steps = [triton_step.Step(engines[0]), engines[1].loss_and_grad]
+    opts = [torch.optim.Adam([e.flat], lr=1e-3, eps=1e-7) for e in engines]
+    for s in range(10):
+        x = images(32, 784, seed=s)
+        losses = [step(x).item() for step in steps]
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+        for opt in opts:
+            opt.step()
+    assert (engines[0].flat - engines[1].flat).abs().max().item() < 1e-5
+
+
+def test_saturated_logits_keep_the_loss_exact(interpreted):
+    """Logits far from 0 (a trained model's background): log1p(exp(-|l|)) is below
+    float32's resolution of 1 + e, and the loss must still be the oracle's."""
+    config = ModelConfig(hidden_sizes=(16,))
+    net = model.build(config, seed=0)
+    with torch.no_grad():
+        net.decoder.body[-1].bias.fill_(-12.0)  # every logit ~ -12: e ~ 6e-6
+    engine = FusedDenseEngine(net, "bce", use_native=False)
+    x = torch.zeros(8, 784)
+    net64 = model.build(config, seed=0).double()
+    with torch.no_grad():
+        net64.decoder.body[-1].bias.fill_(-12.0)
+    want_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        net64.logits(x.double()), x.double(), reduction="sum").item()  # fmt: skip
+    assert triton_step.Step(engine)(x).item() == pytest.approx(want_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("engine_args", "config", "reason"),
+    [
+        (("mse",), ModelConfig(), "BCE with a sigmoid output only"),
+        (("bce", torch.bfloat16), ModelConfig(), "float32 weights and products only"),
+        (("bce",), ModelConfig(hidden_sizes=(64, 32)), "one hidden layer on each side"),
+        (("bce",), ModelConfig(hidden_sizes=(256,)), "at most 128 wide"),
+        (("bce",), ModelConfig(latent_size=65), "the code 64"),
+        (("bce",), ModelConfig(hidden_activation="tanh"), "linear/relu only"),
+    ],
+)
+def test_nets_the_kernel_does_not_compute_keep_the_pytorch_step(engine_args, config, reason):
+    engine = FusedDenseEngine(model.build(config, seed=0), *engine_args, use_native=False)
+    assert reason in triton_step.why_not(engine, environ={"DEEPAE_TRITON": "1"})
+
+
+def test_the_kernels_run_only_when_asked_and_never_on_the_cpu(monkeypatch):
+    engine = FusedDenseEngine(model.build(ModelConfig(), seed=0), "bce", use_native=False)
+    for environ in ({}, {"DEEPAE_TRITON": "0"}):  # off until a GPU run measures it
+        assert triton_step.why_not(engine, environ) == "off (DEEPAE_TRITON=1 turns it on)"
+    assert triton_step.why_not(engine, {"DEEPAE_TRITON": "1"}) is None
+    monkeypatch.setenv("DEEPAE_TRITON", "1")
+    assert triton_step.for_engine(engine) is None  # the CPU
+
+
+def test_a_kernel_that_fails_warns_once_and_the_pytorch_step_goes_on(monkeypatch):
+    engine = FusedDenseEngine(model.build(ModelConfig(), seed=0), "bce", use_native=False)
+    x = images(32, 784)
+    want = engine.loss_and_grad(x).item()
+    want_grad = engine.grad.clone()
+
+    class Broken:
+        def __getattr__(self, name):
+            raise RuntimeError("no GPU here")
+
+    monkeypatch.setattr(triton_step, "kernels", lambda: Broken())
+    engine.gpu_step = triton_step.Step(engine)
+    engine.grad.zero_()
+    with pytest.warns(UserWarning, match="Triton training step failed .*no GPU here"):
+        assert engine.loss_and_grad(x).item() == want
+    assert torch.equal(engine.grad, want_grad)
+    assert engine.loss_and_grad(x).item() == want  # no second warning: pytest would fail
