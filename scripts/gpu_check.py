@@ -18,14 +18,20 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
 5. CUDA graphs against eager CUDA steps (DEEPAE_CUDA_GRAPH=0's path), the article's recipe
    (Adam inside the graph) and best2d's (one-cycle: Adam after it): epoch losses agree to
    1e-3 relative (the graph reads the rate as float32, eager Adam as a double).
-6. Timing (not a check): the article's epoch and best2d's training, graphs and eager.
+6. Timing (not a check): the article's epoch and best2d's training, graphs and eager;
+   where Triton is installed, also the article's with the Triton step (DEEPAE_TRITON=1,
+   deepae.triton_step, off by default until this measures it), whose loss and gradient
+   section 1 checks against float64 autograd (relative 1e-5).
 Prints a report; exits non-zero if a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib.util
+import os
 import statistics
 import sys
 import time
@@ -33,7 +39,7 @@ import time
 import numpy as np
 import torch
 
-from deepae import cuda_graph, data, model, neighbours, threads, train
+from deepae import cuda_graph, data, model, neighbours, threads, train, triton_step
 from deepae.cli_values import positive_int
 from deepae.config import ModelConfig, TrainConfig, resolve
 from deepae.engine import FusedDenseEngine
@@ -181,11 +187,57 @@ def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int) -> float:
     return worst
 
 
-def timing(x, v, preset: str, epochs: int, graphs: bool) -> tuple[float, float, float]:
-    """(median training seconds of an epoch, all epochs' training seconds, last val_loss)."""
+def triton_parity(x: torch.Tensor, device: str = "cuda") -> float:
+    """Largest relative difference of the Triton step's loss and gradient (deepae.triton_step,
+    on CUDA) from autograd's in float64 on the CPU, for the article's net and a linear code,
+    on a full batch and a last batch of 20; inf where the step did not run."""
+    worst = 0.0
+    for config, batch in ((ModelConfig(), 32), (ModelConfig(latent_activation="linear"), 20)):
+        net = model.build(config, seed=0).to(device)
+        with _environ(triton_step.ENV, "1"):  # (the compiled CPU step never runs on CUDA)
+            engine = FusedDenseEngine(net, "bce", use_native=False)
+        if engine.gpu_step is None:
+            print(f"  the Triton step does not run here: {triton_step.why_not(engine)}")
+            return float("inf")
+        xb = x[:batch]
+        got = engine.loss_and_grad(xb.to(device)).item()
+        ref = model.build(config, seed=0).double()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            ref.logits(xb.double()), xb.double(), reduction="sum"
+        )
+        want = torch.autograd.grad(loss / xb.numel(), list(ref.parameters()))
+        rel = abs(got - loss.item()) / loss.item()
+        for p, g in zip(net.parameters(), want, strict=True):
+            rel = max(rel, ((p.grad.cpu().double() - g).abs().max() / g.abs().max()).item())
+        used = not engine.gpu_step.failed
+        print(f"  Triton step, batch {batch}, latent {config.latent_activation}: loss {got:.4f}"
+              f" vs float64 {loss.item():.4f}, max rel diff {rel:.1e}"
+              f"{'' if used else ' (it failed: the PyTorch step ran)'}")  # fmt: skip
+        worst = max(worst, rel if used else float("inf"))
+    return worst
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str | None):
+    old = os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+        if old is not None:
+            os.environ[name] = old
+
+
+def timing(x, v, preset: str, epochs: int, graphs: bool,
+           triton: bool = False) -> tuple[float, float, float]:  # fmt: skip
+    """(median training seconds of an epoch, all epochs' training seconds, last val_loss);
+    `triton`: with DEEPAE_TRITON=1 (deepae.triton_step, where it applies)."""
     model_config, train_config = resolve(preset)
     train_config = dataclasses.replace(train_config, device="cuda", epochs=epochs)
-    trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
+    with _environ(triton_step.ENV, "1" if triton else None):
+        trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
     if not graphs:
         trainer.whole_step = None
     state = train.fit(trainer, x, v)
@@ -226,6 +278,8 @@ def main() -> int:
     print("1. gradient parity")
     ok &= gradient_parity(x) < 1e-4
     ok &= edges_parity(x) <= 1.0
+    if importlib.util.find_spec("triton") is not None:
+        ok &= triton_parity(x) < 1e-5
 
     print(f"2+3. the article's recipe, {args.full_epochs} epochs, seed 0, on both devices")
     cpu, cpu_s = trained(x, v, "cpu", args.full_epochs, log=False)
@@ -248,6 +302,12 @@ def main() -> int:
         median, _, _ = timing(x, v, "article", epochs, graphs)
         print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
               f"(median of {epochs})")  # fmt: skip
+    if importlib.util.find_spec("triton") is not None:  # off by default until measured
+        for block in (32, 64, 128):
+            triton_step.BLOCK_D = block
+            median, _, val = timing(x, v, "article", args.full_epochs, True, triton=True)
+            print(f"  article, graphs, DEEPAE_TRITON=1, {block} pixels a program: {median:.3f} s "
+                  f"per epoch (median of {args.full_epochs}), last val_loss {val:.4f}")  # fmt: skip
     for graphs, epochs in ((True, args.best2d_epochs), (False, args.eager_epochs)):
         median, total, val = timing(x, v, "best2d", epochs, graphs)
         print(f"  best2d, {'graphs' if graphs else 'eager '}: {total:.1f} s of training for "

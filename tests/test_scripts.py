@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from deepae import triton_step
+
 ROOT = Path(__file__).parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "mnist-small.npz"
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -152,6 +154,21 @@ def test_gpu_check_edges_gradients_in_float32_cancel_only_in_the_latent_bias():
     assert oracle[latent_bias].shape == (2,)
     assert max(e for i, e in enumerate(errors) if i != latent_bias) < 1e-4
     assert errors[latent_bias] > 1e-4
+
+
+def test_gpu_check_triton_parity_checks_the_kernels_it_ran(monkeypatch, capsys):
+    """Run where a GPU would be, here in Triton's CPU interpreter: within 1e-5 of float64;
+    a step that fell back to PyTorch's does not pass."""
+    pytest.importorskip("triton", reason="Triton has wheels for x86-64 Linux only")
+    gpu_check = load_script("gpu_check")  # the kernels run interpreted (conftest.py)
+    monkeypatch.setattr(triton_step, "for_engine", triton_step.Step)  # the CPU, as if CUDA
+    with np.load(FIXTURE) as npz:
+        x = torch.from_numpy(npz["x_train"][:32].reshape(32, 784) / np.float32(255))
+    assert gpu_check.triton_parity(x, "cpu") < 1e-5
+    monkeypatch.setattr(triton_step, "kernels", lambda: None)  # every launch fails
+    with pytest.warns(UserWarning, match="Triton training step failed"):
+        assert gpu_check.triton_parity(x, "cpu") == float("inf")
+    assert "(it failed: the PyTorch step ran)" in capsys.readouterr().out
 
 
 def test_bench_memory_paths():
