@@ -43,6 +43,7 @@ from deepae import cuda_graph, data, model, neighbours, threads, train, triton_s
 from deepae.cli_values import positive_int
 from deepae.config import ModelConfig, TrainConfig, resolve
 from deepae.engine import FusedDenseEngine
+from deepae.errors import MissingExtraError
 
 
 def engine_gradients(x: torch.Tensor, engine: str, device: str) -> list[torch.Tensor]:
@@ -263,6 +264,11 @@ def main() -> int:
         help="epochs timed on eager steps, for comparison (10)",
     )
     args = parser.parse_args()
+    try:  # before any GPU work: the step on edges (section 1) needs it
+        neighbours.require_umap()
+    except MissingExtraError as e:
+        print(f"gpu_check: {e}", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("no CUDA GPU here", file=sys.stderr)
         return 2

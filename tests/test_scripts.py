@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from deepae import triton_step
+from deepae.errors import MissingExtraError
 
 ROOT = Path(__file__).parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "mnist-small.npz"
@@ -169,6 +170,21 @@ def test_gpu_check_triton_parity_checks_the_kernels_it_ran(monkeypatch, capsys):
     with pytest.warns(UserWarning, match="Triton training step failed"):
         assert gpu_check.triton_parity(x, "cpu") == float("inf")
     assert "(it failed: the PyTorch step ran)" in capsys.readouterr().out
+
+
+def test_gpu_check_without_umap_says_so_before_any_gpu_work(monkeypatch, capsys):
+    gpu_check = load_script("gpu_check")
+
+    def missing():
+        raise MissingExtraError("neighbour maps need umap-learn; pip install 'deepae[umap]'")
+
+    monkeypatch.setattr(gpu_check.neighbours, "require_umap", missing)
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: pytest.fail("GPU asked"))
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py"])
+    assert gpu_check.main() == 2
+    assert capsys.readouterr().err == (
+        "gpu_check: neighbour maps need umap-learn; pip install 'deepae[umap]'\n"
+    )
 
 
 def test_bench_memory_paths():
