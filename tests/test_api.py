@@ -229,24 +229,11 @@ def test_n_features_in_and_feature_names_as_scikit_learn_sets_them(mnist_small, 
     assert Autoencoder.load(tmp_path / "m").n_features_in_ == 784  # loaded: fitted
 
 
-def test_set_output_gives_the_dataframes_scikit_learn_gives(mnist_small):
-    # The oracle: a scikit-learn transformer whose transform is our encode, wrapped by
-    # scikit-learn's own set_output machinery (_SetOutputMixin, via TransformerMixin).
-    import pandas as pd
-    import sklearn
-    from sklearn.base import (
-        BaseEstimator,
-        ClassNamePrefixFeaturesOutMixin,
-        TransformerMixin,
-        clone,  # fmt: skip
-    )
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    flat = mnist_small.x_train[:256].reshape(256, 784) / np.float32(255)
-    frame = pd.DataFrame(flat, index=[f"digit{i}" for i in range(256)])
-    ae = Autoencoder(epochs=1, latent_activation="linear")
-    ae.fit(frame, verbose=0)
+def sklearn_twin(ae: Autoencoder, transform: str):
+    """The oracle for set_output: a scikit-learn transformer whose transform is ae's encode,
+    wrapped by scikit-learn's own set_output machinery (_SetOutputMixin, through
+    TransformerMixin), fitted and set to `transform`."""
+    from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
     class Autoencoder_(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         _n_features_out = 2
@@ -259,9 +246,23 @@ def test_set_output_gives_the_dataframes_scikit_learn_gives(mnist_small):
             return ae.encode(np.asarray(x, dtype=np.float32))
 
     Autoencoder_.__name__ = "Autoencoder"
+    return Autoencoder_().set_output(transform=transform).fit(None)
+
+
+def test_set_output_gives_the_dataframes_scikit_learn_gives(mnist_small):
+    import pandas as pd
+    import sklearn
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    flat = mnist_small.x_train[:256].reshape(256, 784) / np.float32(255)
+    frame = pd.DataFrame(flat, index=[f"digit{i}" for i in range(256)])
+    ae = Autoencoder(epochs=1, latent_activation="linear")
+    ae.fit(frame, verbose=0)
     assert isinstance(ae.transform(frame), np.ndarray)  # arrays until asked
     assert ae.set_output(transform="pandas") is ae
-    expected = Autoencoder_().set_output(transform="pandas").fit(frame).transform(frame)
+    expected = sklearn_twin(ae, "pandas").transform(frame)
     pd.testing.assert_frame_equal(ae.transform(frame), expected)
     assert list(expected.columns) == ["autoencoder0", "autoencoder1"]
     assert list(expected.index[:2]) == ["digit0", "digit1"]
@@ -280,6 +281,26 @@ def test_set_output_gives_the_dataframes_scikit_learn_gives(mnist_small):
     assert list(out.columns) == ["autoencoder0", "autoencoder1"] and out.index.equals(frame.index)
     copy = clone(Autoencoder(epochs=1).set_output(transform="pandas"))  # clone keeps it
     assert isinstance(copy.fit_transform(frame, verbose=0), pd.DataFrame)
+
+
+def test_set_output_polars_gives_the_frames_scikit_learn_gives(mnist_small):
+    import polars as pl
+    import polars.testing
+    import sklearn
+
+    flat = mnist_small.x_train[:256].reshape(256, 784) / np.float32(255)
+    frame = pl.DataFrame(flat)  # columns column_0 .. column_783
+    ae = Autoencoder(epochs=1, latent_activation="linear")
+    ae.fit(frame, verbose=0)
+    expected = sklearn_twin(ae, "polars").transform(frame)
+    assert isinstance(expected, pl.DataFrame)
+    assert expected.columns == ["autoencoder0", "autoencoder1"]
+    polars.testing.assert_frame_equal(ae.set_output(transform="polars").transform(frame),
+                                      expected)  # fmt: skip
+    ae.set_output(transform="default")
+    assert isinstance(ae.transform(frame), np.ndarray)
+    with sklearn.config_context(transform_output="polars"):  # the global setting, as theirs
+        polars.testing.assert_frame_equal(ae.transform(frame), expected)
 
 
 def test_read_only_arrays_are_taken_without_a_warning(ae, mnist_small):
