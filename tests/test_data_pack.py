@@ -405,6 +405,51 @@ def test_a_pack_that_fails_leaves_the_earlier_pack_whole(tmp_path, capsys, monke
     np.testing.assert_array_equal(np.asarray(again.x_train), source.x_train)
 
 
+def test_a_pack_killed_mid_write_leaves_temporaries_the_next_pack_removes(tmp_path, capsys):
+    """A real SIGKILL while the images are written: the next pack to the same file removes
+    what it left, and nothing of a process that still runs, another machine's or a user's."""
+    import signal
+    import subprocess
+    import sys
+
+    from deepae import fsio
+
+    out = tmp_path / "out.npy"
+    killed = (  # a pack's three temporaries open, then SIGKILL before any is renamed
+        "import os, signal, sys\n"
+        "from deepae import fsio\n"
+        "from deepae.data.arrays import info_path, labels_path\n"
+        "from pathlib import Path\n"
+        "out = Path(sys.argv[1])\n"
+        "with fsio.atomic_path(info_path(out), owned=True) as a, "
+        "fsio.atomic_path(labels_path(out), suffix='.npy', owned=True) as b, "
+        "fsio.atomic_path(out, suffix='.npy', owned=True) as c:\n"
+        "    open(c, 'wb').write(b'half an image')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", killed, str(out)], timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    left = {p.name for p in tmp_path.iterdir()}
+    assert len(left) == 3 and all(".tmp" in name for name in left)
+    host, pid = fsio._owner().rsplit(".", 1)
+    kept = {
+        f".out.npy.{host}.{pid}-abcdefgh.tmp.npy",  # this process: alive
+        ".out.npy.another-host.999999999-abcdefgh.tmp.npy",  # no such PID here: not ours
+        ".out.npy.draft.tmp",  # a user's own
+        ".out2.npy.x.1-abcdefgh.tmp.npy",  # another file's
+    }
+    for name in kept:
+        (tmp_path / name).write_bytes(b"")
+    assert main(["data", "pack", str(FIXTURE), str(out)]) == 0
+    assert "removed 3 temporary file(s) left by a pack to the same file that was killed" in (
+        capsys.readouterr().out
+    )
+    assert {p.name for p in tmp_path.iterdir()} == kept | {"out.npy", "out.labels.npy",
+                                                          "out.json"}  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(load_dataset(out).x_test),
+                                  load_dataset(FIXTURE).x_test)  # fmt: skip
+
+
 def test_a_pack_cut_short_in_its_sync_keeps_the_earlier_pack(tmp_path, monkeypatch, capsys):
     import errno
     import os

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -32,15 +33,21 @@ MAX_JSON_DEPTH = 32
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", *,
+                owned: bool = False) -> Iterator[str]:  # fmt: skip
     """Yield a temporary path to write; on success it replaces `path`, on failure it is
-    removed. `suffix` keeps the format detection of writers such as Matplotlib working."""
+    removed. `suffix` keeps the format detection of writers such as Matplotlib working.
+    `owned`: the name also says which process wrote it (host and PID), so that a later
+    writer can remove it once that process is gone (`remove_orphans`): for files written
+    into a folder no run owns, where another process may be writing at the same time."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # ".NAME.XXXX.tmp[.suffix]": hidden, and recognisable by `remove_temporaries`.
+        # ".NAME.XXXX.tmp[.suffix]": hidden, and recognisable by `remove_temporaries`;
+        # owned: ".NAME.HOST.PID-XXXX.tmp[.suffix]", recognisable by `remove_orphans`.
         tail = TEMP_MARK if suffix == TEMP_MARK else TEMP_MARK + suffix
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=tail, dir=path.parent)
+        prefix = f".{path.name}.{_owner()}-" if owned else f".{path.name}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=tail, dir=path.parent)
         os.close(fd)
     except OSError as e:
         raise _write_error(path, e) from None
@@ -73,6 +80,51 @@ def remove_temporaries(folder: str | os.PathLike) -> list[str]:
                 os.unlink(entry.path)
             removed.append(entry.name)
     return removed
+
+
+def remove_orphans(path: str | os.PathLike) -> list[str]:
+    """Delete the temporaries of `path` that `atomic_path(path, owned=True)` made in a
+    process of this machine that has ended without removing them (killed with SIGKILL, or
+    the machine lost power). A live process's are kept, and so are another machine's (a
+    shared folder: its PIDs mean nothing here). Returns their names."""
+    path = Path(path)
+    host = _owner().rsplit(".", 1)[0]
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)"
+                         r"-[a-z0-9_]{8}" + re.escape(TEMP_MARK) + r"(\.[^.]+)?")  # fmt: skip
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:  # no folder yet, or an unreadable one: nothing of ours to clean
+        return removed
+    for entry in entries:
+        found = pattern.fullmatch(entry.name)
+        if (found and found["host"] == host and not _alive(int(found["pid"]))
+                and entry.is_file(follow_symlinks=False)):  # fmt: skip
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
+def _owner() -> str:
+    """'HOST.PID' of this process, as owned temporaries carry it (HOST in [A-Za-z0-9_-])."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '_', socket.gethostname()) or 'host'}.{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs; True where that cannot be told safely
+    (outside POSIX, os.kill(pid, 0) would terminate the process)."""
+    if os.name != "posix" or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, OSError):  # not a PID this system could have
+        return False
+    return True
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

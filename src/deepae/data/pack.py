@@ -38,7 +38,8 @@ def pack(data: LoadedData, out: str | os.PathLike, *, progress: bool = False) ->
     [0, 1] are rounded to 8 bits (round(255 x)). The images are copied CHUNK at a time,
     so a memory-mapped source is never held in memory; `progress` shows a bar on a
     terminal. Returns {"images", "labels" (None: unlabelled), "info" (paths), "n_train",
-    "n_test", "image_shape", "quantised" (the source was float)}."""
+    "n_test", "image_shape", "quantised" (the source was float), "removed" (temporaries
+    of an earlier pack to `out` whose process was killed)}."""
     out = Path(out)
     if out.suffix.lower() != ".npy":
         raise ConfigError(f"{out}: the packed file must be a .npy (its labels go beside it as "
@@ -55,11 +56,16 @@ def pack(data: LoadedData, out: str | os.PathLike, *, progress: bool = False) ->
     # All three files are written to temporaries first, so a pack that fails (a full disk,
     # Ctrl-C) leaves an earlier pack whole. Only then are the old sidecars removed and the
     # files renamed, the images first and OUT.json last (the contexts close inside out).
-    labels_file = fsio.atomic_path(labels_path(out), suffix=".npy") if labelled else None
+    # A pack killed with SIGKILL leaves its temporaries (the size of the pack); each names
+    # its process, so the next pack removes those whose process is gone, and no other's.
+    removed = [name for target in (out, labels_path(out), info_path(out))
+               for name in fsio.remove_orphans(target)]  # fmt: skip
+    labels_file = (fsio.atomic_path(labels_path(out), suffix=".npy", owned=True)
+                   if labelled else None)  # fmt: skip
     with (
-        fsio.atomic_path(info_path(out)) as info_tmp,
+        fsio.atomic_path(info_path(out), owned=True) as info_tmp,
         labels_file or contextlib.nullcontext() as labels_tmp,
-        fsio.atomic_path(out, suffix=".npy") as images_tmp,
+        fsio.atomic_path(out, suffix=".npy", owned=True) as images_tmp,
     ):
         _write_images(images_tmp, shape, (data.x_train, data.x_test), progress)
         if labelled:
@@ -73,7 +79,8 @@ def pack(data: LoadedData, out: str | os.PathLike, *, progress: bool = False) ->
             _remove(stale)
     return {"images": out, "labels": labels_path(out) if labelled else None,
             "info": info_path(out), "n_train": n_train, "n_test": n_test,
-            "image_shape": shape[1:], "quantised": data.x_train.dtype != np.uint8}  # fmt: skip
+            "image_shape": shape[1:], "quantised": data.x_train.dtype != np.uint8,
+            "removed": removed}  # fmt: skip
 
 
 def format_pack(result: dict) -> str:
@@ -85,6 +92,9 @@ def format_pack(result: dict) -> str:
     lines += [f"  {result[k]}" for k in ("labels", "info") if result[k] is not None]
     if result["quantised"]:
         lines.append("note: float images were rounded to 8 bits (round(255 x))")
+    if result.get("removed"):
+        lines.append(f"removed {len(result['removed'])} temporary file(s) left by a pack to "
+                     "the same file that was killed")  # fmt: skip
     return "\n".join(lines)
 
 
