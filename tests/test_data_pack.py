@@ -431,10 +431,11 @@ def test_a_pack_killed_mid_write_leaves_temporaries_the_next_pack_removes(tmp_pa
     assert done.returncode == -signal.SIGKILL
     left = {p.name for p in tmp_path.iterdir()}
     assert len(left) == 3 and all(".tmp" in name for name in left)
-    host, pid = fsio._owner().rsplit(".", 1)
+    machine, pid = fsio._owner().rsplit(".", 1)
     kept = {
-        f".out.npy.{host}.{pid}-abcdefgh.tmp.npy",  # this process: alive
+        f".out.npy.{machine}.{pid}-abcdefgh.tmp.npy",  # this process: alive
         ".out.npy.another-host.999999999-abcdefgh.tmp.npy",  # no such PID here: not ours
+        f".out.npy.{machine}1.999999999-abcdefgh.tmp.npy",  # another PID space (a container)
         ".out.npy.draft.tmp",  # a user's own
         ".out2.npy.x.1-abcdefgh.tmp.npy",  # another file's
     }
@@ -446,6 +447,34 @@ def test_a_pack_killed_mid_write_leaves_temporaries_the_next_pack_removes(tmp_pa
     )
     assert {p.name for p in tmp_path.iterdir()} == kept | {"out.npy", "out.labels.npy",
                                                           "out.json"}  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(load_dataset(out).x_test),
+                                  load_dataset(FIXTURE).x_test)  # fmt: skip
+
+
+def test_an_orphan_that_cannot_be_removed_is_kept_and_the_pack_goes_on(
+    tmp_path, capsys, monkeypatch
+):
+    """A dead pack's temporary this user may not delete (another user's, in a sticky folder
+    such as /tmp; a read-only file system): the pack is written all the same, no traceback."""
+    import errno
+
+    from deepae import fsio
+
+    out = tmp_path / "out.npy"
+    orphan = tmp_path / f".out.npy.{fsio._machine()}.4194000-abcdefgh.tmp.npy"
+    orphan.write_bytes(b"another user's")
+    monkeypatch.setattr(fsio, "_alive", lambda pid: False)
+    unlink = os.unlink
+
+    def refuse(path, *args, **kwargs):
+        if Path(path) == orphan:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    assert main(["data", "pack", str(FIXTURE), str(out)]) == 0
+    assert "removed" not in capsys.readouterr().out
+    assert orphan.read_bytes() == b"another user's"
     np.testing.assert_array_equal(np.asarray(load_dataset(out).x_test),
                                   load_dataset(FIXTURE).x_test)  # fmt: skip
 

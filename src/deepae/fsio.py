@@ -9,6 +9,7 @@ file or the new complete file, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -37,14 +38,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", *,
                 owned: bool = False) -> Iterator[str]:  # fmt: skip
     """Yield a temporary path to write; on success it replaces `path`, on failure it is
     removed. `suffix` keeps the format detection of writers such as Matplotlib working.
-    `owned`: the name also says which process wrote it (host and PID), so that a later
+    `owned`: the name also says which process wrote it (machine and PID), so that a later
     writer can remove it once that process is gone (`remove_orphans`): for files written
     into a folder no run owns, where another process may be writing at the same time."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # ".NAME.XXXX.tmp[.suffix]": hidden, and recognisable by `remove_temporaries`;
-        # owned: ".NAME.HOST.PID-XXXX.tmp[.suffix]", recognisable by `remove_orphans`.
+        # owned: ".NAME.MACHINE.PID-XXXX.tmp[.suffix]", recognisable by `remove_orphans`.
         tail = TEMP_MARK if suffix == TEMP_MARK else TEMP_MARK + suffix
         prefix = f".{path.name}.{_owner()}-" if owned else f".{path.name}."
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=tail, dir=path.parent)
@@ -86,11 +87,11 @@ def remove_orphans(path: str | os.PathLike) -> list[str]:
     """Delete the temporaries of `path` that `atomic_path(path, owned=True)` made in a
     process of this machine that has ended without removing them (killed with SIGKILL, or
     the machine lost power). A live process's are kept, and so are another machine's (a
-    shared folder: its PIDs mean nothing here). Returns their names."""
+    shared folder, or a container's: its PIDs mean nothing here). Returns their names."""
     path = Path(path)
-    host = _owner().rsplit(".", 1)[0]
-    pattern = re.compile(re.escape(f".{path.name}.") + r"(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)"
-                         r"-[a-z0-9_]{8}" + re.escape(TEMP_MARK) + r"(\.[^.]+)?")  # fmt: skip
+    machine = _machine()
+    owned = r"(?P<machine>[A-Za-z0-9_-]+)\.(?P<pid>\d+)-[a-z0-9_]{8}"
+    pattern = re.compile(re.escape(f".{path.name}.") + owned + re.escape(TEMP_MARK) + r"(\.[^.]+)?")
     removed = []
     try:
         entries = list(os.scandir(path.parent))
@@ -98,17 +99,35 @@ def remove_orphans(path: str | os.PathLike) -> list[str]:
         return removed
     for entry in entries:
         found = pattern.fullmatch(entry.name)
-        if (found and found["host"] == host and not _alive(int(found["pid"]))
-                and entry.is_file(follow_symlinks=False)):  # fmt: skip
-            with contextlib.suppress(FileNotFoundError):
+        if not (found and found["machine"] == machine and not _alive(int(found["pid"]))):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
-            removed.append(entry.name)
+                removed.append(entry.name)
+        except OSError:  # gone meanwhile, or not ours to remove (a read-only folder, another
+            continue  # user's file in a sticky one): kept, and the pack goes on
     return removed
 
 
 def _owner() -> str:
-    """'HOST.PID' of this process, as owned temporaries carry it (HOST in [A-Za-z0-9_-])."""
-    return f"{re.sub(r'[^A-Za-z0-9-]', '_', socket.gethostname()) or 'host'}.{os.getpid()}"
+    """'MACHINE.PID' of this process, as owned temporaries carry it: MACHINE is what makes
+    its PIDs mean the same processes (`_machine`)."""
+    return f"{_machine()}.{os.getpid()}"
+
+
+@functools.cache
+def _machine() -> str:
+    """This process's PID space, in [A-Za-z0-9_-]: the host name, and on Linux the boot
+    (cloned machines share a host name) and the PID namespace (a container shares the host
+    name and boot of its host, not its PIDs)."""
+    parts = [re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "host"]
+    with contextlib.suppress(OSError):
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text()
+        parts.append(re.sub(r"[^a-f0-9]", "", boot)[:8])
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "-".join(parts)
 
 
 def _alive(pid: int) -> bool:
