@@ -71,8 +71,10 @@ def gradient_parity(x: torch.Tensor) -> float:
 
 
 def edges_gradients(x: torch.Tensor, dtype: torch.dtype, device: str) -> list[torch.Tensor]:
-    """The fused engine's gradient of a step on a batch of edges (umap2d's: the heads' BCE
-    + UMAP's loss of the codes), computed in `dtype` on `device`; float64, on the CPU."""
+    """The gradient of a step on a batch of edges (umap2d's: the heads' mean BCE + UMAP's
+    loss of the codes), float64 on the CPU: by the fused engine in `dtype` on `device`, or
+    for float64 by autograd throughout (the oracle: the engine takes UMAP's loss of its
+    codes in float32 whatever its dtype)."""
     n, heads = 64, 32
     head = np.arange(n).repeat(2)
     tail = (head + np.tile([1, 2], n)) % n  # a ring: image i linked to i + 1 and i + 2
@@ -86,7 +88,12 @@ def edges_gradients(x: torch.Tensor, dtype: torch.dtype, device: str) -> list[to
     def code_loss(z):
         return 10.0 * umap(z[:heads], z[heads:], neg)
 
-    FusedDenseEngine(net, "bce").edges_loss_and_grad(x[: 2 * heads].to(device, dtype), code_loss)
+    both = x[: 2 * heads].to(device, dtype)
+    if dtype == torch.float64:
+        z, logits = net.codes_and_logits(both, heads)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, both[:heads])
+        return [g.cpu() for g in torch.autograd.grad(bce + code_loss(z), list(net.parameters()))]
+    FusedDenseEngine(net, "bce").edges_loss_and_grad(both, code_loss)
     return [p.grad.detach().cpu().double() for p in net.parameters()]
 
 
@@ -98,7 +105,7 @@ def edges_parity(x: torch.Tensor, device: str = "cuda") -> float:
 
     Why not CPU vs CUDA directly, as for the other steps: UMAP's loss does not change when
     every code moves by the same vector, so the latent bias's gradient is a sum that cancels
-    to near 0, and float32 gets it only to ~6e-3 of its size on either device (the first GPU
+    to near 0, and float32 gets it only to ~7e-3 of its size on either device (the first GPU
     run failed a plain 1e-4 check on that tensor alone, at 5.5e-4). Every other tensor stays
     within 1e-4 of the oracle."""
     oracle = edges_gradients(x, torch.float64, "cpu")

@@ -112,6 +112,35 @@ def test_saturated_logits_keep_the_loss_exact(interpreted):
     assert triton_step.Step(engine)(x).item() == pytest.approx(want_loss, rel=1e-5)
 
 
+@pytest.mark.parametrize("bias", [-6.0, -8.0, -20.0, 8.0])
+def test_the_loss_is_float32_exact_where_1_plus_exp_rounds(interpreted, bias):
+    """Logits of -6 to -9 (e = exp(-|l|) of 1e-4 to 3e-3): log(1 + e) in float32 loses up
+    to 6e-4 of log1p(e) where 1 + e rounds; the summed loss must keep float32's accuracy."""
+    config = ModelConfig(hidden_sizes=(16,))
+    nets = [model.build(config, seed=0) for _ in range(2)]
+    nets[1].double()
+    for net in nets:
+        with torch.no_grad():
+            net.decoder.body[-1].bias.fill_(bias)
+    x = torch.zeros(8, 784) if bias < 0 else torch.ones(8, 784)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        nets[1].logits(x.double()), x.double(), reduction="sum").item()  # fmt: skip
+    got = triton_step.Step(FusedDenseEngine(nets[0], "bce", use_native=False))(x).item()
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_a_batch_the_kernels_cannot_read_goes_to_the_pytorch_step(interpreted):
+    """The kernels read x as rows of D pixels, unchecked: a batch of another width (or
+    device) must get the PyTorch step's error, not a read past its end."""
+    engine = FusedDenseEngine(model.build(ModelConfig(), seed=0), "bce", use_native=False)
+    engine.gpu_step = step = triton_step.Step(engine)
+    for x in (images(32, 100), images(32, 1000)):
+        assert not step.accepts(x)
+        with pytest.raises(RuntimeError):
+            engine.loss_and_grad(x)
+    assert not step.failed and step.accepts(images(32, 784))
+
+
 @pytest.mark.parametrize(
     ("engine_args", "config", "reason"),
     [

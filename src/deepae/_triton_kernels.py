@@ -112,10 +112,14 @@ def wide_out(x_ptr, w4, b4, g4, gb4, h3_ptr, dh3_part, loss_part, B, H2, scale,
     logits = tl.dot(h3, tl.trans(w), input_precision="ieee")  # (BB, BD)
     logits += tl.load(b4 + cols, mask=col_ok, other=0.0)[None, :]
     xs = _tile(x_ptr + start, B, D - start, D, BB, BD)
-    # Keras' BCE on logits; log1p(e) for e = exp(-|l|) in (0, 1], exact where 1 + e rounds
-    # to 1 (a trained model's background pixels)
+    # Keras' BCE on logits; log1p(e) for e = exp(-|l|) in (0, 1]: its series below 1e-4 (a
+    # trained model's background pixels), else log(u) e / (u - 1) for u = 1 + e rounded,
+    # which cancels that rounding (Goldberg's); log(u) alone loses up to 6e-4 of log1p(e)
     e = tl.exp(-tl.abs(logits))
-    log1p_e = tl.where(e < 1e-4, e * (1.0 - 0.5 * e), tl.log(1.0 + e))
+    u = 1.0 + e
+    small = e < 1e-4
+    log1p_e = tl.where(small, e * (1.0 - 0.5 * e),
+                       tl.log(u) * (e / tl.where(small, 1.0, u - 1.0)))  # fmt: skip
     per_pixel = tl.where(ok, tl.maximum(logits, 0.0) - xs * logits + log1p_e, 0.0)
     tl.store(loss_part + c, tl.sum(tl.sum(per_pixel, 1), 0))
     g = tl.where(ok, (tl.sigmoid(logits) - xs) * scale, 0.0)  # dL/dlogits of the mean loss

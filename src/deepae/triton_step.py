@@ -82,7 +82,9 @@ def for_engine(engine) -> Step | None:
 class Step:
     """step(x) -> the summed loss (0-d) of batch x (B, D), the gradient of the mean loss
     left in the engine's gradient views. Runs on any device Triton runs on: CUDA, or the
-    CPU under TRITON_INTERPRET=1 (the tests)."""
+    CPU under TRITON_INTERPRET=1 (the tests). The loss is a view of a buffer that the next
+    step of the same batch size overwrites (as a CUDA graph's output is): callers copy it
+    (deepae.train stores each step's at once), or `.clone()` it to keep it."""
 
     def __init__(self, engine):
         (w1, _, b1, g1, gb1), (w2, _, b2, g2, gb2), (w3, _, b3, g3, gb3), (w4, _, b4, g4, gb4) = (
@@ -97,8 +99,12 @@ class Step:
         self.failed = False
 
     def accepts(self, x: torch.Tensor) -> bool:
-        return (not self.failed and x.shape[0] <= MAX_BATCH and x.dtype == torch.float32
-                and x.is_contiguous())  # fmt: skip
+        """Whether the kernels can read x: (B, D) float32, 1 <= B <= MAX_BATCH, contiguous,
+        on the weights' device (they read rows of D pixels, unchecked: any other batch goes
+        to the PyTorch step, which raises where it must)."""
+        return (not self.failed and x.dim() == 2 and 0 < x.shape[0] <= MAX_BATCH
+                and x.shape[1] == self.d and x.dtype == torch.float32
+                and x.device == self.args[0].device and x.is_contiguous())  # fmt: skip
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
