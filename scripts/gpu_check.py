@@ -316,11 +316,13 @@ def main() -> int:
         print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
               f"(median of {epochs})")  # fmt: skip
     if importlib.util.find_spec("triton") is not None:  # off by default until measured
+        default = triton_step.BLOCK_D
         for block in (32, 64, 128):
             triton_step.BLOCK_D = block
             median, _, val = timing(x, v, "article", args.full_epochs, True, triton=True)
             print(f"  article, graphs, DEEPAE_TRITON=1, {block} pixels a program: {median:.3f} s "
                   f"per epoch (median of {args.full_epochs}), last val_loss {val:.4f}")  # fmt: skip
+        triton_step.BLOCK_D = default
     for graphs, epochs in ((True, args.best2d_epochs), (False, args.eager_epochs)):
         median, total, val = timing(x, v, "best2d", epochs, graphs)
         print(f"  best2d, {'graphs' if graphs else 'eager '}: {total:.1f} s of training for "

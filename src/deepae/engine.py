@@ -129,10 +129,10 @@ class FusedDenseEngine:
         acts = [cfg.hidden_activation] * (n_enc - 1) + [cfg.latent_activation]
         acts += [cfg.hidden_activation] * (len(self.linears) - n_enc - 1) + ["linear"]
         self.activations = acts  # each layer's, first to last
-        self.kind = (loss, cfg.output_activation == "sigmoid")
+        self.kind = (loss, cfg.output_activation == "sigmoid")  # (loss, sigmoid output?)
         self.forward_ = [_FORWARD[a] for a in acts]
         self.backward_ = [_BACKWARD[a] for a in acts]
-        self.output_grad = _OUTPUT_GRAD[(loss, cfg.output_activation == "sigmoid")]
+        self.output_grad = _OUTPUT_GRAD[self.kind]
         self.flat, self.grad = flatten_parameters(net)
         # `compute` None: the parameters' dtype. bfloat16 is Keras' mixed_bfloat16
         # (deepae.precision), as torch.autocast runs it: each step the weights are cast
@@ -160,18 +160,17 @@ class FusedDenseEngine:
         # The compiled step (deepae.native) where it computes exactly this: float32
         # parameters on the CPU, with float32 or mixed products. `use_native=False`: always
         # the Python calls below.
-        output = (loss, cfg.output_activation == "sigmoid")
         self.native = (
             native.load()
             if use_native
             and self.flat.dtype == torch.float32
             and self.flat.device.type == "cpu"
-            and output in native.LOSSES
+            and self.kind in native.LOSSES
             and set(acts) <= set(native.ACTIVATIONS)
             else None
         )
         self._native_codes = [native.ACTIVATIONS.get(a, -1) for a in acts]
-        self._native_loss = native.LOSSES.get(output, -1)
+        self._native_loss = native.LOSSES.get(self.kind, -1)
         self._native_steps: dict[int, object] = {}
         # The whole step as one kernel on CUDA where it computes exactly this
         # (deepae.triton_step: the article's shape of net, float32).
