@@ -9,6 +9,7 @@ import torch
 
 from deepae import cuda_graph, data, engine, model, train
 from deepae.config import ModelConfig, TrainConfig, resolve
+from graph_helpers import ring
 
 SMALL = ModelConfig(hidden_sizes=(16,), latent_activation="linear")
 
@@ -36,8 +37,8 @@ class StandInGraph:
         return replay, out
 
 
-def trainer(cfg: TrainConfig, n: int, mc: ModelConfig = SMALL, *, static=None):
-    t = train.Trainer(model.build(mc, seed=0), cfg, n)
+def trainer(cfg: TrainConfig, n: int, mc: ModelConfig = SMALL, *, static=None, graph=None):
+    t = train.Trainer(model.build(mc, seed=0), cfg, n, graph=graph)
     if static is not None:  # "eager" or a recorder
         recorder = None if static == "eager" else static
         capture = recorder is not None
@@ -139,6 +140,49 @@ def test_the_static_steps_losses_and_gradients_are_autograds(preset):
             for a, b in zip(reference.parameters(), net.parameters(), strict=True):
                 a.copy_(b)
     assert opt.state[fused.flat]["step"].item() == 3
+
+
+# umap2d's kind of training: a neighbour loss, its epochs of sampled edges (deepae.neighbours)
+EDGES = {"batch_size": 25, "neighbour_weight": 2.0, "neighbours": 2, "negative_rate": 3}
+EDGE_RECIPES = [
+    {"schedule": "onecycle", "lr": 3e-3, "adam_betas": (0.9, 0.99)},  # umap2d's: Adam after
+    {},  # a constant rate: Adam inside the step
+    {"schedule": "onecycle", "lr": 3e-3, "precision": "mixed_bfloat16"},  # bfloat16 products
+]
+
+
+@pytest.mark.parametrize("recipe", EDGE_RECIPES)
+@pytest.mark.parametrize("static", ["eager", "recorded"])
+def test_steps_on_edges_train_as_the_ordinary_neighbour_step_bit_for_bit(images, recipe, static):
+    # 200 images at 25 edges a step: 8 steps an epoch, each gathering 50 rows (heads, tails).
+    x, cfg = images[:200], TrainConfig(device="cpu", epochs=3, **EDGES, **recipe)
+    reference = trainer(cfg, len(x), graph=ring(len(x)))
+    assert reference.whole_step is None  # on the CPU, steps on edges go a call at a time
+    graph = StandInGraph()
+    t = trainer(cfg, len(x), static="eager" if static == "eager" else graph, graph=ring(len(x)))
+    for epoch in range(cfg.epochs):
+        _, expected = reference.train_epoch(x, epoch)
+        _, got = t.train_epoch(x, epoch)
+        assert torch.equal(bits(got), bits(expected)), f"epoch {epoch}"
+    assert_same_training(reference, t)
+    assert t.whole_step.index.item() == 8  # the static step ran the last epoch's 8 steps
+    if static == "recorded":
+        assert len(graph.recorded) == 1  # one size of step, recorded once for all epochs
+        assert graph.replays == cfg.epochs * 8 - cuda_graph.WARMUP_STEPS
+
+
+def test_a_resumed_epoch_of_edges_continues_on_the_device_index(images):
+    x, cfg = images[:200], TrainConfig(device="cpu", epochs=1, **EDGES)
+    reference = trainer(cfg, len(x), graph=ring(len(x)))
+    resumed = trainer(cfg, len(x), static=StandInGraph(), graph=ring(len(x)))
+    _, expected = reference.train_epoch(x, 0)
+    calls = iter(range(10**6))
+    steps, partial = resumed.train_epoch(x, 0, stop=lambda: next(calls) >= 5)
+    assert steps == 5
+    _, got = resumed.train_epoch(x, 0, start_step=steps, losses=partial)
+    assert resumed.whole_step.index.item() == 8  # steps 5-7 ran on the static step
+    assert torch.equal(bits(got), bits(expected))
+    assert_same_training(reference, resumed)
 
 
 def test_capture_is_wanted_on_cuda_with_the_fused_adam_only():

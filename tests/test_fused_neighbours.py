@@ -13,6 +13,7 @@ from deepae import engine as fused
 from deepae import neighbours, precision, train
 from deepae.config import ModelConfig, TrainConfig
 from deepae.model import build
+from graph_helpers import ring
 
 UMAPLIKE = ModelConfig(hidden_sizes=(64, 32), latent_activation="linear")
 CASES = [
@@ -20,13 +21,6 @@ CASES = [
     (ModelConfig(hidden_sizes=(16, 8)), "bce"),  # a ReLU latent: its backward sees both terms
     (ModelConfig(output_activation="linear", latent_activation="tanh", latent_size=3), "mse"),
 ]
-
-
-def ring(n: int, k: int = 2) -> neighbours.Graph:
-    """Image i linked to i + 1 and i + 2 (mod n): a graph without umap-learn."""
-    head = np.repeat(np.arange(n), k)
-    tail = (head + np.tile(np.arange(1, k + 1), n)) % n
-    return neighbours.Graph(head, tail, np.ones(n * k, np.float32), k, n, f"ring-{n}")
 
 
 def spread(net, seed=0):

@@ -8,7 +8,6 @@ command line all use, under Keras' names too (`fit` as Keras', `predict`, `evalu
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,7 +205,7 @@ class Autoencoder(ScikitLearnVerbs):
         from deepae import neighbours
 
         flat = batches.as_array(x_train)  # (N, D) float32 in [0, 1]: the graph needs all
-        key = hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
+        key = neighbours.images_key(flat)
         k = config.neighbours
         # The graph it has for these images stays, unless a resume names another (sha256).
         have = self._graph_cache if self._graph_key == (key, k) else None

@@ -23,6 +23,13 @@ fused kernel takes beta1 as a host number, which a graph would freeze: with it, 
 ends at the gradient and Adam runs right after each replay, eagerly, as on the ordinary
 path (one launch more per step).
 
+umap2d's steps (a neighbour loss, deepae.neighbours) are captured the same way: the epoch's
+sampled edges, each step's heads and tails as image indices and its negatives as positions
+in the batch, live in device buffers refilled each epoch, and the step gathers its row of
+both at the device-side index; the UMAP loss of the codes, which autograd differentiates
+inside the engine's step on edges, is recorded with the rest (PyTorch's graphs record
+autograd's backward kernels like any others).
+
 Each batch size gets its own graph (the last batch of an epoch may be smaller), captured
 after WARMUP_STEPS eager steps of that size (PyTorch's recipe: warm up on a side stream,
 so that lazy initialisation, e.g. cuBLAS's workspace, happens outside the capture). The
@@ -49,6 +56,8 @@ WARMUP_STEPS = 3  # eager steps of a batch size before its capture (PyTorch's ex
 
 # (step body) -> (replay, static output): how a step is recorded; CUDA's below, a test's own.
 Recorder = Callable[[Callable[[], torch.Tensor]], tuple[Callable[[], object], torch.Tensor]]
+# (both (2B, D), negatives (R*B,)) -> a step on edges' summed loss (StaticStep.plan_edges)
+EdgesLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def wanted(device: torch.device, engine, opt: torch.optim.Optimizer, processes: int = 1,
@@ -76,10 +85,11 @@ def for_trainer(trainer) -> StaticStep | None:
 
 
 class StaticStep:
-    """The fused step over static buffers: step s gathers batch s of the epoch's order on
-    the device, computes loss and gradient (`engine`), and updates the parameters with the
-    fused Adam kernel of `opt`; then `schedule` (or None) steps on the host. With `capture`
-    (CUDA), each batch size's step is recorded once by `recorder` and replayed after."""
+    """The fused step over static buffers: step s gathers batch s of the epoch's order (or
+    of its sampled edges) on the device, computes loss and gradient (`engine`), and updates
+    the parameters with the fused Adam kernel of `opt`; then `schedule` (or None) steps on
+    the host. With `capture` (CUDA), each batch size's step is recorded once by `recorder`
+    and replayed after."""
 
     def __init__(self, engine: fused.FusedDenseEngine, opt: torch.optim.Optimizer, schedule,
                  batch_size: int, *, capture: bool, recorder: Recorder | None = None):  # fmt: skip
@@ -114,17 +124,46 @@ class StaticStep:
     def plan(self, x: torch.Tensor, order: torch.Tensor) -> Callable[[int], torch.Tensor]:
         """step s -> the summed loss (0-d) of step s of the epoch whose shuffle is `order`
         (N,) over x (N, D). Steps run in order from any start (a resumed epoch)."""
-        _, state = fused.adam_state(self.opt)  # made now, so the graphs record its tensors
-        key = (x.data_ptr(), tuple(x.shape), *(state[k].data_ptr() for k in sorted(state)))
-        if key != self._key:  # new data or new optimizer state: record again
-            self._key, self._graphs, self._runs = key, {}, {}
-            self.x, self.order = x, torch.empty_like(order)
+        if self._renew(x, ("plain", tuple(order.shape))):
+            self.order = torch.empty_like(order)
             n_full = len(x) // self.bs
             self.n_full, self.tail = n_full, self.order[n_full * self.bs :]  # (n mod B,)
             self.batches = self.order[: n_full * self.bs].view(n_full, self.bs)  # (S, B)
+            self.width, self.edges = self.bs, False  # rows of a full step's batch
             sizes = {self.bs, len(self.tail)} - {0}
             self.buffers = {b: x.new_empty(b, x.shape[1]) for b in sizes}  # (B, D) each
         self.order.copy_(order)
+        return self._start()
+
+    def plan_edges(self, x: torch.Tensor, ends: torch.Tensor, negatives: torch.Tensor,
+                   loss_of: EdgesLoss) -> Callable[[int], torch.Tensor]:  # fmt: skip
+        """step s -> the summed loss (0-d) of step s of an epoch of sampled edges over x
+        (N, D): ends (S, 2B) image indices, each step's B heads then its B tails, and
+        negatives (S, R * B) positions in the step's batch (deepae.neighbours), on x's
+        device. loss_of(both (2B, D), negatives (R * B,)) -> the step's summed loss, its
+        gradient left in the engine (deepae.train's neighbour step); the same function
+        every epoch, since a graph replays what it recorded of it."""
+        if self._renew(x, ("edges", tuple(ends.shape), tuple(negatives.shape))):
+            self.ends, self.negatives = torch.empty_like(ends), torch.empty_like(negatives)
+            self.n_full, self.tail = len(ends), ends.new_empty(0)  # every step is full
+            self.width, self.edges = ends.shape[1], True
+            self.buffers = {self.width: x.new_empty(self.width, x.shape[1])}  # (2B, D)
+        self.ends.copy_(ends)
+        self.negatives.copy_(negatives)
+        self.loss_of = loss_of
+        return self._start()
+
+    def _renew(self, x: torch.Tensor, kind: tuple) -> bool:
+        """Whether the buffers must be made again (and the graphs recorded again): new
+        data, a new kind or shape of epoch, or new optimizer state (a resumed run)."""
+        _, state = fused.adam_state(self.opt)  # made now, so the graphs record its tensors
+        key = (x.data_ptr(), tuple(x.shape), kind, *(state[k].data_ptr() for k in sorted(state)))
+        if key == self._key:
+            return False
+        self._key, self._graphs, self._runs, self.x = key, {}, {}, x
+        return True
+
+    def _start(self) -> Callable[[int], torch.Tensor]:
         self.index.zero_()
         self._next = 0
         return self.step
@@ -139,7 +178,7 @@ class StaticStep:
         if self.adam_in_graph and rate != self._lr_now:  # a schedule moved it: a fill, no sync
             self.lr.fill_(rate)
             self._lr_now = rate
-        loss = self._run(self.bs if s < self.n_full else len(self.tail))
+        loss = self._run(self.width if s < self.n_full else len(self.tail))
         if not self.adam_in_graph:
             fused.fused_adam_step(self.opt)
         if self.schedule is not None:
@@ -178,12 +217,18 @@ class StaticStep:
 
     def _body(self, batch: int) -> torch.Tensor:
         # What a graph records: no host number may change between replays.
-        if batch == self.bs:
-            rows = torch.index_select(self.batches, 0, self.index).view(batch)  # (B,)
+        if self.edges:
+            rows = torch.index_select(self.ends, 0, self.index).view(batch)  # (2B,)
+            both = torch.index_select(self.x, 0, rows, out=self.buffers[batch])  # (2B, D)
+            negatives = torch.index_select(self.negatives, 0, self.index).view(-1)  # (R*B,)
+            loss = self.loss_of(both, negatives)
         else:
-            rows = self.tail  # the last, smaller batch: always the same positions
-        images = torch.index_select(self.x, 0, rows, out=self.buffers[batch])  # (B, D)
-        loss = self.engine.loss_and_grad(images)
+            if batch == self.bs:
+                rows = torch.index_select(self.batches, 0, self.index).view(batch)  # (B,)
+            else:
+                rows = self.tail  # the last, smaller batch: always the same positions
+            images = torch.index_select(self.x, 0, rows, out=self.buffers[batch])  # (B, D)
+            loss = self.engine.loss_and_grad(images)
         if self.adam_in_graph:
             fused.fused_adam_step(self.opt, lr=self.lr)
         self.index.add_(1)

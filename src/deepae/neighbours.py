@@ -197,6 +197,11 @@ def check_neighbours(n_neighbors: int, n_images: int) -> int:
     return n_neighbors
 
 
+def images_key(flat: np.ndarray) -> str:
+    """The `data_key` of images (N, D) float32 for `graph_for`: the SHA-256 of their bytes."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(flat)).cast("B")).hexdigest()
+
+
 def graph_for(
     x: np.ndarray,
     n_neighbors: int,

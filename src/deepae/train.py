@@ -99,9 +99,11 @@ class Trainer:
         self.schedule = optim.make_schedule(self.opt, cfg, self.steps_per_epoch * cfg.epochs)
         self.loss_fn = _loss_fn(cfg.loss, net.config.output_activation == "sigmoid")
         # The whole fused step (gather, loss and gradient, Adam) in one call: on CUDA as one
-        # CUDA graph (deepae.cuda_graph), on the CPU compiled (deepae.native_train). None:
-        # the step below, a call at a time.
-        self.whole_step = cuda_graph.for_trainer(self) or native_train.for_trainer(self)
+        # CUDA graph (deepae.cuda_graph; steps on edges too), on the CPU compiled
+        # (deepae.native_train; plain batches only). None: the step below, a call at a time.
+        self.whole_step = cuda_graph.for_trainer(self) or (
+            native_train.for_trainer(self) if self.neighbour is None else None
+        )
 
     @property
     def engine_name(self) -> str:
@@ -182,6 +184,8 @@ class Trainer:
             # Each step's heads, then its tails: (steps, 2B), one gather a step.
             ends = torch.cat([heads, tails], 1).to(self.device)
             negatives = negatives.to(self.device)
+            if self.whole_step is not None and self.whole_step.accepts(x):
+                return self.whole_step.plan_edges(x, ends, negatives, self._edges_loss)
             return lambda s: self._neighbour_step(x, ends[s], negatives[s])
         order = _epoch_order(len(x), self.cfg, epoch).to(self.device)
         if self.whole_step is not None and self.whole_step.accepts(x):
@@ -207,11 +211,7 @@ class Trainer:
         share = 1.0 / self.world.size  # every rank has an equal share of the edges
         weight = self.cfg.neighbour_weight
         if self.engine is not None:
-
-            def code_loss(z: torch.Tensor) -> torch.Tensor:  # z (2B, latent) float32
-                return weight * self.neighbour(z[:b], z[b:], negatives)
-
-            loss_sum = self.engine.edges_loss_and_grad(both, code_loss)
+            loss_sum = self._edges_loss(both, negatives)
             self.world.reduce_gradient_(self.engine.grad, share)  # one all-reduce (alone: none)
             fused.fused_adam_step(self.opt)
         else:
@@ -231,6 +231,17 @@ class Trainer:
         if self.schedule is not None:
             self.schedule.step()
         return loss_sum
+
+    def _edges_loss(self, both: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """The fused engine's loss on a batch of edges, both (2B, D) the heads then the
+        tails, its gradient left in the engine: the heads' reconstruction plus
+        neighbour_weight times UMAP's loss of the codes (summed, as `loss_and_grad`)."""
+        b, weight = len(both) // 2, self.cfg.neighbour_weight
+
+        def code_loss(z: torch.Tensor) -> torch.Tensor:  # z (2B, latent) float32
+            return weight * self.neighbour(z[:b], z[b:], negatives)
+
+        return self.engine.edges_loss_and_grad(both, code_loss)
 
     def _step(self, batch: torch.Tensor, rows: int) -> torch.Tensor:
         """One step on this rank's batch (b, D) of a global batch of `rows` images."""
