@@ -80,6 +80,8 @@ BAD_ARGUMENTS = [  # (script, its arguments, a phrase of the error line)
         "reproduce", "--device cuda", "reproduce.py: error: device 'cuda' was asked", marks=NO_GPU
     ),
     ("compare_runs", "/nonexistent/a /nonexistent/b", "/nonexistent/a is not a folder"),
+    ("triton_compile", "--arch 90,0", f"--arch: '0' {WHOLE}"),
+    ("triton_compile", "--block x", f"--block: 'x' {WHOLE}"),
 ]
 
 

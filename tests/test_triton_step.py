@@ -1,8 +1,12 @@
-"""deepae.triton_step: the article's whole step as one Triton kernel, run here in Triton's
-CPU interpreter, against autograd in float64 (the oracle) and the PyTorch fused step.
-On a GPU, scripts/gpu_check.py checks the compiled kernel the same way."""
+"""deepae.triton_step: the article's step in five Triton kernels, run here in Triton's
+CPU interpreter, against autograd in float64 (the oracle) and the PyTorch fused step; and
+compiled for NVIDIA GPUs by Triton's own compiler (scripts/triton_compile.py), which
+needs no GPU. On a GPU, scripts/gpu_check.py checks the compiled kernels the same way."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +14,8 @@ import torch
 from deepae import model, triton_step
 from deepae.config import ModelConfig
 from deepae.engine import FusedDenseEngine
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -183,3 +189,43 @@ def test_a_kernel_that_fails_warns_once_and_the_pytorch_step_goes_on(monkeypatch
         assert engine.loss_and_grad(x).item() == want
     assert torch.equal(engine.grad, want_grad)
     assert engine.loss_and_grad(x).item() == want  # no second warning: pytest would fail
+
+
+def compile_check(*args: str) -> subprocess.CompletedProcess:
+    """scripts/triton_compile.py in a process of its own: kernels compile only outside
+    Triton's interpreter, which conftest.py turns on for this one."""
+    pytest.importorskip("triton", reason="Triton has wheels for x86-64 Linux only")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = str(ROOT / "scripts" / "triton_compile.py")
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_the_kernels_compile_for_hopper_and_ampere_without_spilling():
+    """What the interpreter cannot say: that Triton's compiler and ptxas accept the kernels
+    for the GPUs they are for (sm_90: H100, H200; sm_80: A100), and that they fit in
+    registers (no local memory)."""
+    run = compile_check("--arch", "90,80", "--batch", "32,20")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| sm_")]
+    kernels = ["wide_in", "narrow_forward", "wide_out", "narrow_backward", "wide_grad"]
+    assert [row[3] for row in rows] == kernels * 4  # 2 architectures x 2 batch sizes
+    chunks = str(-(-784 // triton_step.BLOCK_D))
+    for row in rows:
+        programs, registers, local = row[4], int(row[5]), row[7].rstrip(" |")
+        assert programs == ("1" if row[3].startswith("narrow") else chunks), row
+        assert 0 < registers <= 255 and local == "0", row
+
+
+def test_the_compile_check_fails_a_kernel_the_interpreter_runs(interpreted, monkeypatch):
+    """8 pixels a program: the interpreter computes the right step, but tl.dot needs tiles
+    at least 16 deep on a GPU, so the compiled check must fail it."""
+    monkeypatch.setattr(triton_step, "BLOCK_D", 8)
+    x = images(32, 784)
+    want_loss, _ = oracle(model.build(ModelConfig(), seed=0), x)
+    step = triton_step.Step(FusedDenseEngine(model.build(ModelConfig(), seed=0), "bce",
+                                             use_native=False))  # fmt: skip
+    assert step(x).item() == pytest.approx(want_loss, rel=1e-6)
+    run = compile_check("--arch", "90", "--block", "8")
+    assert run.returncode == 1
+    assert "failed to compile" in run.stdout and "K >= 16" in run.stdout

@@ -107,6 +107,14 @@ class Step:
                 and x.device == self.args[0].device and x.is_contiguous())  # fmt: skip
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for kernel, grid, args, meta in self.launches(x):
+            kernel[grid](*args, **meta)
+        return self.buffers[x.shape[0]]["loss"][0]
+
+    def launches(self, x: torch.Tensor) -> list[tuple[object, tuple, tuple, dict]]:
+        """The step on batch x as the five launches it makes, in order: (kernel, grid,
+        arguments, compile-time values and options), so that scripts/triton_compile.py
+        compiles exactly what runs."""
         batch = x.shape[0]
         if batch not in self.buffers:  # made once per batch size: CUDA graphs keep them
             self.buffers[batch] = self._buffers(batch, x)
@@ -118,22 +126,23 @@ class Step:
         chunks, block = -(-d // self.block), self.block
         sizes = {"BB": bb, "HP1": hp1, "num_warps": WARPS}
         act = {"ACT1": self.codes[0], "ACT2": self.codes[1], "ACT3": self.codes[2]}
-        k.wide_in[(chunks,)](x, w1, bufs["z1"], batch, h1, D=d, BD=block, **sizes)
-        k.narrow_forward[(1,)](
-            bufs["z1"], b1, w2, b2, w3, b3, bufs["h1"], bufs["h2"], bufs["h3"], h1, lat, h2,
-            C=chunks, LP=lp, HP2=hp2, **sizes, **act,
-        )  # fmt: skip
-        k.wide_out[(chunks,)](
-            x, w4, b4, g4, gb4, bufs["h3"], bufs["dh3"], bufs["losses"], batch, h2,
-            1.0 / (batch * d), D=d, BB=bb, BD=block, HP2=hp2, num_warps=WARPS,
-        )  # fmt: skip
-        k.narrow_backward[(1,)](
-            w2, w3, g2, gb2, g3, gb3, gb1, bufs["h1"], bufs["h2"], bufs["h3"], bufs["dh3"],
-            bufs["losses"], bufs["dz1"], bufs["loss"], h1, lat, h2, C=chunks, LP=lp, HP2=hp2,
-            CP=_pow2(chunks), **sizes, **act,
-        )  # fmt: skip
-        k.wide_grad[(chunks,)](x, bufs["dz1"], g1, batch, h1, D=d, BD=block, **sizes)
-        return bufs["loss"][0]
+        narrow = {"C": chunks, "LP": lp, "HP2": hp2, **sizes, **act}
+        return [
+            (k.wide_in, (chunks,), (x, w1, bufs["z1"], batch, h1), {"D": d, "BD": block, **sizes}),
+            (k.narrow_forward, (1,),
+             (bufs["z1"], b1, w2, b2, w3, b3, bufs["h1"], bufs["h2"], bufs["h3"], h1, lat, h2),
+             narrow),
+            (k.wide_out, (chunks,),
+             (x, w4, b4, g4, gb4, bufs["h3"], bufs["dh3"], bufs["losses"], batch, h2,
+              1.0 / (batch * d)),
+             {"D": d, "BB": bb, "BD": block, "HP2": hp2, "num_warps": WARPS}),
+            (k.narrow_backward, (1,),
+             (w2, w3, g2, gb2, g3, gb3, gb1, bufs["h1"], bufs["h2"], bufs["h3"], bufs["dh3"],
+              bufs["losses"], bufs["dz1"], bufs["loss"], h1, lat, h2),
+             {**narrow, "CP": _pow2(chunks)}),
+            (k.wide_grad, (chunks,), (x, bufs["dz1"], g1, batch, h1),
+             {"D": d, "BD": block, **sizes}),
+        ]  # fmt: skip
 
     def _buffers(self, batch: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the kernels pass between them, tiles padded as the kernels pad them."""
