@@ -66,6 +66,8 @@ def test_train_writes_the_run_folder(run, mnist, capsys):
     assert metrics["engine"] == "fused"
     # the article's model in float32 on an x86-64 CPU with AVX2 trains on the compiled step
     assert metrics["native_step"] == (native.unsupported() is None)
+    assert metrics["whole_step"] == ("compiled" if metrics["native_step"] else None)
+    assert metrics["triton_step"] is False  # CUDA only
     # val_loss is the binary cross-entropy of the saved model on the 10,000 test images,
     # recomputed in float64 from the weights: mean(softplus(logits) - x * logits).
     x = mnist.x_test.reshape(len(mnist.x_test), -1) / 255.0

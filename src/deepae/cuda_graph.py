@@ -114,6 +114,11 @@ class StaticStep:
         self._runs: dict[int, int] = {}  # batch size -> eager steps so far
         self._losses: dict[int, torch.Tensor] = {}  # batch size -> warm-up steps' loss
 
+    @property
+    def name(self) -> str:
+        """What metrics.json calls it: "cuda_graph" while it captures, else "static"."""
+        return "cuda_graph" if self.capture else "static"
+
     def accepts(self, x) -> bool:
         """Whether the step can read the training images x: a float (N, D) tensor on the
         engine's device, of its dtype (not a memory-mapped deepae.batches.MappedImages)."""

@@ -41,6 +41,8 @@ class NativeTrainStep:
     """Step s of an epoch: rows order[s * B : (s + 1) * B] of x, loss and gradient, Adam's
     fused kernel, then `schedule` (or None) steps."""
 
+    name = "compiled"  # what metrics.json calls it
+
     def __init__(self, engine: fused.FusedDenseEngine, opt: torch.optim.Optimizer, schedule,
                  batch_size: int):  # fmt: skip
         if engine.native is None or not fused.direct_adam(opt):

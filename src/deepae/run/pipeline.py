@@ -433,6 +433,7 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -
     trainer = ae.trainer
     fractions = evaluation.zero_fractions(codes)
     dead = evaluation.dead_unit_indices(fractions)
+    gpu_step = trainer.engine.gpu_step if trainer and trainer.engine else None
     return {
         "epochs": len(history),
         "loss": history[-1].loss if history else None,
@@ -447,6 +448,11 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -
         "engine": trainer.engine_name if trainer else None,
         # the fused engine's compiled step (deepae.native) or its Python calls
         "native_step": bool(trainer and trainer.engine and trainer.engine.native is not None),
+        # what ran each step whole, gather to Adam: "compiled" (deepae.native_train),
+        # "cuda_graph" (deepae.cuda_graph) or None (the step a call at a time)
+        "whole_step": trainer.whole_step.name if trainer and trainer.whole_step else None,
+        # the article's step in Triton kernels on CUDA (deepae.triton_step, DEEPAE_TRITON=1)
+        "triton_step": gpu_step is not None and not gpu_step.failed,
         "precision": trainer.precision if trainer else None,  # what precision 'auto' became
         "device": str(trainer.device) if trainer else None,
         "threads": ae.threads,  # PyTorch's CPU threads (deepae.threads); not in config.json
