@@ -253,12 +253,13 @@ def _environ(name: str, value: str | None):
             os.environ[name] = old
 
 
-def timing(x, v, preset: str, epochs: int, graphs: bool,
-           triton: bool = False) -> tuple[float, float, float]:  # fmt: skip
-    """(median training seconds of an epoch, all epochs' training seconds, last val_loss);
-    `triton`: with DEEPAE_TRITON=1 (deepae.triton_step, where it applies)."""
+def timing(x, v, preset: str, epochs: int, graphs: bool, triton: bool = False,
+           device: str = "cuda") -> tuple[float, float, float, str]:  # fmt: skip
+    """(median training seconds of an epoch, all epochs' training seconds, last val_loss,
+    "" or what did not run as asked, to print beside the time); `triton`: with
+    DEEPAE_TRITON=1 (deepae.triton_step, where it applies)."""
     model_config, train_config = resolve(preset)
-    train_config = dataclasses.replace(train_config, device="cuda", epochs=epochs)
+    train_config = dataclasses.replace(train_config, device=device, epochs=epochs)
     with _environ(triton_step.ENV, "1" if triton else None):
         trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x),
                                 graph=neighbour_graph(x, preset))  # fmt: skip
@@ -266,7 +267,14 @@ def timing(x, v, preset: str, epochs: int, graphs: bool,
         trainer.whole_step = None
     state = train.fit(trainer, x, v)
     seconds = [r.train_seconds for r in state.history]
-    return statistics.median(seconds), sum(seconds), state.history[-1].val_loss
+    missing = []
+    if graphs and getattr(trainer.whole_step, "name", None) != "cuda_graph":
+        missing.append("no CUDA graphs: eager steps ran")
+    gpu_step = trainer.engine.gpu_step if trainer.engine else None
+    if triton and (gpu_step is None or gpu_step.failed):
+        missing.append("the Triton step did not run: PyTorch's did")
+    note = f" ({'; '.join(missing)})" if missing else ""
+    return statistics.median(seconds), sum(seconds), state.history[-1].val_loss, note
 
 
 def main() -> int:
@@ -332,26 +340,28 @@ def main() -> int:
         " umap2d as fast as the engine allows)"
     )
     for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
-        median, _, _ = timing(x, v, "article", epochs, graphs)
+        median, _, _, note = timing(x, v, "article", epochs, graphs)
         print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
-              f"(median of {epochs})")  # fmt: skip
+              f"(median of {epochs}){note}")  # fmt: skip
     if importlib.util.find_spec("triton") is not None:  # off by default until measured
         default = triton_step.BLOCK_D
         for block in (32, 64, 128):
             triton_step.BLOCK_D = block
-            median, _, val = timing(x, v, "article", args.full_epochs, True, triton=True)
+            median, _, val, note = timing(x, v, "article", args.full_epochs, True, triton=True)
             print(f"  article, graphs, DEEPAE_TRITON=1, {block} pixels a program: {median:.3f} s "
-                  f"per epoch (median of {args.full_epochs}), last val_loss {val:.4f}")  # fmt: skip
+                  f"per epoch (median of {args.full_epochs}), last val_loss {val:.4f}"
+                  f"{note}")  # fmt: skip
         triton_step.BLOCK_D = default
     for graphs, epochs in ((True, args.best2d_epochs), (False, args.eager_epochs)):
-        median, total, val = timing(x, v, "best2d", epochs, graphs)
+        median, total, val, note = timing(x, v, "best2d", epochs, graphs)
         print(f"  best2d, {'graphs' if graphs else 'eager '}: {total:.1f} s of training for "
-              f"{epochs} epochs ({median:.3f} s per epoch), last val_loss {val:.4f}")  # fmt: skip
+              f"{epochs} epochs ({median:.3f} s per epoch), last val_loss {val:.4f}"
+              f"{note}")  # fmt: skip
     full = resolve("umap2d")[1].epochs
     for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
-        median, _, _ = timing(x, v, "umap2d", epochs, graphs)
+        median, _, _, note = timing(x, v, "umap2d", epochs, graphs)
         print(f"  umap2d, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch (median "
-              f"of {epochs}; x {full} epochs = {median * full:.1f} s)")  # fmt: skip
+              f"of {epochs}; x {full} epochs = {median * full:.1f} s){note}")  # fmt: skip
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

@@ -142,6 +142,20 @@ def test_gpu_check_edges_parity_is_measured_against_a_float64_oracle(monkeypatch
     assert gpu_check.edges_parity(torch.zeros(64, 784)) == pytest.approx(0.01 / 1e-4)
 
 
+def test_gpu_check_timing_says_when_graphs_or_the_triton_step_did_not_run(monkeypatch):
+    """A timed line must not pass off eager steps as graphs, nor PyTorch's step as the
+    Triton one: on the CPU neither runs, and the note says so."""
+    gpu_check = load_script("gpu_check")
+    with np.load(FIXTURE) as npz:
+        x = torch.from_numpy(npz["x_train"][:256].reshape(256, 784) / np.float32(255))
+    monkeypatch.setenv("DEEPAE_NATIVE", "0")  # the Python step: nothing to compile
+    _, _, val, note = gpu_check.timing(x, x[:64], "article", 1, False, device="cpu")
+    assert note == "" and val > 0  # eager steps, as asked
+    note = gpu_check.timing(x, x[:64], "article", 1, True, triton=True, device="cpu")[3]
+    assert note == (" (no CUDA graphs: eager steps ran; the Triton step did not run: "
+                    "PyTorch's did)")  # fmt: skip
+
+
 def test_gpu_check_edges_gradients_in_float32_cancel_only_in_the_latent_bias():
     """What edges_parity's docstring rests on: float32 on the CPU is within 1e-4 of the
     float64 oracle for every tensor but the latent layer's bias (UMAP's loss ignores a
