@@ -295,6 +295,9 @@ def main() -> int:
         help="epochs timed on eager steps, for comparison (10)",
     )
     args = parser.parse_args()
+    # Sections 1-5 check PyTorch's step; the Triton step only where asked for by name
+    # (triton_parity, timing), so an exported DEEPAE_TRITON=1 must not swap it in.
+    os.environ.pop(triton_step.ENV, None)
     try:  # before any GPU work: the step on edges (section 1) needs it
         neighbours.require_umap()
     except MissingExtraError as e:

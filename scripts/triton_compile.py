@@ -1,30 +1,35 @@
 """Compile deepae.triton_step's kernels for NVIDIA GPUs on a machine without one, and say
-what each needs: registers, shared memory, and local memory (registers spilled).
+what each needs: registers, spilled registers, shared memory.
 
     python scripts/triton_compile.py                 # the article's step, sm_90 and sm_80
     python scripts/triton_compile.py --arch 90 --batch 32,20 --block 32,64,128
+    python scripts/triton_compile.py --hidden 32,64,128 --latent 2,16 --batch 32,64
 
 Why: Triton's CPU interpreter (what the tests run the kernels in) checks what they
 compute, not whether Triton's compiler accepts them (tl.dot's shapes, layouts, types) nor
 how they fit a multiprocessor. Triton compiles for a named target without a GPU, through
 its own LLVM and the ptxas it ships (triton/backends/nvidia/bin), so a kernel that would
-fail to build on the GPU, or spill, shows here first. sm_90 is the H100's and H200's
-architecture, sm_80 the A100's.
+fail to build on the GPU, spill registers to memory, or ask for more shared memory than a
+block may have shows here first. sm_90 is the H100's and H200's architecture, sm_80 the
+A100's. Registers and spills are `ptxas -v`'s for the PTX Triton made (spills count as
+stores and loads of the stack frame: cuobjdump's LOCAL column does not show them); shared
+memory is what Triton allocates at launch.
 
 Each launch is compiled from `Step.launches`, the same list of kernels, arguments and
 compile-time values that a step runs. One difference: at a launch Triton also specialises
 on its integer arguments (a 1, a multiple of 16) and on the pointers' alignment; here every
 integer is a plain i32 and no alignment is assumed, which can only cost registers.
 
-Prints a table; exits 1 if a kernel fails to compile or spills, 2 on bad input or where
-Triton is missing. Run it without TRITON_INTERPRET set (the interpreter's kernels cannot
-be compiled).
+Prints a table; exits 1 if a kernel fails to compile, spills or needs too much shared
+memory, 2 on bad input or where Triton is missing. Run it without TRITON_INTERPRET set
+(the interpreter's kernels cannot be compiled).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import os
 import re
 import subprocess
@@ -61,21 +66,39 @@ def signature(fn, args: tuple, meta: dict) -> tuple[dict[str, str], dict[str, ob
     return {**sig, **dict.fromkeys(constexprs, "constexpr")}, constexprs
 
 
-def resource_usage(cubin: bytes) -> dict[str, int]:
-    """REG, SHARED, LOCAL, ... of the one kernel in `cubin`, as cuobjdump reports them."""
+# Shared memory a thread block may use, opted in (NVIDIA's CUDA C++ Programming Guide,
+# "Technical Specifications per Compute Capability"): 227 KB on 9.0, 99 KB on 8.9 and 8.6,
+# 163 KB on 8.0.
+SHARED_LIMIT = {90: 227 * 1024, 89: 99 * 1024, 86: 99 * 1024, 80: 163 * 1024}
+
+
+def ptxas_report(ptx: str, arch: int) -> dict[str, int]:
+    """Registers, stack frame and spill bytes of the one kernel in `ptx`, as `ptxas -v`
+    (Triton's own copy) reports them for sm_`arch` (sm_90a: what Triton builds for 9.0)."""
     import triton
 
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kernel.cubin"
-        path.write_bytes(cubin)
-        out = subprocess.run([str(tool), "--dump-resource-usage", str(path)],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-    return {key: int(value) for key, value in re.findall(r"\b([A-Z]+):(\d+)", out)}
+        path = Path(tmp) / "kernel.ptx"
+        path.write_text(ptx)
+        out = subprocess.run([str(tool), f"-arch={gpu}", "-v", str(path), "-o", os.devnull],
+                             capture_output=True, text=True, check=True).stderr  # fmt: skip
+    found = {
+        "registers": re.search(r"Used (\d+) registers", out),
+        "stack": re.search(r"(\d+) bytes stack frame", out),
+        "spill_stores": re.search(r"(\d+) bytes spill stores", out),
+        "spill_loads": re.search(r"(\d+) bytes spill loads", out),
+    }
+    missing = [key for key, match in found.items() if match is None]
+    if missing:
+        raise RuntimeError(f"ptxas -v printed no {', '.join(missing)}:\n{out}")
+    return {key: int(match.group(1)) for key, match in found.items()}
 
 
 def compile_step(config: ModelConfig, batch: int, arch: int, block: int) -> list[dict]:
-    """One row per kernel of the step: its name and resource usage on sm_`arch`."""
+    """One row per kernel of the step: its name, programs, and what it needs on sm_`arch`:
+    registers, spills (ptxas), shared memory (Triton's, allocated at launch)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -90,53 +113,62 @@ def compile_step(config: ModelConfig, batch: int, arch: int, block: int) -> list
         sig, constexprs = signature(kernel, args, meta)
         source = ASTSource(fn=kernel, signature=sig, constexprs=constexprs)
         compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
-        usage = resource_usage(compiled.asm["cubin"])
-        rows.append({"kernel": kernel.__name__, "programs": grid[0], **usage})
+        usage = ptxas_report(compiled.asm["ptx"], arch)
+        rows.append({"kernel": kernel.__name__, "programs": grid[0],
+                     "shared": compiled.metadata.shared, **usage})  # fmt: skip
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--arch", default="90,80", help="sm_ versions, comma-separated (90,80)")
+    known = ", ".join(map(str, SHARED_LIMIT))
+    parser.add_argument("--arch", default="90,80",
+                        help=f"sm_ versions, comma-separated, of {known} (90,80)")  # fmt: skip
     parser.add_argument("--batch", default="32", help="batch sizes, comma-separated (32)")
     block = triton_step.BLOCK_D
     parser.add_argument("--block", default=str(block),
                         help=f"pixels a program, comma-separated ({block})")  # fmt: skip
+    parser.add_argument("--hidden", default="32", help="hidden widths (both sides) (32)")
+    parser.add_argument("--latent", default="2", help="code sizes (2)")
     args = parser.parse_args(argv)
     lists = {}
-    for option in ("arch", "batch", "block"):
+    for option in ("arch", "batch", "block", "hidden", "latent"):
         try:
             lists[option] = [positive_int(v) for v in getattr(args, option).split(",")]
         except argparse.ArgumentTypeError as e:
             parser.error(f"--{option}: {e}")
+    unknown = [a for a in lists["arch"] if a not in SHARED_LIMIT]
+    if unknown:
+        parser.error(f"--arch: {unknown[0]} is not one of {known}")
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         parser.error("TRITON_INTERPRET=1 is set: interpreted kernels cannot be compiled; unset it")
     if importlib.util.find_spec("triton") is None:
         parser.error("Triton is not installed: pip install the dev extras (x86-64 Linux)")
-    archs, batches, blocks = lists["arch"], lists["batch"], lists["block"]
-    print("| arch | batch | pixels a program | kernel | programs | registers | shared bytes "
-          "| local bytes (spills) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| arch | net | batch | pixels a program | kernel | programs | registers "
+          "| spill stores | spill loads | shared bytes |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ok = True
-    for arch in archs:
-        for batch in batches:
-            for block in blocks:
-                try:
-                    rows = compile_step(ModelConfig(), batch, arch, block)
-                except Exception as e:  # noqa: BLE001 - a compile error is this script's finding
-                    # Triton's message: where (line:column), the source, a caret, then why
-                    lines = [line for line in str(e).splitlines() if line.strip()] or [""]
-                    print(f"| sm_{arch} | {batch} | {block} | failed to compile: "
-                          f"{type(e).__name__} ({lines[0].rstrip(':')}): {lines[-1]} "
-                          f"| | | | |")  # fmt: skip
-                    ok = False
-                    continue
-                for row in rows:
-                    print(f"| sm_{arch} | {batch} | {block} | {row['kernel']} | "
-                          f"{row['programs']} | {row['REG']} | {row['SHARED']} | "
-                          f"{row['LOCAL']} |")  # fmt: skip
-                    ok &= row["LOCAL"] == 0
-    print("OK" if ok else "FAILED: a kernel failed to compile or spilled")
+    shapes = itertools.product(lists["arch"], lists["hidden"], lists["latent"], lists["batch"],
+                               lists["block"])  # fmt: skip
+    for arch, hidden, latent, batch, block in shapes:
+        config = ModelConfig(hidden_sizes=(hidden,), latent_size=latent)
+        head = f"| sm_{arch} | 784-{hidden}-{latent}-{hidden}-784 | {batch} | {block} |"
+        try:
+            rows = compile_step(config, batch, arch, block)
+        except Exception as e:  # noqa: BLE001 - a compile error is this script's finding
+            # Triton's message: where (line:column), the source, a caret, then why
+            lines = [line for line in str(e).splitlines() if line.strip()] or [""]
+            print(f"{head} failed to compile: {type(e).__name__} ({lines[0].rstrip(':')}): "
+                  f"{lines[-1]} | | | | | |")  # fmt: skip
+            ok = False
+            continue
+        for row in rows:
+            print(f"{head} {row['kernel']} | {row['programs']} | {row['registers']} | "
+                  f"{row['spill_stores']} | {row['spill_loads']} | {row['shared']} |")  # fmt: skip
+            ok &= row["spill_stores"] == row["spill_loads"] == 0
+            ok &= row["shared"] <= SHARED_LIMIT[arch]
+    print("OK" if ok else "FAILED: a kernel failed to compile, spilled or needs too much "
+          "shared memory")  # fmt: skip
     return 0 if ok else 1
 
 

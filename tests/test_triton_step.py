@@ -45,14 +45,14 @@ def oracle(net: torch.nn.Module, x: torch.Tensor) -> tuple[float, list[torch.Ten
 
 CASES = {  # name -> (config, batch)
     "the article, batch 32": (ModelConfig(), 32),
-    "linear code of 5, hidden 64, a last batch of 20": (
-        ModelConfig(hidden_sizes=(64,), latent_size=5, latent_activation="linear"), 20),
+    "linear code of 5, hidden 16, a last batch of 20": (
+        ModelConfig(hidden_sizes=(16,), latent_size=5, latent_activation="linear"), 20),
     "one image": (ModelConfig(), 1),
     "10x10 images (100 pixels, not a multiple of the chunk)": (
         ModelConfig(input_size=100, image_shape=(10, 10), hidden_sizes=(16,)), 32),
-    "a wider decoder, linear hidden layers, batch 64": (
-        ModelConfig(hidden_sizes=(24,), decoder_hidden_sizes=(128,),
-                    hidden_activation="linear"), 64),
+    "a wider decoder, linear hidden layers, a code of 16, batch 17": (
+        ModelConfig(hidden_sizes=(24,), decoder_hidden_sizes=(32,), latent_size=16,
+                    hidden_activation="linear"), 17),
 }  # fmt: skip
 
 
@@ -145,6 +145,7 @@ def test_a_batch_the_kernels_cannot_read_goes_to_the_pytorch_step(interpreted):
         with pytest.raises(RuntimeError):
             engine.loss_and_grad(x)
     assert not step.failed and step.accepts(images(32, 784))
+    assert not step.accepts(images(33, 784))  # its kernels would spill: the PyTorch step
 
 
 @pytest.mark.parametrize(
@@ -153,8 +154,8 @@ def test_a_batch_the_kernels_cannot_read_goes_to_the_pytorch_step(interpreted):
         (("mse",), ModelConfig(), "BCE with a sigmoid output only"),
         (("bce", torch.bfloat16), ModelConfig(), "float32 weights and products only"),
         (("bce",), ModelConfig(hidden_sizes=(64, 32)), "one hidden layer on each side"),
-        (("bce",), ModelConfig(hidden_sizes=(256,)), "at most 128 wide"),
-        (("bce",), ModelConfig(latent_size=65), "the code 64"),
+        (("bce",), ModelConfig(hidden_sizes=(33,)), "at most 32 wide"),
+        (("bce",), ModelConfig(latent_size=17), "the code 16"),
         (("bce",), ModelConfig(hidden_activation="tanh"), "linear/relu only"),
     ],
 )
@@ -203,18 +204,25 @@ def compile_check(*args: str) -> subprocess.CompletedProcess:
 
 def test_the_kernels_compile_for_hopper_and_ampere_without_spilling():
     """What the interpreter cannot say: that Triton's compiler and ptxas accept the kernels
-    for the GPUs they are for (sm_90: H100, H200; sm_80: A100), and that they fit in
-    registers (no local memory)."""
-    run = compile_check("--arch", "90,80", "--batch", "32,20")
+    for the GPUs they are for (sm_90: H100, H200; sm_80: A100), that they fit in registers
+    (no spills), and in a block's shared memory: for the largest net `why_not` accepts and
+    smaller ones (the article's is 784-32-2-32-784), at the largest batch (a smaller one
+    pads to the same tiles or smaller)."""
+    hidden, latent = f"16,{triton_step.MAX_HIDDEN}", f"2,{triton_step.MAX_LATENT}"
+    run = compile_check("--arch", "90,80", "--hidden", hidden, "--latent", latent,
+                        "--batch", str(triton_step.MAX_BATCH))  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| sm_")]
     kernels = ["wide_in", "narrow_forward", "wide_out", "narrow_backward", "wide_grad"]
-    assert [row[3] for row in rows] == kernels * 4  # 2 architectures x 2 batch sizes
+    assert [row[4] for row in rows] == kernels * 8  # 2 architectures x 2 x 2 nets
+    assert rows[-1][1] == "784-32-16-32-784"
     chunks = str(-(-784 // triton_step.BLOCK_D))
     for row in rows:
-        programs, registers, local = row[4], int(row[5]), row[7].rstrip(" |")
-        assert programs == ("1" if row[3].startswith("narrow") else chunks), row
-        assert 0 < registers <= 255 and local == "0", row
+        programs, registers, stores, loads = row[5], int(row[6]), row[7], row[8]
+        shared = int(row[9].rstrip(" |"))
+        assert programs == ("1" if row[4].startswith("narrow") else chunks), row
+        assert 0 < registers <= 255 and stores == loads == "0", row
+        assert 0 < shared <= 163 * 1024, row  # sm_80's limit, the lower of the two
 
 
 def test_the_compile_check_fails_a_kernel_the_interpreter_runs(interpreted, monkeypatch):
@@ -229,3 +237,13 @@ def test_the_compile_check_fails_a_kernel_the_interpreter_runs(interpreted, monk
     run = compile_check("--arch", "90", "--block", "8")
     assert run.returncode == 1
     assert "failed to compile" in run.stdout and "K >= 16" in run.stdout
+
+
+def test_the_compile_check_fails_kernels_that_spill():
+    """A batch of 64 at 784-64-2-64-784, beyond what `why_not` accepts: ptxas spills
+    registers to the stack (which cuobjdump's LOCAL column does not show), and the check
+    must say so."""
+    run = compile_check("--arch", "90", "--hidden", "64", "--batch", "64")
+    assert run.returncode == 1, run.stdout
+    rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| sm_")]
+    assert any(int(row[7]) > 0 and int(row[8]) > 0 for row in rows), run.stdout

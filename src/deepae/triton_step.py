@@ -23,8 +23,11 @@ log1p(exp(-|l|)) per pixel, summed in float32 (in another order than the PyTorch
 sum: the two agree to float32 rounding).
 
 Where it applies (`why_not`): float32 weights on a CUDA device, Triton importable, the
-shape above with H1, H2 <= 128 and L <= 64, batch <= 64. A kernel that fails to compile
-is reported once, and the engine goes back to the PyTorch step.
+shape above with H1, H2 <= 32 and L <= 16, batch <= 32: the shapes whose kernels fit in
+registers (`scripts/triton_compile.py` compiles them for sm_90 and sm_80 without a GPU;
+hidden layers of 64 spill on sm_80, a longer code or a batch of 64 on sm_90 too). A
+kernel that fails to compile is reported once, and the engine goes back to the PyTorch
+step.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from collections.abc import Mapping
 import torch
 
 ENV = "DEEPAE_TRITON"  # "1": use the kernels where they apply (default: off, see above)
-MAX_HIDDEN, MAX_LATENT, MAX_BATCH = 128, 64, 64
+# The largest shapes that compile without spilling at BLOCK_D pixels and WARPS warps
+# (scripts/triton_compile.py; tests/test_triton_step.py compiles the largest).
+MAX_HIDDEN, MAX_LATENT, MAX_BATCH = 32, 16, 32
 ACTIVATIONS = {"linear": 0, "relu": 1}  # the kernel's activation codes
 BLOCK_D = 64  # pixels per program of the wide products (784 -> 13 programs)
 WARPS = 4
