@@ -1,13 +1,16 @@
-"""The capturable step (deepae.cuda_graph) on the CPU: run eagerly, and recorded by a stand-in
-for CUDA graphs, it trains exactly as the ordinary fused step does (the oracle), bit for
-bit; and its gradient is autograd's. Capture itself needs a GPU: scripts/gpu_check.py."""
+"""The capturable step (deepae.cuda_graph) on the CPU: run eagerly, and recorded by two
+stand-ins for CUDA graphs, it trains exactly as the ordinary fused step does (the oracle),
+bit for bit; and its gradient is autograd's. Capture itself needs a GPU:
+scripts/gpu_check.py."""
 
 import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
-from deepae import cuda_graph, data, engine, model, train
+from deepae import cuda_graph, data, engine, model, native, train
 from deepae.config import ModelConfig, TrainConfig, resolve
 from graph_helpers import ring
 
@@ -35,6 +38,84 @@ class StandInGraph:
             out.copy_(body())
 
         return replay, out
+
+
+class ReplayedOps:
+    """Records a step as a CUDA graph does, op by op: each replay reruns the PyTorch
+    operators (aten ops, autograd's backward included) that recording saw, with the
+    arguments they had then, Python numbers included, writing every result into the memory
+    it had at recording; and reading a number back to the host while recording fails, as
+    it does on a GPU. So a step that reads a host number which later changes (a learning
+    rate, a step count) replays the stale one, as a real graph would; StandInGraph, which
+    reruns the Python body, cannot show that.
+
+    Unlike a CUDA graph, recording runs the ops (to see them), so it saves every tensor an
+    op writes into first and puts it back after: recording still changes nothing."""
+
+    def __init__(self):
+        self.recorded, self.replays = [], 0
+
+    def __call__(self, body):
+        ops, saved = [], {}
+
+        class Record(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func is torch.ops.aten._local_scalar_dense.default:  # .item() and the like
+                    raise RuntimeError("a value read back to the host while capturing")
+                for t in _written(func, args, kwargs):
+                    saved.setdefault(id(t), (t, t.clone()))
+                out = func(*args, **kwargs)
+                ops.append((func, args, kwargs, out))
+                return out
+
+        with Record():
+            result = body()
+        with torch.no_grad():
+            for t, before in saved.values():
+                t.copy_(before)
+        self.recorded.append(ops)
+
+        def replay():
+            self.replays += 1
+            with torch.no_grad():
+                for func, args, kwargs, out in ops:
+                    inputs = tree_flatten((args, kwargs))[0]
+                    own = {t.untyped_storage().data_ptr() for t in inputs
+                           if isinstance(t, torch.Tensor)}  # fmt: skip
+                    new = tree_flatten(func(*args, **kwargs))[0]
+                    for at, value in zip(tree_flatten(out)[0], new, strict=True):
+                        # a new result goes where recording put it; views and out= results
+                        # already live in their inputs' memory
+                        if (
+                            isinstance(at, torch.Tensor)
+                            and at.untyped_storage().data_ptr() not in own
+                        ):
+                            at.copy_(value)
+
+        return replay, result
+
+
+def _written(func, args, kwargs) -> list[torch.Tensor]:
+    """The tensors an aten op writes into (in place, out=), as its schema marks them."""
+    tensors = []
+    for i, arg in enumerate(func._schema.arguments):
+        if arg.alias_info is not None and arg.alias_info.is_write:
+            value = args[i] if i < len(args) else kwargs.get(arg.name)
+            tensors += [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+    return tensors
+
+
+RECORDERS = {"recorded": StandInGraph, "replayed": ReplayedOps}
+
+
+def python_step(monkeypatch, static: str) -> None:
+    """ReplayedOps sees PyTorch's operators only, not the compiled CPU step's own loops
+    (deepae.native), which no GPU runs: its trainers take the Python step."""
+    if static == "replayed":
+        monkeypatch.setattr(
+            native, "load", lambda: None
+        )  # (it is cached: the variable is read once)
 
 
 def trainer(cfg: TrainConfig, n: int, mc: ModelConfig = SMALL, *, static=None, graph=None):
@@ -67,13 +148,15 @@ RECIPES = [
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-@pytest.mark.parametrize("static", ["eager", "recorded"])
-def test_the_static_step_trains_as_the_fused_step_bit_for_bit(images, recipe, static):
+@pytest.mark.parametrize("static", ["eager", *RECORDERS])
+def test_the_static_step_trains_as_the_fused_step_bit_for_bit(images, recipe, static,
+                                                              monkeypatch):  # fmt: skip
     # 500 images at batch 32: 15 full batches and a last one of 20, so both sizes run.
     cfg = TrainConfig(device="cpu", epochs=4, **recipe)  # the last batch is recorded in the 4th
+    python_step(monkeypatch, static)
     reference = trainer(cfg, len(images))
-    graph = StandInGraph()
-    static_trainer = trainer(cfg, len(images), static="eager" if static == "eager" else graph)
+    graph = RECORDERS[static]() if static != "eager" else None
+    static_trainer = trainer(cfg, len(images), static=graph or "eager")
     for epoch in range(cfg.epochs):
         _, expected = reference.train_epoch(images, epoch)
         _, got = static_trainer.train_epoch(images, epoch)
@@ -82,10 +165,36 @@ def test_the_static_step_trains_as_the_fused_step_bit_for_bit(images, recipe, st
     if reference.schedule is not None:
         assert static_trainer.schedule.get_last_lr() == reference.schedule.get_last_lr()
         assert static_trainer.opt.param_groups[0]["betas"] == reference.opt.param_groups[0]["betas"]
-    if static == "recorded":
+    if graph is not None:
         assert len(graph.recorded) == 2  # one graph per batch size, recorded once
         steps = cfg.epochs * reference.steps_per_epoch
         assert graph.replays == steps - 2 * cuda_graph.WARMUP_STEPS  # all but the warm-ups
+
+
+def test_only_the_replayed_ops_see_a_host_number_frozen_at_capture(images, monkeypatch):
+    """The defect a CUDA graph brings and StandInGraph cannot show: Adam handed the param
+    group's rate as a number inside the graph (a cosine schedule moves it every step)
+    instead of the device tensor the step refreshes. ReplayedOps replays the number of the
+    captured step, so its training leaves the oracle's; StandInGraph's reruns the body and
+    follows it."""
+    python_step(monkeypatch, "replayed")
+    real = engine.fused_adam_step
+
+    def host_rate(opt, *, lr=None, **kw):  # the defect: the rate as a host number
+        return real(opt, **kw) if lr is None else real(opt, lr=opt.param_groups[0]["lr"], **kw)
+
+    cfg = TrainConfig(device="cpu", epochs=1, schedule="cosine")
+    _, expected = trainer(cfg, len(images)).train_epoch(images, 0)
+    monkeypatch.setattr(engine, "fused_adam_step", host_rate)
+    got = {name: trainer(cfg, len(images), static=make()).train_epoch(images, 0)[1]
+           for name, make in RECORDERS.items()}  # fmt: skip
+    assert torch.equal(bits(got["recorded"]), bits(expected))
+    assert not torch.equal(bits(got["replayed"]), bits(expected))
+
+
+def test_reading_a_number_back_while_recording_fails_as_on_a_gpu(images):
+    with pytest.raises(RuntimeError, match="read back to the host while capturing"):
+        ReplayedOps()(lambda: torch.ones(3).sum().item())
 
 
 def test_a_resumed_epoch_continues_on_the_device_index(images):
@@ -152,21 +261,23 @@ EDGE_RECIPES = [
 
 
 @pytest.mark.parametrize("recipe", EDGE_RECIPES)
-@pytest.mark.parametrize("static", ["eager", "recorded"])
-def test_steps_on_edges_train_as_the_ordinary_neighbour_step_bit_for_bit(images, recipe, static):
+@pytest.mark.parametrize("static", ["eager", *RECORDERS])
+def test_steps_on_edges_train_as_the_ordinary_neighbour_step_bit_for_bit(images, recipe, static,
+                                                                        monkeypatch):  # fmt: skip
     # 200 images at 25 edges a step: 8 steps an epoch, each gathering 50 rows (heads, tails).
     x, cfg = images[:200], TrainConfig(device="cpu", epochs=3, **EDGES, **recipe)
+    python_step(monkeypatch, static)
     reference = trainer(cfg, len(x), graph=ring(len(x)))
     assert reference.whole_step is None  # on the CPU, steps on edges go a call at a time
-    graph = StandInGraph()
-    t = trainer(cfg, len(x), static="eager" if static == "eager" else graph, graph=ring(len(x)))
+    graph = RECORDERS[static]() if static != "eager" else None
+    t = trainer(cfg, len(x), static=graph or "eager", graph=ring(len(x)))
     for epoch in range(cfg.epochs):
         _, expected = reference.train_epoch(x, epoch)
         _, got = t.train_epoch(x, epoch)
         assert torch.equal(bits(got), bits(expected)), f"epoch {epoch}"
     assert_same_training(reference, t)
     assert t.whole_step.index.item() == 8  # the static step ran the last epoch's 8 steps
-    if static == "recorded":
+    if graph is not None:
         assert len(graph.recorded) == 1  # one size of step, recorded once for all epochs
         assert graph.replays == cfg.epochs * 8 - cuda_graph.WARMUP_STEPS
 
