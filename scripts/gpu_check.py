@@ -20,10 +20,11 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
    graph from the cache, else built: ~1 minute): epoch losses agree to 1e-3 relative (the
    graph reads the rate as float32, eager Adam as a double).
 6. Timing (not a check): the article's epoch, best2d's training and umap2d's epoch, graphs
-   and eager;
-   where Triton is installed, also the article's with the Triton step (DEEPAE_TRITON=1,
-   deepae.triton_step, off by default until this measures it), whose loss and gradient
-   section 1 checks against float64 autograd (relative 1e-5).
+   and eager; where Triton is installed, also the article's with the Triton step
+   (DEEPAE_TRITON=1, deepae.triton_step, off by default until this measures it), whose
+   loss and gradient section 1 checks against float64 autograd (relative 1e-5).
+7. Profile (not a check): the article's captured step's kernels by time, with PyTorch's
+   step and with the Triton step.
 Prints a report; exits non-zero if a check fails.
 """
 
@@ -277,6 +278,80 @@ def timing(x, v, preset: str, epochs: int, graphs: bool, triton: bool = False,
     return statistics.median(seconds), sum(seconds), state.history[-1].val_loss, note
 
 
+def kernel_profile(x: torch.Tensor, triton: bool, device: str = "cuda", top: int = 12) -> float:
+    """Where a step of the article's recipe goes: one epoch (after one of warm-up and
+    capture) under torch.profiler, its kernels (on the CPU: its ops) by time a step, the
+    `top` largest printed; returns the profiled time a step in us. `triton`: with
+    DEEPAE_TRITON=1 (deepae.triton_step)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    model_config, train_config = resolve("article")
+    train_config = dataclasses.replace(train_config, device=device, epochs=2, validate=False)
+    with _environ(triton_step.ENV, "1" if triton else None):
+        trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
+    xs = x.to(device)
+    trainer.train_epoch(xs, 0)  # the warm-up steps and the capture
+    on_gpu = device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        trainer.train_epoch(xs, 1)
+        if on_gpu:
+            torch.cuda.synchronize()
+    kind = DeviceType.CUDA if on_gpu else DeviceType.CPU
+
+    def us(e) -> float:  # self time, us, over the epoch
+        if on_gpu:
+            return getattr(e, "self_device_time_total", None) or e.self_cuda_time_total
+        return e.self_cpu_time_total
+
+    events = sorted((e for e in prof.key_averages() if e.device_type == kind), key=us,
+                    reverse=True)  # fmt: skip
+    steps = trainer.steps_per_epoch
+    total = sum(us(e) for e in events) / steps
+    print(f"    {'kernel' if on_gpu else 'op':<58}{'calls/step':>11}{'us/step':>9}")
+    for e in events[:top]:
+        print(f"    {e.key[:58]:<58}{e.count / steps:>11.1f}{us(e) / steps:>9.2f}")
+    print(f"    {'all (' + str(len(events)) + ' kinds)':<58}{'':>11}{total:>9.2f}")
+    return total
+
+
+def speed(x: torch.Tensor, v: torch.Tensor, args: argparse.Namespace) -> None:
+    """Sections 6 and 7: timings and profiles, no checks."""
+    print(
+        "6. timing on the GPU (targets on an H200: article epoch <= 0.15 s, best2d <= 15 s,"
+        " umap2d as fast as the engine allows)"
+    )
+    for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
+        median, _, _, note = timing(x, v, "article", epochs, graphs)
+        print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
+              f"(median of {epochs}){note}")  # fmt: skip
+    if importlib.util.find_spec("triton") is not None:  # off by default until measured
+        default = triton_step.BLOCK_D
+        for block in (32, 64, 128):
+            triton_step.BLOCK_D = block
+            median, _, val, note = timing(x, v, "article", args.full_epochs, True, triton=True)
+            print(f"  article, graphs, DEEPAE_TRITON=1, {block} pixels a program: {median:.3f} s "
+                  f"per epoch (median of {args.full_epochs}), last val_loss {val:.4f}"
+                  f"{note}")  # fmt: skip
+        triton_step.BLOCK_D = default
+    for graphs, epochs in ((True, args.best2d_epochs), (False, args.eager_epochs)):
+        median, total, val, note = timing(x, v, "best2d", epochs, graphs)
+        print(f"  best2d, {'graphs' if graphs else 'eager '}: {total:.1f} s of training for "
+              f"{epochs} epochs ({median:.3f} s per epoch), last val_loss {val:.4f}"
+              f"{note}")  # fmt: skip
+    full = resolve("umap2d")[1].epochs
+    for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
+        median, _, _, note = timing(x, v, "umap2d", epochs, graphs)
+        print(f"  umap2d, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch (median "
+              f"of {epochs}; x {full} epochs = {median * full:.1f} s){note}")  # fmt: skip
+    print("7. where the article's captured step goes (torch.profiler, one epoch; kernels that "
+          "overlap count in full)")  # fmt: skip
+    for triton in (False, True) if importlib.util.find_spec("triton") is not None else (False,):
+        print(f"  {'the Triton step' if triton else 'PyTorch step'}:")
+        kernel_profile(x, triton)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (.gz ok)")
@@ -338,33 +413,7 @@ def main() -> int:
     ok &= graph_vs_eager(x, "best2d", 2) < 1e-3
     ok &= graph_vs_eager(x, "umap2d", 2) < 1e-3
 
-    print(
-        "6. timing on the GPU (targets on an H200: article epoch <= 0.15 s, best2d <= 15 s,"
-        " umap2d as fast as the engine allows)"
-    )
-    for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
-        median, _, _, note = timing(x, v, "article", epochs, graphs)
-        print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
-              f"(median of {epochs}){note}")  # fmt: skip
-    if importlib.util.find_spec("triton") is not None:  # off by default until measured
-        default = triton_step.BLOCK_D
-        for block in (32, 64, 128):
-            triton_step.BLOCK_D = block
-            median, _, val, note = timing(x, v, "article", args.full_epochs, True, triton=True)
-            print(f"  article, graphs, DEEPAE_TRITON=1, {block} pixels a program: {median:.3f} s "
-                  f"per epoch (median of {args.full_epochs}), last val_loss {val:.4f}"
-                  f"{note}")  # fmt: skip
-        triton_step.BLOCK_D = default
-    for graphs, epochs in ((True, args.best2d_epochs), (False, args.eager_epochs)):
-        median, total, val, note = timing(x, v, "best2d", epochs, graphs)
-        print(f"  best2d, {'graphs' if graphs else 'eager '}: {total:.1f} s of training for "
-              f"{epochs} epochs ({median:.3f} s per epoch), last val_loss {val:.4f}"
-              f"{note}")  # fmt: skip
-    full = resolve("umap2d")[1].epochs
-    for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
-        median, _, _, note = timing(x, v, "umap2d", epochs, graphs)
-        print(f"  umap2d, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch (median "
-              f"of {epochs}; x {full} epochs = {median * full:.1f} s){note}")  # fmt: skip
+    speed(x, v, args)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
