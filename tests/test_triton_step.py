@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepae import model, triton_step
-from deepae.config import ModelConfig
+from deepae import cuda_graph, model, triton_step
+from deepae.config import ModelConfig, TrainConfig
 from deepae.engine import FusedDenseEngine
+from deepae.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -247,3 +248,23 @@ def test_the_compile_check_fails_kernels_that_spill():
     assert run.returncode == 1, run.stdout
     rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| sm_")]
     assert any(int(row[7]) > 0 and int(row[8]) > 0 for row in rows), run.stdout
+
+
+def test_the_kernels_train_through_the_static_step(interpreted):
+    """The CUDA-graph path (deepae.cuda_graph.StaticStep: the batch gathered at a device
+    index, the engine's step, Adam in the same body) with the kernels as the engine's step:
+    an epoch's losses and the weights after it are the PyTorch step's, to float32 rounding.
+    (Capture itself records these launches on a GPU: scripts/gpu_check.py.)"""
+    x = images(160, 784)  # 5 steps of 32
+    cfg = TrainConfig(device="cpu", epochs=1)
+    reference = Trainer(model.build(ModelConfig(), seed=0), cfg, len(x))
+    reference.whole_step = None  # the ordinary path, PyTorch's step
+    t = Trainer(model.build(ModelConfig(), seed=0), cfg, len(x))
+    t.engine.native, t.engine.gpu_step = None, triton_step.Step(t.engine)
+    t.whole_step = cuda_graph.StaticStep(t.engine, t.opt, t.schedule, 32, capture=False)
+    _, want = reference.train_epoch(x, 0)
+    _, got = t.train_epoch(x, 0)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    assert t.whole_step.index.item() == 5 and not t.engine.gpu_step.failed
+    assert list(t.engine.gpu_step.buffers) == [32]  # the kernels ran, at batch 32
+    assert (t.engine.flat - reference.engine.flat).abs().max().item() < 1e-6
