@@ -187,6 +187,30 @@ def test_schedules_span_the_whole_run(schedule, optimizer):
         )
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "momentum", "cycled"),
+    [("sgd", 0.0, False), ("rmsprop", 0.0, False), ("sgd", 0.9, True)],
+)
+def test_one_cycle_cycles_momentum_only_where_the_run_has_some(optimizer, momentum, cycled):
+    """SGD without momentum (Keras' default) and RMSprop (whose momentum deepae leaves at
+    Keras' 0) keep none under one-cycle; SGD with some moves between PyTorch's 0.85 and
+    0.95."""
+    cfg = TrainConfig(schedule="onecycle", lr=4e-3, optimizer=optimizer, momentum=momentum)
+    p = torch.zeros(3, requires_grad=True)
+    opt = optim.make_optimizer([p], cfg)
+    sched = optim.make_schedule(opt, cfg, 20)
+    seen = []
+    for _ in range(19):
+        p.grad = torch.ones(3)
+        opt.step()
+        sched.step()
+        seen.append(opt.param_groups[0]["momentum"])
+    if cycled:
+        assert min(seen) == pytest.approx(0.85) and max(seen) == pytest.approx(0.95)
+    else:
+        assert seen == [0.0] * 19
+
+
 @pytest.mark.parametrize("loss", ["bce", "mse"])
 def test_the_engines_of_a_float64_net_agree_to_float64_rounding(loss):
     """A float64 net's autograd step is the float64 oracle: its loss is computed in the

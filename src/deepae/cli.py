@@ -28,6 +28,10 @@ MODEL_OPTIONS = [
     ("--latent-activation", "latent_activation", str, "latent activation; linear cannot die"),
     ("--decoder-hidden-sizes", "decoder_hidden_sizes", "ints", "decoder sizes (default: mirror)"),
 ]
+# deepae.optim.make_schedule: PyTorch's OneCycleLR with its defaults
+SCHEDULE_HELP = ("learning-rate schedule: constant, onecycle (the rate up for 30%% of the "
+                 "steps, then down; Adam's beta1, or SGD's momentum if set, cycled "
+                 "0.95-0.85) or cosine")  # fmt: skip
 TRAIN_OPTIONS = [
     ("--epochs", "epochs", int, "passes over the training set"),
     ("--batch-size", "batch_size", int, "images per step"),
@@ -36,7 +40,7 @@ TRAIN_OPTIONS = [
     ("--loss", "loss", str, "bce (binary cross-entropy) or mse"),
     ("--seed", "seed", int, "seed for initialisation and shuffling"),
     ("--device", "device", str, "auto, cpu or cuda"),
-    ("--schedule", "schedule", str, "learning-rate schedule: constant, onecycle or cosine"),
+    ("--schedule", "schedule", str, SCHEDULE_HELP),
     ("--weight-decay", "weight_decay", float, "L2 weight decay"),
     ("--engine", "engine", str, "auto, fused (hand-written backward, fast) or autograd"),
     ("--precision", "precision", str, "float32, mixed_bfloat16 or auto (bf16 where native)"),

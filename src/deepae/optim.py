@@ -61,13 +61,15 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
     table: dict[str, Callable[[], object]] = {
         "constant": lambda: None,
         # Smith & Topin's one-cycle policy with PyTorch's defaults (warm-up 30%, lr/25 start,
-        # momentum or beta1 cycled where the optimizer has one; Adagrad and Adadelta have
-        # none, and PyTorch refuses to cycle what is not there).
+        # momentum or beta1 cycled between 0.95 and 0.85 where the optimizer has one; Adagrad
+        # and Adadelta have none, and PyTorch refuses to cycle what is not there). SGD with
+        # momentum 0 (Keras' default) and RMSprop (momentum 0, as Keras') are left without:
+        # PyTorch would cycle theirs from 0.95, momentum the run never asked for.
         "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
             opt,
             max_lr=cfg.learning_rate,
             total_steps=total_steps,
-            cycle_momentum="betas" in opt.defaults or "momentum" in opt.defaults,
+            cycle_momentum="betas" in opt.defaults or opt.defaults.get("momentum", 0) > 0,
         ),  # fmt: skip
         "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps),
     }
