@@ -18,13 +18,17 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
    (Adam inside the graph), best2d's (one-cycle: Adam after it) and umap2d's (steps on
    sampled edges, UMAP's loss differentiated by autograd inside the graph; its neighbour
    graph from the cache, else built: ~1 minute): epoch losses agree to 1e-3 relative (the
-   graph reads the rate as float32, eager Adam as a double).
+   graph reads the rate as float32, eager Adam as a double). Where Triton is installed,
+   also the article's recipe with the Triton step recorded in the graphs against PyTorch's
+   eager steps.
 6. Timing (not a check): the article's epoch, best2d's training and umap2d's epoch, graphs
    and eager; where Triton is installed, also the article's with the Triton step
-   (DEEPAE_TRITON=1, deepae.triton_step, off by default until this measures it), whose
-   loss and gradient section 1 checks against float64 autograd (relative 1e-5).
+   (DEEPAE_TRITON=1, deepae.triton_step, off by default until this measures it) at a few
+   sizes of its programs, whose loss and gradient section 1 checks against float64
+   autograd (relative 1e-5).
 7. Profile (not a check): the article's captured step's kernels by time, with PyTorch's
-   step and with the Triton step.
+   step and with the Triton step, beside the wall time a step (what the kernels leave is
+   gaps between them and the host's time).
 Prints a report; exits non-zero if a check fails.
 """
 
@@ -184,16 +188,22 @@ def neighbour_graph(x: torch.Tensor, preset: str) -> neighbours.Graph | None:
                                 log=print)  # fmt: skip
 
 
-def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int) -> float:
-    """Largest relative difference of the epoch losses, CUDA graphs vs eager CUDA steps."""
+def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int, triton: bool = False) -> float:
+    """Largest relative difference of the epoch losses, CUDA graphs vs eager CUDA steps.
+    `triton`: the graphs record the Triton step (DEEPAE_TRITON=1), the eager steps run
+    PyTorch's; inf where the Triton step did not run."""
     means = {}
     graph = neighbour_graph(x, preset)
     for graphs in (True, False):
         model_config, train_config = resolve(preset)
         train_config = dataclasses.replace(train_config, device="cuda", epochs=epochs,
                                            validate=False)  # fmt: skip
-        trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x),
-                                graph=graph)  # fmt: skip
+        with _environ(triton_step.ENV, "1" if triton and graphs else None):
+            trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x),
+                                    graph=graph)  # fmt: skip
+        if triton and graphs and trainer.engine.gpu_step is None:
+            print(f"  the Triton step does not run here: {triton_step.why_not(trainer.engine)}")
+            return float("inf")
         if not graphs:
             trainer.whole_step = None  # what DEEPAE_CUDA_GRAPH=0 gives
         elif trainer.whole_step is None:
@@ -202,11 +212,18 @@ def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int) -> float:
         xs = x.cuda()
         means[graphs] = [trainer.train_epoch(xs, e)[1].sum().item() / xs.numel()
                          for e in range(epochs)]  # fmt: skip
+        if triton and graphs and trainer.engine.gpu_step.failed:
+            print("  the Triton step failed: PyTorch's ran in the graphs")
+            return float("inf")
+    if triton and trainer.engine.gpu_step is not None:
+        print("  the eager run used the Triton step too")
+        return float("inf")
     worst = 0.0
+    kind = "graphs, Triton" if triton else "graphs"
     for epoch, (a, b) in enumerate(zip(means[True], means[False], strict=True), 1):
         rel = abs(a - b) / b
         worst = max(worst, rel)
-        print(f"  {preset} epoch {epoch}: loss {a:.6f} (graphs) vs {b:.6f} (eager), "
+        print(f"  {preset} epoch {epoch}: loss {a:.6f} ({kind}) vs {b:.6f} (eager), "
               f"rel diff {rel:.1e}")  # fmt: skip
     return worst
 
@@ -287,17 +304,22 @@ def kernel_profile(x: torch.Tensor, triton: bool, device: str = "cuda", top: int
     from torch.profiler import ProfilerActivity, profile
 
     model_config, train_config = resolve("article")
-    train_config = dataclasses.replace(train_config, device=device, epochs=2, validate=False)
+    train_config = dataclasses.replace(train_config, device=device, epochs=3, validate=False)
     with _environ(triton_step.ENV, "1" if triton else None):
         trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
     xs = x.to(device)
-    trainer.train_epoch(xs, 0)  # the warm-up steps and the capture
     on_gpu = device == "cuda"
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    trainer.train_epoch(xs, 0)  # the warm-up steps and the capture
+    sync()
+    start = time.perf_counter()  # an epoch unprofiled: its wall time a step, beside the kernels'
+    trainer.train_epoch(xs, 1)
+    sync()
+    wall = (time.perf_counter() - start) / trainer.steps_per_epoch * 1e6
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     with profile(activities=activities) as prof:
-        trainer.train_epoch(xs, 1)
-        if on_gpu:
-            torch.cuda.synchronize()
+        trainer.train_epoch(xs, 2)
+        sync()
     kind = DeviceType.CUDA if on_gpu else DeviceType.CPU
 
     def us(e) -> float:  # self time, us, over the epoch
@@ -313,6 +335,7 @@ def kernel_profile(x: torch.Tensor, triton: bool, device: str = "cuda", top: int
     for e in events[:top]:
         print(f"    {e.key[:58]:<58}{e.count / steps:>11.1f}{us(e) / steps:>9.2f}")
     print(f"    {'all (' + str(len(events)) + ' kinds)':<58}{'':>11}{total:>9.2f}")
+    print(f"    {'wall time a step, unprofiled (the rest: gaps and the host)':<69}{wall:>9.2f}")
     return total
 
 
@@ -327,14 +350,14 @@ def speed(x: torch.Tensor, v: torch.Tensor, args: argparse.Namespace) -> None:
         print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
               f"(median of {epochs}){note}")  # fmt: skip
     if importlib.util.find_spec("triton") is not None:  # off by default until measured
-        default = triton_step.BLOCK_D
-        for block in (32, 64, 128):
-            triton_step.BLOCK_D = block
+        default = triton_step.BLOCK_D, triton_step.WARPS
+        for block, warps in ((32, 4), (64, 4), (128, 4), (64, 2), (64, 8), (32, 2)):
+            triton_step.BLOCK_D, triton_step.WARPS = block, warps
             median, _, val, note = timing(x, v, "article", args.full_epochs, True, triton=True)
-            print(f"  article, graphs, DEEPAE_TRITON=1, {block} pixels a program: {median:.3f} s "
-                  f"per epoch (median of {args.full_epochs}), last val_loss {val:.4f}"
-                  f"{note}")  # fmt: skip
-        triton_step.BLOCK_D = default
+            print(f"  article, graphs, DEEPAE_TRITON=1, {block} pixels and {warps} warps a "
+                  f"program: {median:.3f} s per epoch (median of {args.full_epochs}), last "
+                  f"val_loss {val:.4f}{note}")  # fmt: skip
+        triton_step.BLOCK_D, triton_step.WARPS = default
     for graphs, epochs in ((True, args.best2d_epochs), (False, args.eager_epochs)):
         median, total, val, note = timing(x, v, "best2d", epochs, graphs)
         print(f"  best2d, {'graphs' if graphs else 'eager '}: {total:.1f} s of training for "
@@ -412,6 +435,8 @@ def main() -> int:
     ok &= graph_vs_eager(x, "article", 2) < 1e-3
     ok &= graph_vs_eager(x, "best2d", 2) < 1e-3
     ok &= graph_vs_eager(x, "umap2d", 2) < 1e-3
+    if importlib.util.find_spec("triton") is not None:
+        ok &= graph_vs_eager(x, "article", 2, triton=True) < 1e-3
 
     speed(x, v, args)
     print("PASS" if ok else "FAIL")

@@ -158,18 +158,19 @@ def test_gpu_check_timing_says_when_graphs_or_the_triton_step_did_not_run(monkey
 
 def test_gpu_check_profile_lists_the_steps_largest_items(capsys):
     """Section 7 on the CPU (its ops instead of CUDA kernels): a table of the largest items
-    a step, the products among them, and a total that covers them."""
+    a step, the products among them, a total that covers them, and the wall time a step."""
     gpu_check = load_script("gpu_check")
     with np.load(FIXTURE) as npz:
         x = torch.from_numpy(npz["x_train"][:320].reshape(320, 784) / np.float32(255))
     total = gpu_check.kernel_profile(x, triton=False, device="cpu", top=5)
     lines = capsys.readouterr().out.splitlines()
-    header, *rows, last = lines
+    header, *rows, last, wall = lines
     assert header.split() == ["op", "calls/step", "us/step"] and len(rows) == 5
     times = [float(row.split()[-1]) for row in rows]
     assert times == sorted(times, reverse=True) and 0 < sum(times) <= total
     assert any(row.split()[0] in ("aten::addmm", "aten::mm") for row in rows), rows
     assert last.split()[0] == "all" and float(last.split()[-1]) == pytest.approx(total, abs=0.01)
+    assert wall.split()[:2] == ["wall", "time"] and 0 < float(wall.split()[-1]) < 1e6  # < 1 s
 
 
 def test_gpu_check_edges_gradients_in_float32_cancel_only_in_the_latent_bias():
