@@ -3,17 +3,22 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
 
     python scripts/gpu_check.py --data-dir DIR      # on a machine with an NVIDIA GPU
 
-1. Gradient parity: one batch, the same weights, CPU vs CUDA, for both engines; and the
-   fused engine's step on edges (umap2d's), both devices against a float64 oracle
-   (`edges_parity` says why).
+1. Gradient parity: one batch, the same weights, CPU vs CUDA, for both engines (the fused
+   one runs its default step on CUDA: the Triton step where it applies); the fused
+   engine's step on edges (umap2d's), both devices against a float64 oracle
+   (`edges_parity` says why); the Triton step against float64 autograd (relative 1e-5);
+   and Adam's kernel given the flat parameter in pieces (deepae.engine.adam_pieces, the
+   default on CUDA) against it whole: the same bits.
 2. Trajectory parity: 1 epoch from the same seed on CPU and on CUDA (same batches, since
    the shuffle comes from a CPU generator): losses agree to 1e-3 relative. (Rounding
    differences between the devices' kernels grow over thousands of Adam steps, so later
    epochs agree less tightly; that is float arithmetic, not a bug.)
 3. The article's full recipe (10 epochs) on both: final losses agree to 1%. Training on
-   CUDA captures its steps as CUDA graphs, so this compares the CPU with the graphs.
+   CUDA captures its steps as CUDA graphs, so this compares the CPU with the graphs (and
+   the Triton step in them, the default where Triton is installed).
 4. The captured step against autograd: its loss and gradient on the batch it gathered on
-   the device, for the warm-up steps, the captured one and replays (relative 1e-4).
+   the device, for the warm-up steps, the captured one and replays (relative 1e-4); with
+   PyTorch's step, and with the Triton step where Triton is installed.
 5. CUDA graphs against eager CUDA steps (DEEPAE_CUDA_GRAPH=0's path), the article's recipe
    (Adam inside the graph), best2d's (one-cycle: Adam after it) and umap2d's (steps on
    sampled edges, UMAP's loss differentiated by autograd inside the graph; its neighbour
@@ -22,10 +27,9 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
    also the article's recipe with the Triton step recorded in the graphs against PyTorch's
    eager steps.
 6. Timing (not a check): the article's epoch, best2d's training and umap2d's epoch, graphs
-   and eager; where Triton is installed, also the article's with the Triton step
-   (DEEPAE_TRITON=1, deepae.triton_step, off by default until this measures it) at a few
-   sizes of its programs, whose loss and gradient section 1 checks against float64
-   autograd (relative 1e-5).
+   and eager, with PyTorch's step (DEEPAE_TRITON=0); where Triton is installed, also the
+   article's with the Triton step (deepae.triton_step, the default) at a few sizes of its
+   programs.
 7. Profile (not a check): the article's captured step's kernels by time, with PyTorch's
    step and with the Triton step, beside the wall time a step (what the kernels leave is
    gaps between them and the host's time).
@@ -49,7 +53,7 @@ import torch
 from deepae import cuda_graph, data, model, neighbours, threads, train, triton_step
 from deepae.cli_values import positive_int
 from deepae.config import ModelConfig, TrainConfig, resolve
-from deepae.engine import FusedDenseEngine
+from deepae.engine import FusedDenseEngine, fused_adam_step
 from deepae.errors import MissingExtraError
 
 
@@ -75,6 +79,28 @@ def gradient_parity(x: torch.Tensor) -> float:
                             for a, b in zip(cpu, cuda, strict=True))  # fmt: skip
         print(f"  {engine:8s} gradient max relative difference CPU vs CUDA: {worst[engine]:.2e}")
     return max(worst.values())
+
+
+def adam_pieces_parity(device: str = "cuda") -> int:
+    """How many elements of the parameter and Adam's state differ, after 5 steps of the
+    fused kernel given the article's 51,154 weights in pieces (deepae.engine.adam_pieces)
+    and whole, from the same start and gradients: 0 passes."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(51154, generator=gen)
+    params = [torch.nn.Parameter(start.clone().to(device)) for _ in range(2)]
+    opts = [torch.optim.Adam([p], lr=1e-3, eps=1e-7, fused=True) for p in params]
+    for _ in range(5):
+        grad = torch.randn(51154, generator=gen).to(device)
+        for p in params:
+            p.grad = grad.clone()
+        fused_adam_step(opts[0])  # the default: in pieces on CUDA
+        fused_adam_step(opts[1], pieces=1)
+    pieces = len(opts[0]._deepae_pieces[1][0])
+    (a, b), (sa, sb) = params, (opts[0].state[params[0]], opts[1].state[params[1]])
+    pairs = [(a.detach(), b.detach())] + [(sa[k], sb[k]) for k in ("exp_avg", "exp_avg_sq")]
+    differ = sum(int((x.view(torch.int32) != y.view(torch.int32)).sum()) for x, y in pairs)
+    print(f"  Adam in {pieces} pieces vs whole, 5 steps: {differ} of {3 * 51154} values differ")
+    return differ if pieces > 1 else 1 << 30  # no pieces made: nothing was compared
 
 
 def edges_gradients(x: torch.Tensor, dtype: torch.dtype, device: str) -> list[torch.Tensor]:
@@ -144,12 +170,18 @@ def trained(x, v, device: str, epochs: int, log: bool) -> tuple[list, float]:
     return state.history, time.perf_counter() - start
 
 
-def graph_step_parity(x: torch.Tensor) -> float:
+def graph_step_parity(x: torch.Tensor, triton: bool) -> float:
     """Largest relative difference of the captured step's loss and gradient from autograd's
-    on the same weights and the batch the step should have gathered."""
+    on the same weights and the batch the step should have gathered; `triton`: the Triton
+    step recorded (else PyTorch's)."""
     config = ModelConfig(latent_activation="linear")
     net, reference = (model.build(config, seed=0).cuda() for _ in range(2))
-    engine = FusedDenseEngine(net, "bce")
+    with _environ(triton_step.ENV, "1" if triton else "0"):
+        engine = FusedDenseEngine(net, "bce")
+    if triton and engine.gpu_step is None:
+        print(f"  the Triton step does not run here: {triton_step.why_not(engine)}")
+        return float("inf")
+    print(f"  {'the Triton step' if triton else 'PyTorch step'}:")
     opt = torch.optim.Adam([engine.flat], lr=1e-3, eps=1e-7, fused=True)
     static = cuda_graph.StaticStep(engine, opt, None, 32, capture=True)
     xs = x[:4096].cuda()
@@ -173,6 +205,9 @@ def graph_step_parity(x: torch.Tensor) -> float:
         worst = max(worst, rel)
     if len(static._graphs) != 1:
         print("  the step was not captured")
+        return float("inf")
+    if triton and engine.gpu_step.failed:
+        print("  the Triton step failed: PyTorch's ran")
         return float("inf")
     return worst
 
@@ -198,7 +233,7 @@ def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int, triton: bool = Fal
         model_config, train_config = resolve(preset)
         train_config = dataclasses.replace(train_config, device="cuda", epochs=epochs,
                                            validate=False)  # fmt: skip
-        with _environ(triton_step.ENV, "1" if triton and graphs else None):
+        with _environ(triton_step.ENV, "1" if triton and graphs else "0"):
             trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x),
                                     graph=graph)  # fmt: skip
         if triton and graphs and trainer.engine.gpu_step is None:
@@ -275,10 +310,10 @@ def timing(x, v, preset: str, epochs: int, graphs: bool, triton: bool = False,
            device: str = "cuda") -> tuple[float, float, float, str]:  # fmt: skip
     """(median training seconds of an epoch, all epochs' training seconds, last val_loss,
     "" or what did not run as asked, to print beside the time); `triton`: with
-    DEEPAE_TRITON=1 (deepae.triton_step, where it applies)."""
+    DEEPAE_TRITON=1 (deepae.triton_step, where it applies), else DEEPAE_TRITON=0."""
     model_config, train_config = resolve(preset)
     train_config = dataclasses.replace(train_config, device=device, epochs=epochs)
-    with _environ(triton_step.ENV, "1" if triton else None):
+    with _environ(triton_step.ENV, "1" if triton else "0"):
         trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x),
                                 graph=neighbour_graph(x, preset))  # fmt: skip
     if not graphs:
@@ -299,13 +334,13 @@ def kernel_profile(x: torch.Tensor, triton: bool, device: str = "cuda", top: int
     """Where a step of the article's recipe goes: one epoch (after one of warm-up and
     capture) under torch.profiler, its kernels (on the CPU: its ops) by time a step, the
     `top` largest printed; returns the profiled time a step in us. `triton`: with
-    DEEPAE_TRITON=1 (deepae.triton_step)."""
+    DEEPAE_TRITON=1 (deepae.triton_step), else 0."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     model_config, train_config = resolve("article")
     train_config = dataclasses.replace(train_config, device=device, epochs=3, validate=False)
-    with _environ(triton_step.ENV, "1" if triton else None):
+    with _environ(triton_step.ENV, "1" if triton else "0"):
         trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
     xs = x.to(device)
     on_gpu = device == "cuda"
@@ -347,9 +382,9 @@ def speed(x: torch.Tensor, v: torch.Tensor, args: argparse.Namespace) -> None:
     )
     for graphs, epochs in ((True, args.full_epochs), (False, args.eager_epochs)):
         median, _, _, note = timing(x, v, "article", epochs, graphs)
-        print(f"  article, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch "
-              f"(median of {epochs}){note}")  # fmt: skip
-    if importlib.util.find_spec("triton") is not None:  # off by default until measured
+        print(f"  article, {'graphs' if graphs else 'eager '}, PyTorch's step: {median:.3f} s per "
+              f"epoch (median of {epochs}){note}")  # fmt: skip
+    if importlib.util.find_spec("triton") is not None:
         default = triton_step.BLOCK_D, triton_step.WARPS
         for block, warps in ((32, 4), (64, 4), (128, 4), (64, 2), (64, 8), (32, 2)):
             triton_step.BLOCK_D, triton_step.WARPS = block, warps
@@ -393,8 +428,8 @@ def main() -> int:
         help="epochs timed on eager steps, for comparison (10)",
     )
     args = parser.parse_args()
-    # Sections 1-5 check PyTorch's step; the Triton step only where asked for by name
-    # (triton_parity, timing), so an exported DEEPAE_TRITON=1 must not swap it in.
+    # Each section names the step it runs, and sections 2+3 run the default (what `deepae
+    # train` runs), whatever DEEPAE_TRITON the shell exported.
     os.environ.pop(triton_step.ENV, None)
     try:  # before any GPU work: the step on edges (section 1) needs it
         neighbours.require_umap()
@@ -418,6 +453,7 @@ def main() -> int:
     ok &= edges_parity(x) <= 1.0
     if importlib.util.find_spec("triton") is not None:
         ok &= triton_parity(x) < 1e-5
+    ok &= adam_pieces_parity() == 0
 
     print(f"2+3. the article's recipe, {args.full_epochs} epochs, seed 0, on both devices")
     cpu, cpu_s = trained(x, v, "cpu", args.full_epochs, log=False)
@@ -430,7 +466,8 @@ def main() -> int:
     print(f"  CPU {cpu_s:.1f}s, CUDA {gpu_s:.1f}s for {args.full_epochs} epochs")
 
     print("4. the captured step against autograd")
-    ok &= graph_step_parity(x) < 1e-4
+    for triton in (False, True) if importlib.util.find_spec("triton") is not None else (False,):
+        ok &= graph_step_parity(x, triton) < 1e-4
     print("5. CUDA graphs against eager CUDA steps")
     ok &= graph_vs_eager(x, "article", 2) < 1e-3
     ok &= graph_vs_eager(x, "best2d", 2) < 1e-3

@@ -11,6 +11,7 @@ from torch import nn
 from deepae.config import ModelConfig
 from deepae.engine import (
     FusedDenseEngine,
+    adam_pieces,
     flatten_parameters,
     fused_adam_step,
     relu_backward,
@@ -263,6 +264,36 @@ def test_fused_adam_step_reads_a_tensor_rate_with_the_same_bits(cls, weight_deca
         fused_adam_step(opts[0], lr=rate)
         fused_adam_step(opts[1])
         assert_same_state(params, opts)
+
+
+# (pieces asked for, pieces of 1000 elements made): 2 of 512 or less; 7 of 144 (143
+# rounded up to 16s) or less; 36 asks for 28, rounded up to 32: 32 pieces.
+@pytest.mark.parametrize(("pieces", "made"), [(2, 2), (7, 7), (36, 32)])
+@pytest.mark.parametrize(("cls", "weight_decay"), OPTIMIZERS)
+def test_fused_adam_step_in_pieces_gives_the_same_bits(cls, weight_decay, pieces, made):
+    # On CUDA the kernel gets the flat parameter in pieces (one thread block per piece);
+    # each element's update is the same, so the bits are, here on the CPU's kernel (whose
+    # vectors of 16 floats split the pieces as the whole: pieces are multiples of 16). Each
+    # step brings a new gradient tensor, so the kept pieces must follow it.
+    params, opts, gen = two_identical_optimizers(cls, weight_decay)
+    rate = torch.tensor(2e-3, dtype=torch.float64)
+    for _ in range(4):
+        set_same_grad(params, gen)
+        fused_adam_step(opts[0], lr=rate, pieces=pieces)
+        fused_adam_step(opts[1], lr=rate, pieces=1)
+        assert_same_state(params, opts)
+    views = opts[0]._deepae_pieces[1][0]  # the parameter's pieces: what the kernel got
+    assert len(views) == made
+    starts = [v.data_ptr() - params[0].data_ptr() for v in views]
+    assert all(start % 64 == 0 for start in starts)  # 16 floats
+    assert torch.equal(torch.cat(views), params[0].detach())  # all of it, once, in order
+
+
+def test_adam_pieces_are_one_per_1024_elements_on_cuda_only():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert adam_pieces(51154, cpu) == 1  # the article's weights, on the CPU: whole
+    assert adam_pieces(51154, cuda) == 36  # ceil(51154 / 1024) = 50, capped at one launch's
+    assert [adam_pieces(n, cuda) for n in (1, 1024, 1025, 3000)] == [1, 1, 2, 3]
 
 
 def test_a_tensor_rate_needs_the_fused_kernel():

@@ -173,6 +173,28 @@ def test_gpu_check_profile_lists_the_steps_largest_items(capsys):
     assert wall.split()[:2] == ["wall", "time"] and 0 < float(wall.split()[-1]) < 1e6  # < 1 s
 
 
+def test_gpu_check_adam_pieces_parity_compares_pieces_with_the_whole(monkeypatch, capsys):
+    """Section 1's Adam check, on the CPU: no pieces there by default (nothing compared, a
+    failure); made to cut 36, the CPU kernel gives the same bits; and a piece that skips
+    its update shows."""
+    from deepae import engine
+
+    gpu_check = load_script("gpu_check")
+    assert gpu_check.adam_pieces_parity("cpu") > 0
+    monkeypatch.setattr(engine, "adam_pieces", lambda numel, device: 36)
+    assert gpu_check.adam_pieces_parity("cpu") == 0
+    assert (
+        "Adam in 36 pieces vs whole, 5 steps: 0 of 153462 values differ" in capsys.readouterr().out
+    )
+    real = engine._pieces
+
+    def one_left_out(opt, p, state, n):  # cut in pieces, the last of each list dropped
+        return tuple(pieces[: -1 if n > 1 else None] for pieces in real(opt, p, state, n))
+
+    monkeypatch.setattr(engine, "_pieces", one_left_out)
+    assert gpu_check.adam_pieces_parity("cpu") > 0
+
+
 def test_gpu_check_edges_gradients_in_float32_cancel_only_in_the_latent_bias():
     """What edges_parity's docstring rests on: float32 on the CPU is within 1e-4 of the
     float64 oracle for every tensor but the latent layer's bias (UMAP's loss ignores a

@@ -343,7 +343,7 @@ _OUTPUT_GRAD = {
 
 
 def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None,
-                    lr: torch.Tensor | None = None) -> None:  # fmt: skip
+                    lr: torch.Tensor | None = None, pieces: int | None = None) -> None:  # fmt: skip
     """One step of `opt`; Adam/AdamW over one flat parameter call the fused kernel directly.
 
     torch.optim's `step()` wraps the kernel in ~25 us of Python bookkeeping per call, more
@@ -356,7 +356,14 @@ def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None,
 
     `lr`: a 0-d tensor on the parameter's device that the kernel reads the rate from,
     instead of the param group's number (a CUDA graph's replay reads it anew each time;
-    deepae.cuda_graph). It needs the private kernel (`direct_adam(opt)`)."""
+    deepae.cuda_graph). It needs the private kernel (`direct_adam(opt)`).
+
+    `pieces`: how many consecutive views of the parameter (and of its gradient and state)
+    the kernel gets, default `adam_pieces`: on CUDA the kernel gives each tensor of its
+    list its own thread blocks, so one flat parameter of the article's 51,154 weights ran
+    on one multiprocessor, 60 us a step on an H200, a third of the whole step's time
+    (docs/gpu.md). Every element's update is the same whatever the pieces, so the bits are
+    too (tests/test_engine.py)."""
     if private is None:
         private = _HAS_FUSED_ADAM
     if not (private and direct_adam(opt)):
@@ -370,11 +377,47 @@ def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None,
     opt._opt_called = True  # what Optimizer.step records, so lr schedulers see a step
     kernel = torch._fused_adamw_ if isinstance(opt, torch.optim.AdamW) else torch._fused_adam_
     beta1, beta2 = group["betas"]
+    if pieces is None:
+        pieces = adam_pieces(p.numel(), p.device) if p.is_contiguous() else 1
+    params, grads, avgs, squares = _pieces(opt, p, state, pieces)
     kernel(
-        [p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+        params, grads, avgs, squares, [], [state["step"]] * len(params),  # read, not written
         amsgrad=False, lr=group["lr"] if lr is None else lr, beta1=beta1, beta2=beta2,
         weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
     )  # fmt: skip
+
+
+ADAM_PIECE = 1024  # elements per piece on CUDA: ~one pass of a thread block of the kernel
+MAX_PIECES = 36  # the most tensors PyTorch's fused Adam takes in one launch (4 lists each)
+
+
+def adam_pieces(numel: int, device: torch.device) -> int:
+    """How many pieces `fused_adam_step` hands the kernel a parameter of `numel` elements
+    on `device` in: on CUDA one per ADAM_PIECE elements, at most MAX_PIECES (one launch);
+    1 elsewhere (the CPU kernel runs its threads over each tensor: pieces only add work)."""
+    if device.type != "cuda":
+        return 1
+    return max(1, min(MAX_PIECES, -(-numel // ADAM_PIECE)))
+
+
+def _pieces(opt: torch.optim.Optimizer, p: torch.Tensor, state: dict,
+            n: int) -> tuple[list[torch.Tensor], ...]:  # fmt: skip
+    """([p's pieces], [its gradient's], [exp_avg's], [exp_avg_sq's]), up to n consecutive
+    views each, kept on the optimizer: making 4n views costs ~1 us each, a step's time."""
+    tensors = (p, p.grad, state["exp_avg"], state["exp_avg_sq"])
+    key = (n, *(t.data_ptr() for t in tensors))
+    cached = getattr(opt, "_deepae_pieces", None)
+    if cached is None or cached[0] != key:
+        if n == 1:
+            lists = tuple([t] for t in tensors)
+        else:  # at most n pieces of a multiple of 16 elements, the last one shorter: each
+            # starts 64-byte aligned, as the CUDA kernel's vector loads (16 bytes) want, and
+            # the CPU kernel's 16-float vectors split them as they split the whole
+            size = -(-p.numel() // n)  # ceil
+            size = -(-size // 16) * 16
+            lists = tuple(list(t.detach().view(-1).split(size)) for t in tensors)
+        cached = opt._deepae_pieces = (key, lists)
+    return cached[1]
 
 
 def direct_adam(opt: torch.optim.Optimizer) -> bool:

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 
 import torch
 
-ENV = "DEEPAE_TRITON"  # "1": use the kernels where they apply (default: off, see above)
+ENV = "DEEPAE_TRITON"  # "0": never use the kernels (default: where they apply, see above)
 # The largest shapes that compile without spilling at BLOCK_D pixels and WARPS warps
 # (scripts/triton_compile.py; tests/test_triton_step.py compiles the largest).
 MAX_HIDDEN, MAX_LATENT, MAX_BATCH = 32, 16, 32
@@ -58,8 +58,8 @@ def _pow2(n: int) -> int:
 def why_not(engine, environ: Mapping[str, str] | None = None) -> str | None:
     """Why `engine` (a deepae.engine.FusedDenseEngine) cannot use the kernel, or None."""
     environ = os.environ if environ is None else environ
-    if environ.get(ENV, "0").strip() != "1":
-        return f"off ({ENV}=1 turns it on)"
+    if environ.get(ENV, "1").strip() == "0":
+        return f"off ({ENV}=0)"
     if importlib.util.find_spec("triton") is None:  # PyTorch's CPU builds come without it
         return "Triton is not installed"
     if engine.mixed or engine.flat.dtype != torch.float32:

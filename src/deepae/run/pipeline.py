@@ -451,7 +451,7 @@ def run_metrics(ae: Autoencoder, codes: np.ndarray, preset: str | None = None) -
         # what ran each step whole, gather to Adam: "compiled" (deepae.native_train),
         # "cuda_graph" (deepae.cuda_graph) or None (the step a call at a time)
         "whole_step": trainer.whole_step.name if trainer and trainer.whole_step else None,
-        # the article's step in Triton kernels on CUDA (deepae.triton_step, DEEPAE_TRITON=1)
+        # the article's step in Triton kernels on CUDA (deepae.triton_step; DEEPAE_TRITON=0: never)
         "triton_step": gpu_step is not None and not gpu_step.failed,
         "precision": trainer.precision if trainer else None,  # what precision 'auto' became
         "device": str(trainer.device) if trainer else None,
