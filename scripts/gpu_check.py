@@ -31,8 +31,8 @@ the CUDA-graph step (deepae.cuda_graph) trains as the eager one; then how fast i
    article's with the Triton step (deepae.triton_step, the default) at a few sizes of its
    programs.
 7. Profile (not a check): the article's captured step's kernels by time, with PyTorch's
-   step and with the Triton step, beside the wall time a step (what the kernels leave is
-   gaps between them and the host's time).
+   step and with the Triton step, and umap2d's, each beside the wall time a step (what the
+   kernels leave is gaps between them and the host's time).
 Prints a report; exits non-zero if a check fails.
 """
 
@@ -330,18 +330,20 @@ def timing(x, v, preset: str, epochs: int, graphs: bool, triton: bool = False,
     return statistics.median(seconds), sum(seconds), state.history[-1].val_loss, note
 
 
-def kernel_profile(x: torch.Tensor, triton: bool, device: str = "cuda", top: int = 12) -> float:
-    """Where a step of the article's recipe goes: one epoch (after one of warm-up and
+def kernel_profile(x: torch.Tensor, triton: bool, device: str = "cuda", top: int = 12,
+                   preset: str = "article") -> float:  # fmt: skip
+    """Where a step of the preset's recipe goes: one epoch (after one of warm-up and
     capture) under torch.profiler, its kernels (on the CPU: its ops) by time a step, the
     `top` largest printed; returns the profiled time a step in us. `triton`: with
-    DEEPAE_TRITON=1 (deepae.triton_step), else 0."""
+    DEEPAE_TRITON=1 (deepae.triton_step, where it applies), else 0."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    model_config, train_config = resolve("article")
+    model_config, train_config = resolve(preset)
     train_config = dataclasses.replace(train_config, device=device, epochs=3, validate=False)
     with _environ(triton_step.ENV, "1" if triton else "0"):
-        trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x))
+        trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x),
+                                graph=neighbour_graph(x, preset))  # fmt: skip
     xs = x.to(device)
     on_gpu = device == "cuda"
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
@@ -403,11 +405,13 @@ def speed(x: torch.Tensor, v: torch.Tensor, args: argparse.Namespace) -> None:
         median, _, _, note = timing(x, v, "umap2d", epochs, graphs)
         print(f"  umap2d, {'graphs' if graphs else 'eager '}: {median:.3f} s per epoch (median "
               f"of {epochs}; x {full} epochs = {median * full:.1f} s){note}")  # fmt: skip
-    print("7. where the article's captured step goes (torch.profiler, one epoch; kernels that "
-          "overlap count in full)")  # fmt: skip
+    print("7. where a captured step goes (torch.profiler, one epoch; kernels that overlap "
+          "count in full)")  # fmt: skip
     for triton in (False, True) if importlib.util.find_spec("triton") is not None else (False,):
-        print(f"  {'the Triton step' if triton else 'PyTorch step'}:")
+        print(f"  the article's, {'the Triton step' if triton else 'PyTorch step'}:")
         kernel_profile(x, triton)
+    print("  umap2d's (its steps on edges):")
+    kernel_profile(x, False, preset="umap2d")
 
 
 def main() -> int:
