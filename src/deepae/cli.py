@@ -204,6 +204,8 @@ EPILOGS = {
                          fail unless it loads (1); it is built once, ~30 s, on first use
   DEEPAE_NATIVE_DIR=DIR  where the compiled step is kept (default: <cache>/native)
   DEEPAE_CUDA_GRAPH=0    on a GPU, run steps one kernel at a time instead of as a graph
+  DEEPAE_TRITON=0        on a GPU, PyTorch's step instead of the Triton kernels written
+                         for the article's shape of net (README "GPU")
   DEEPAE_CACHE=DIR       datasets, neighbour graphs and more (default: ~/.cache/deepae)""",
 }
 
