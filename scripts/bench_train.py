@@ -61,25 +61,34 @@ CONDITIONS = {"idle": "idle", "beside": "beside a torch job", "pair": "two at on
 
 class Window:
     """Polled once before each training step: True once the measured window is over.
-    Steps before `warmup` seconds are not counted; `sync` waits for a GPU's queue."""
+    The first `warmup` seconds of steps, and at least the first WARMUP_STEPS steps, are not
+    counted: both from the first step, not from the process's start, since loading the
+    data, a CUDA graph's capture and the Triton kernels' first compile (seconds, once per
+    machine) come before steady steps. `sync` waits for a GPU's queue; `clock` is for tests."""
 
-    def __init__(self, warmup: float, window: float, sync):
-        self.warmup, self.window, self.sync = warmup, window, sync
-        self.start, self.t0, self.steps, self.seconds = time.perf_counter(), None, 0, None
+    WARMUP_STEPS = 20  # beyond deepae.cuda_graph's 3 eager steps and the capture
+
+    def __init__(self, warmup: float, window: float, sync, clock=time.perf_counter):
+        self.warmup, self.window, self.sync, self.clock = warmup, window, sync, clock
+        self.start, self.t0, self.steps, self.seconds = None, None, 0, None
+        self.polls = 0  # steps started, warm-up included
 
     def __call__(self) -> bool:
-        now = time.perf_counter()
+        now = self.clock()
+        self.polls += 1
+        if self.start is None:  # before the first step
+            self.start = now
         if self.t0 is None:
-            if now - self.start >= self.warmup:
+            if now - self.start >= self.warmup and self.polls > self.WARMUP_STEPS:
                 self.sync()
-                self.t0 = time.perf_counter()
+                self.t0 = self.clock()
             return False
         if self.seconds is not None:
             return True
         self.steps += 1  # polled before a step: the one before it is done
         if now - self.t0 >= self.window:
             self.sync()
-            self.seconds = time.perf_counter() - self.t0
+            self.seconds = self.clock() - self.t0
             return True
         return False
 

@@ -35,6 +35,7 @@ def load_script(name: str):
     """scripts/NAME.py as a module, without running its main."""
     spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as importlib's recipe does: dataclasses look it up
     spec.loader.exec_module(module)
     return module
 
@@ -247,6 +248,22 @@ def test_bench_memory_paths():
     assert bench_memory.path_names("both") == ["mapped", "memory"]
     assert bench_memory.path_names("memory") == ["memory"]
     assert bench_memory.path_names("mapped,memory") == ["mapped", "memory"]
+
+
+def test_bench_train_window_measures_steady_steps_only():
+    """A GPU worker's first step compiles the Triton kernels (seconds) after the data took
+    as long to load: neither may fall in the measured window, however short the warm-up.
+    Steps here take 10 ms after a first one of 5 s, on a fake clock."""
+    bench_train = load_script("bench_train")
+    now = [3.0]  # seconds: the data took 3 s to load after the window was made
+    window = bench_train.Window(0.5, 1.0, sync=lambda: None, clock=lambda: now[0])
+    now[0] = 6.0
+    durations = iter([5.0] + [0.01] * 10_000)
+    while not window():
+        now[0] += next(durations)
+    per_step = window.seconds / window.steps
+    assert per_step == pytest.approx(0.01)  # not the 5 s step, nor the loading
+    assert window.steps == pytest.approx(100, abs=1)
 
 
 def test_bench_train_exits_1_when_a_row_failed(tmp_path):
