@@ -95,7 +95,8 @@ def adam_pieces_parity(device: str = "cuda") -> int:
             p.grad = grad.clone()
         fused_adam_step(opts[0])  # the default: in pieces on CUDA
         fused_adam_step(opts[1], pieces=1)
-    pieces = len(opts[0]._deepae_pieces[1][0])
+    kept = getattr(opts[0], "_deepae_pieces", None)  # (key, lists) where cut in pieces
+    pieces = len(kept[1][0]) if kept else 1
     (a, b), (sa, sb) = params, (opts[0].state[params[0]], opts[1].state[params[1]])
     pairs = [(a.detach(), b.detach())] + [(sa[k], sb[k]) for k in ("exp_avg", "exp_avg_sq")]
     differ = sum(int((x.view(torch.int32) != y.view(torch.int32)).sum()) for x, y in pairs)

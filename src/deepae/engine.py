@@ -405,17 +405,17 @@ def _pieces(opt: torch.optim.Optimizer, p: torch.Tensor, state: dict,
     """([p's pieces], [its gradient's], [exp_avg's], [exp_avg_sq's]), up to n consecutive
     views each, kept on the optimizer: making 4n views costs ~1 us each, a step's time."""
     tensors = (p, p.grad, state["exp_avg"], state["exp_avg_sq"])
+    if n == 1:
+        return tuple([t] for t in tensors)
     key = (n, *(t.data_ptr() for t in tensors))
     cached = getattr(opt, "_deepae_pieces", None)
     if cached is None or cached[0] != key:
-        if n == 1:
-            lists = tuple([t] for t in tensors)
-        else:  # at most n pieces of a multiple of 16 elements, the last one shorter: each
-            # starts 64-byte aligned, as the CUDA kernel's vector loads (16 bytes) want, and
-            # the CPU kernel's 16-float vectors split them as they split the whole
-            size = -(-p.numel() // n)  # ceil
-            size = -(-size // 16) * 16
-            lists = tuple(list(t.detach().view(-1).split(size)) for t in tensors)
+        # At most n pieces of a multiple of 16 elements, the last one shorter: each starts
+        # 64-byte aligned, as the CUDA kernel's vector loads (16 bytes) want, and the CPU
+        # kernel's 16-float vectors split them as they split the whole.
+        size = -(-p.numel() // n)  # ceil
+        size = -(-size // 16) * 16
+        lists = tuple(list(t.detach().view(-1).split(size)) for t in tensors)
         cached = opt._deepae_pieces = (key, lists)
     return cached[1]
 
