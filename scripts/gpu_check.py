@@ -57,6 +57,20 @@ from deepae.engine import FusedDenseEngine, fused_adam_step
 from deepae.errors import MissingExtraError
 
 
+def has_triton() -> bool:
+    """Whether Triton is importable (PyTorch's CUDA builds carry it): the Triton step's
+    checks and timings run only then."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_missing(engine: FusedDenseEngine) -> bool:
+    """True, saying why, where `engine` was asked for the Triton step and did not get it."""
+    if engine.gpu_step is None:
+        print(f"  the Triton step does not run here: {triton_step.why_not(engine)}")
+        return True
+    return False
+
+
 def engine_gradients(x: torch.Tensor, engine: str, device: str) -> list[torch.Tensor]:
     """The gradients of seed 0's net on x[:32], computed on `device` by the fused engine or
     autograd; copied to the CPU."""
@@ -179,8 +193,7 @@ def graph_step_parity(x: torch.Tensor, triton: bool) -> float:
     net, reference = (model.build(config, seed=0).cuda() for _ in range(2))
     with _environ(triton_step.ENV, "1" if triton else "0"):
         engine = FusedDenseEngine(net, "bce")
-    if triton and engine.gpu_step is None:
-        print(f"  the Triton step does not run here: {triton_step.why_not(engine)}")
+    if triton and triton_missing(engine):
         return float("inf")
     print(f"  {'the Triton step' if triton else 'PyTorch step'}:")
     opt = torch.optim.Adam([engine.flat], lr=1e-3, eps=1e-7, fused=True)
@@ -237,8 +250,7 @@ def graph_vs_eager(x: torch.Tensor, preset: str, epochs: int, triton: bool = Fal
         with _environ(triton_step.ENV, "1" if triton and graphs else "0"):
             trainer = train.Trainer(model.build(model_config, seed=0), train_config, len(x),
                                     graph=graph)  # fmt: skip
-        if triton and graphs and trainer.engine.gpu_step is None:
-            print(f"  the Triton step does not run here: {triton_step.why_not(trainer.engine)}")
+        if triton and graphs and triton_missing(trainer.engine):
             return float("inf")
         if not graphs:
             trainer.whole_step = None  # what DEEPAE_CUDA_GRAPH=0 gives
@@ -273,8 +285,7 @@ def triton_parity(x: torch.Tensor, device: str = "cuda") -> float:
         net = model.build(config, seed=0).to(device)
         with _environ(triton_step.ENV, "1"):  # (the compiled CPU step never runs on CUDA)
             engine = FusedDenseEngine(net, "bce", use_native=False)
-        if engine.gpu_step is None:
-            print(f"  the Triton step does not run here: {triton_step.why_not(engine)}")
+        if triton_missing(engine):
             return float("inf")
         xb = x[:batch]
         got = engine.loss_and_grad(xb.to(device)).item()
@@ -387,7 +398,7 @@ def speed(x: torch.Tensor, v: torch.Tensor, args: argparse.Namespace) -> None:
         median, _, _, note = timing(x, v, "article", epochs, graphs)
         print(f"  article, {'graphs' if graphs else 'eager '}, PyTorch's step: {median:.3f} s per "
               f"epoch (median of {epochs}){note}")  # fmt: skip
-    if importlib.util.find_spec("triton") is not None:
+    if has_triton():
         default = triton_step.BLOCK_D, triton_step.WARPS
         for block, warps in ((32, 4), (64, 4), (128, 4), (64, 2), (64, 8), (32, 2)):
             triton_step.BLOCK_D, triton_step.WARPS = block, warps
@@ -408,7 +419,7 @@ def speed(x: torch.Tensor, v: torch.Tensor, args: argparse.Namespace) -> None:
               f"of {epochs}; x {full} epochs = {median * full:.1f} s){note}")  # fmt: skip
     print("7. where a captured step goes (torch.profiler, one epoch; kernels that overlap "
           "count in full)")  # fmt: skip
-    for triton in (False, True) if importlib.util.find_spec("triton") is not None else (False,):
+    for triton in (False, True) if has_triton() else (False,):
         print(f"  the article's, {'the Triton step' if triton else 'PyTorch step'}:")
         kernel_profile(x, triton)
     print("  umap2d's (its steps on edges):")
@@ -456,7 +467,7 @@ def main() -> int:
     print("1. gradient parity")
     ok &= gradient_parity(x) < 1e-4
     ok &= edges_parity(x) <= 1.0
-    if importlib.util.find_spec("triton") is not None:
+    if has_triton():
         ok &= triton_parity(x) < 1e-5
     ok &= adam_pieces_parity() == 0
 
@@ -471,13 +482,13 @@ def main() -> int:
     print(f"  CPU {cpu_s:.1f}s, CUDA {gpu_s:.1f}s for {args.full_epochs} epochs")
 
     print("4. the captured step against autograd")
-    for triton in (False, True) if importlib.util.find_spec("triton") is not None else (False,):
+    for triton in (False, True) if has_triton() else (False,):
         ok &= graph_step_parity(x, triton) < 1e-4
     print("5. CUDA graphs against eager CUDA steps")
     ok &= graph_vs_eager(x, "article", 2) < 1e-3
     ok &= graph_vs_eager(x, "best2d", 2) < 1e-3
     ok &= graph_vs_eager(x, "umap2d", 2) < 1e-3
-    if importlib.util.find_spec("triton") is not None:
+    if has_triton():
         ok &= graph_vs_eager(x, "article", 2, triton=True) < 1e-3
 
     speed(x, v, args)

@@ -387,7 +387,7 @@ def fused_adam_step(opt: torch.optim.Optimizer, *, private: bool | None = None,
     )  # fmt: skip
 
 
-ADAM_PIECE = 1024  # elements per piece on CUDA: ~one pass of a thread block of the kernel
+ADAM_PIECE = 1024  # elements per piece on CUDA: within one pass of a block (512 threads x 4)
 MAX_PIECES = 36  # the most tensors PyTorch's fused Adam takes in one launch (4 lists each)
 
 

@@ -7,7 +7,7 @@ an epoch. `torch.compile` of the same step still took 124 us with Adam. Here the
 five launches (deepae._triton_kernels says which): the three wide products, over the 784
 pixels, run one program per chunk of pixels side by side, and the small layers in between
 run in one program each, from registers. On the H200, captured with the gather and Adam:
-33 us of kernels and 37 us a step in all, 0.064 s an epoch, 4x faster than PyTorch's step.
+30 us of kernels and 34 us a step in all, 0.063 s an epoch, 4x faster than PyTorch's step.
 
 On by default where it applies; `DEEPAE_TRITON=0` turns it off. A first version ran the
 whole step in one program, on one multiprocessor: correct (its gradient within 2.2e-7 of
